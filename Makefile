@@ -1,0 +1,67 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Each does its
+# own setup (venv, Python deps, Rust build, Debian servers) and is quick to rerun.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+BUILD_STAMP := $(VENV)/.built
+RUST_SOURCES := $(shell find rust -name '*.rs') Cargo.toml Cargo.lock
+DEBIAN_PACKAGES := influxdb victoria-metrics
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help setup build demo test test-rust test-python bench lint fuzz soak clean
+
+help:
+	@echo "make demo   - run the recorder end to end on local services"
+	@echo "make test   - lint, cargo test, pytest against real servers"
+	@echo "make bench  - benchmarks with same-run baselines -> benches/results.md"
+	@echo "make lint   - cargo fmt/clippy, ruff, mypy, stub check"
+
+# Debian's servers for the tests and the demo, and a venv holding maturin.
+$(STAMP):
+	@command -v influxd >/dev/null && command -v victoria-metrics >/dev/null || { \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES); }
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip 'maturin>=1.9,<2'
+	touch $@
+
+Cargo.lock:
+	cargo generate-lockfile
+
+# The extension, the package (editable) and its dev dependencies, in one step.
+$(BUILD_STAMP): $(STAMP) $(RUST_SOURCES) pyproject.toml
+	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH \
+	  $(VENV)/bin/maturin develop --release --locked --extras dev -q
+	touch $@
+
+setup: $(BUILD_STAMP)
+build: $(BUILD_STAMP)
+
+demo: setup
+	$(VENV)/bin/galfriday-recorder demo
+
+test: setup lint test-rust test-python
+
+test-rust:
+	cargo test --locked --quiet
+
+test-python: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) -m pytest benches -q --benchmark-only
+
+lint: setup
+	cargo fmt --check
+	cargo clippy --locked --quiet --all-targets -- -D warnings
+	cargo clippy --locked --quiet --all-targets --features python -- -D warnings
+	$(VENV)/bin/ruff check python tests benches
+	$(VENV)/bin/ruff format --check python tests benches
+	$(VENV)/bin/mypy
+	$(PY) -m mypy.stubtest galfriday_recorder._core --allowlist .stubtest-allowlist
+
+clean:
+	rm -rf $(VENV) target .galfriday

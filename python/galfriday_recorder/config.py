@@ -1,0 +1,192 @@
+"""One ``RecorderConfig``: keyword arguments over environment over an optional TOML file.
+
+Secrets (the PostgreSQL password inside the DSN, the InfluxDB password and
+token) never appear in ``repr``, logs or exceptions: :func:`redact` masks them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import socket
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+ENV_PREFIX = "GALFRIDAY_"
+_SECRET_FIELDS = frozenset({"influx_password", "influx_token"})
+_DSN_PASSWORD = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
+_KV_PASSWORD = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """Mask passwords in a DSN or URL, either ``user:pw@host`` or ``password=pw`` form."""
+    return _KV_PASSWORD.sub(r"\1***", _DSN_PASSWORD.sub(r"\1***\3", text))
+
+
+@dataclass(frozen=True)
+class RecorderConfig:
+    """Everything the recorder needs; every field has an environment variable ``GALFRIDAY_<NAME>``."""
+
+    # PostgreSQL ledger
+    pg_dsn: str = ""
+    apply_migrations: bool = True
+    data_dir: Path = Path(".galfriday")
+    journal_max_bytes: int = 512 * 1024 * 1024
+    commit_interval_ms: float = 5.0
+    commit_max_events: int = 2000
+
+    # InfluxDB time series
+    influx_url: str = ""
+    influx_api: str = "v1"
+    influx_database: str = "galfriday"
+    influx_rp: str = ""
+    influx_org: str = ""
+    influx_bucket: str = ""
+    influx_username: str = ""
+    influx_password: str = field(default="", repr=False)
+    influx_token: str = field(default="", repr=False)
+    influx_timeout_s: float = 10.0
+    batch_max_lines: int = 5000
+    batch_interval_s: float = 1.0
+    spool_max_bytes: int = 1024 * 1024 * 1024
+
+    # Market data
+    exchange: str = "kraken"
+    book_depth: int = 10
+    l2_levels: int = 10
+    imbalance_levels: tuple[int, ...] = (5, 10)
+    ohlcv_intervals: tuple[str, ...] = ("1m", "5m")
+    l2_sample_interval_ms: int = 0
+
+    # Self-metrics
+    host_id: str = field(default_factory=socket.gethostname)
+    metrics_interval_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.influx_api not in ("v1", "v2"):
+            raise ConfigError(f"influx_api must be 'v1' or 'v2', not {self.influx_api!r}")
+        for name in ("journal_max_bytes", "commit_max_events", "batch_max_lines",
+                     "spool_max_bytes", "book_depth", "l2_levels"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, not {getattr(self, name)!r}")
+        for name in ("commit_interval_ms", "batch_interval_s", "metrics_interval_s",
+                     "influx_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be positive, not {getattr(self, name)!r}")
+        if self.l2_sample_interval_ms < 0:
+            raise ConfigError("l2_sample_interval_ms must be >= 0")
+        if self.l2_levels > self.book_depth:
+            raise ConfigError(f"l2_levels ({self.l2_levels}) exceeds book_depth ({self.book_depth})")
+        if any(n <= 0 or n > self.book_depth for n in self.imbalance_levels):
+            raise ConfigError(f"imbalance_levels must lie in 1..{self.book_depth}")
+        if self.influx_url and not self.influx_url.startswith(("http://", "https://")):
+            raise ConfigError(f"influx_url must start with http:// or https://: {redact(self.influx_url)}")
+        if self.pg_dsn and not (self.pg_dsn.startswith(("postgresql://", "postgres://"))
+                                or "=" in self.pg_dsn):
+            raise ConfigError(f"pg_dsn is neither a URI nor key=value DSN: {redact(self.pg_dsn)}")
+
+    def __repr__(self) -> str:
+        parts = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in _SECRET_FIELDS:
+                value = "***" if value else ""
+            elif isinstance(value, str):
+                value = redact(value)
+            parts.append(f"{f.name}={value!r}")
+        return f"RecorderConfig({', '.join(parts)})"
+
+    __str__ = __repr__
+
+    @property
+    def journal_path(self) -> Path:
+        return self.data_dir / "journal" / "ledger.sqlite3"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+    @classmethod
+    def load(cls, toml_file: str | os.PathLike[str] | None = None, *,
+             env: dict[str, str] | None = None, **overrides: Any) -> RecorderConfig:
+        """Build a config: ``overrides`` win over ``GALFRIDAY_*`` variables, which win over the file.
+
+        ``toml_file`` defaults to ``$GALFRIDAY_CONFIG`` when set.
+        """
+        env = dict(os.environ) if env is None else env
+        values: dict[str, Any] = {}
+        path = toml_file or env.get(f"{ENV_PREFIX}CONFIG")
+        if path:
+            try:
+                with open(path, "rb") as fh:
+                    doc = tomllib.load(fh)
+            except OSError as exc:
+                raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+            values.update(doc.get("recorder", doc))
+        names = {f.name for f in fields(cls)}
+        for name in names:
+            key = f"{ENV_PREFIX}{name.upper()}"
+            if key in env:
+                values[name] = env[key]
+        values.update(overrides)
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
+        return cls(**{k: _coerce(k, v) for k, v in values.items()})
+
+    def replace(self, **changes: Any) -> RecorderConfig:
+        return dataclasses.replace(self, **{k: _coerce(k, v) for k, v in changes.items()})
+
+
+_HINTS: dict[str, Any] = {}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Turn a TOML or environment value into the field's type, or say which field is wrong."""
+    if not _HINTS:
+        _HINTS.update(get_type_hints(RecorderConfig))
+    hint = _HINTS[name]
+    shown = "***" if name in _SECRET_FIELDS else redact(str(value))
+    try:
+        if hint is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if hint is int:
+            if isinstance(value, bool):
+                raise ValueError
+            return int(value)
+        if hint is float:
+            return float(value)
+        if hint is Path:
+            return Path(value)
+        if hint == tuple[int, ...]:
+            items = value.split(",") if isinstance(value, str) else value
+            return tuple(int(x) for x in items)
+        if hint == tuple[str, ...]:
+            items = value.split(",") if isinstance(value, str) else value
+            return tuple(str(x).strip() for x in items)
+        if hint is str:
+            if not isinstance(value, str):
+                raise ValueError
+            return value
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: invalid value {shown!r}") from None
+    return value

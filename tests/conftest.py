@@ -1,0 +1,101 @@
+"""Real servers for the whole test session: PostgreSQL, InfluxDB 1.x and VictoriaMetrics.
+
+Each starts once, in a temporary directory on a free loopback port, and stops
+at the end. Tests get an isolated database of their own (``pg_dsn``,
+``influx_db``) so they can run in any order. Set ``GALFRIDAY_TEST_PG_DSN`` to
+use an existing PostgreSQL server instead of the embedded one (the fault tests
+that stop the server then skip).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from galfriday_recorder.migrate import migrate
+from galfriday_recorder.services import (
+    InfluxService,
+    PostgresService,
+    VictoriaMetricsService,
+)
+
+EXTERNAL_PG = os.environ.get("GALFRIDAY_TEST_PG_DSN")
+
+
+@pytest.fixture(scope="session")
+def services_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("services")
+
+
+@pytest.fixture(scope="session")
+def pg_service(services_root: Path) -> Iterator[PostgresService | None]:
+    """The embedded server, or None when tests run against ``GALFRIDAY_TEST_PG_DSN``."""
+    if EXTERNAL_PG:
+        yield None
+        return
+    service = PostgresService(services_root / "postgres")
+    service.start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_admin_dsn(pg_service: PostgresService | None) -> str:
+    if pg_service is None:
+        assert EXTERNAL_PG
+        return EXTERNAL_PG
+    return pg_service.dsn()
+
+
+def _with_dbname(dsn: str, dbname: str) -> str:
+    conninfo = psycopg.conninfo.conninfo_to_dict(dsn)
+    conninfo["dbname"] = dbname
+    return psycopg.conninfo.make_conninfo(**conninfo)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def empty_pg_dsn(pg_admin_dsn: str) -> Iterator[str]:
+    """A brand-new, unmigrated database for one test, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield _with_dbname(pg_admin_dsn, name)
+    with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_dsn(empty_pg_dsn: str) -> str:
+    """A freshly migrated database of the full schema for one test."""
+    migrate(empty_pg_dsn)
+    return empty_pg_dsn
+
+
+@pytest.fixture(scope="session")
+def influx_service(services_root: Path) -> Iterator[InfluxService]:
+    service = InfluxService(services_root / "influxdb")
+    service.start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def influx_db(influx_service: InfluxService) -> Iterator[str]:
+    """A fresh InfluxDB database for one test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    influx_service.create_database(name)
+    yield name
+    influx_service.query(f'DROP DATABASE "{name}"')
+
+
+@pytest.fixture(scope="session")
+def victoria_service(services_root: Path) -> Iterator[VictoriaMetricsService]:
+    service = VictoriaMetricsService(services_root / "victoria-metrics")
+    service.start()
+    yield service
+    service.stop()

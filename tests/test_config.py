@@ -1,0 +1,85 @@
+"""RecorderConfig: precedence, coercion, clear errors, and secrets kept out of sight."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from galfriday_recorder.config import RecorderConfig, redact
+from galfriday_recorder.errors import ConfigError
+
+
+def test_precedence_kwargs_over_env_over_file(tmp_path: Path) -> None:
+    toml = tmp_path / "rec.toml"
+    toml.write_text('[recorder]\ninflux_database = "from_file"\nbatch_max_lines = 10\n'
+                    'imbalance_levels = [3, 7]\n')
+    env = {"GALFRIDAY_INFLUX_DATABASE": "from_env", "GALFRIDAY_BATCH_INTERVAL_S": "0.25"}
+    cfg = RecorderConfig.load(toml, env=env, batch_max_lines=99)
+    assert cfg.influx_database == "from_env"
+    assert cfg.batch_max_lines == 99
+    assert cfg.batch_interval_s == 0.25
+    assert cfg.imbalance_levels == (3, 7)
+
+
+def test_env_types_are_coerced() -> None:
+    env = {"GALFRIDAY_APPLY_MIGRATIONS": "off", "GALFRIDAY_OHLCV_INTERVALS": "1m, 15m",
+           "GALFRIDAY_DATA_DIR": "/var/lib/gf"}
+    cfg = RecorderConfig.load(env=env)
+    assert cfg.apply_migrations is False
+    assert cfg.ohlcv_intervals == ("1m", "15m")
+    assert cfg.data_dir == Path("/var/lib/gf")
+    assert cfg.journal_path == Path("/var/lib/gf/journal/ledger.sqlite3")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"influx_api": "v3"}, "influx_api must be 'v1' or 'v2'"),
+        ({"batch_max_lines": 0}, "batch_max_lines must be positive"),
+        ({"batch_max_lines": "many"}, "batch_max_lines: invalid value 'many'"),
+        ({"apply_migrations": "maybe"}, "apply_migrations: invalid value"),
+        ({"l2_levels": 20}, "exceeds book_depth"),
+        ({"imbalance_levels": (0,)}, "imbalance_levels must lie in"),
+        ({"influx_url": "ftp://x"}, "influx_url must start with"),
+        ({"no_such_key": 1}, "unknown configuration keys: no_such_key"),
+    ],
+)
+def test_bad_values_get_clear_errors(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        RecorderConfig.load(env={}, **overrides)
+
+
+def test_bad_toml_is_reported(tmp_path: Path) -> None:
+    toml = tmp_path / "bad.toml"
+    toml.write_text("this is = = not toml")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        RecorderConfig.load(toml, env={})
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        RecorderConfig.load(tmp_path / "missing.toml", env={})
+
+
+def test_secrets_never_shown() -> None:
+    cfg = RecorderConfig.load(
+        env={},
+        pg_dsn="postgresql://bot:s3cret-pg@db:5432/gf",
+        influx_url="https://admin:s3cret-url@influx:8086",
+        influx_password="s3cret-pw",
+        influx_token="s3cret-token",
+    )
+    shown = repr(cfg) + str(cfg)
+    for secret in ("s3cret-pg", "s3cret-url", "s3cret-pw", "s3cret-token"):
+        assert secret not in shown
+    assert "postgresql://bot:***@db:5432/gf" in shown
+    with pytest.raises(ConfigError) as info:
+        RecorderConfig.load(env={}, pg_dsn="mysql://u:s3cret-pg@h/db")
+    assert "s3cret-pg" not in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        RecorderConfig.load(env={"GALFRIDAY_INFLUX_TOKEN": "s3cret"}, influx_token=5)
+    assert "s3cret" not in str(info.value)
+
+
+def test_redact_forms() -> None:
+    assert redact("host=db password=abc user=x") == "host=db password=*** user=x"
+    assert redact("postgresql://u:p@h/d") == "postgresql://u:***@h/d"
+    assert redact("postgresql://u@h/d") == "postgresql://u@h/d"
