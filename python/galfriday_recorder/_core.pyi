@@ -1,5 +1,7 @@
 """Type stub of the Rust extension ``galfriday_recorder._core``."""
 
+__all__: list[str]
+
 class RecorderError(Exception):
     """Base of every error the recorder raises."""
 
