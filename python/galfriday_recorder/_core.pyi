@@ -1,6 +1,6 @@
 """Type stub of the Rust extension ``galfriday_recorder._core``."""
 
-__all__: list[str]
+__all__ = ["BookOutOfSync", "MalformedFrame", "RecorderError", "UnknownSymbol"]
 
 class RecorderError(Exception):
     """Base of every error the recorder raises."""
