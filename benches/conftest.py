@@ -1,0 +1,3 @@
+"""Benchmarks run against the same real servers as the tests."""
+
+pytest_plugins = ["tests.conftest"]
