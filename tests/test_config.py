@@ -12,8 +12,10 @@ from galfriday_recorder.errors import ConfigError
 
 def test_precedence_kwargs_over_env_over_file(tmp_path: Path) -> None:
     toml = tmp_path / "rec.toml"
-    toml.write_text('[recorder]\ninflux_database = "from_file"\nbatch_max_lines = 10\n'
-                    'imbalance_levels = [3, 7]\n')
+    toml.write_text(
+        '[recorder]\ninflux_database = "from_file"\nbatch_max_lines = 10\n'
+        "imbalance_levels = [3, 7]\n"
+    )
     env = {"GALFRIDAY_INFLUX_DATABASE": "from_env", "GALFRIDAY_BATCH_INTERVAL_S": "0.25"}
     cfg = RecorderConfig.load(toml, env=env, batch_max_lines=99)
     assert cfg.influx_database == "from_env"
@@ -23,8 +25,11 @@ def test_precedence_kwargs_over_env_over_file(tmp_path: Path) -> None:
 
 
 def test_env_types_are_coerced() -> None:
-    env = {"GALFRIDAY_APPLY_MIGRATIONS": "off", "GALFRIDAY_OHLCV_INTERVALS": "1m, 15m",
-           "GALFRIDAY_DATA_DIR": "/var/lib/gf"}
+    env = {
+        "GALFRIDAY_APPLY_MIGRATIONS": "off",
+        "GALFRIDAY_OHLCV_INTERVALS": "1m, 15m",
+        "GALFRIDAY_DATA_DIR": "/var/lib/gf",
+    }
     cfg = RecorderConfig.load(env=env)
     assert cfg.apply_migrations is False
     assert cfg.ohlcv_intervals == ("1m", "15m")

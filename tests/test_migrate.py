@@ -19,7 +19,9 @@ def test_applies_every_file_once_in_order(empty_pg_dsn: str) -> None:
     assert migrate(empty_pg_dsn) == versions
     assert schema_version(empty_pg_dsn) == versions[-1]
     with psycopg.connect(empty_pg_dsn) as conn:
-        rows = conn.execute("SELECT version, checksum FROM schema_migrations ORDER BY version").fetchall()
+        rows = conn.execute(
+            "SELECT version, checksum FROM schema_migrations ORDER BY version"
+        ).fetchall()
     assert [r[0] for r in rows] == versions
     assert [r[1] for r in rows] == [m.checksum for m in discover()]
 
@@ -68,7 +70,7 @@ def test_unknown_applied_version_is_refused(pg_dsn: str, tmp_path: Path) -> None
 
 def test_misnamed_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "create_things.sql").write_text("SELECT 1")
-    with pytest.raises(MigrationError, match="NNNN_name.sql"):
+    with pytest.raises(MigrationError, match=r"NNNN_name\.sql"):
         discover(tmp_path)
 
 

@@ -123,13 +123,19 @@ SEED: dict[str, dict[str, tuple[str, Any, bool, str | None]]] = {
 }
 
 PRIMARY_KEYS = {
-    "signals": ["signal_id"], "orders": ["order_pk"], "fills": ["fill_pk"],
-    "trades": ["trade_pk"], "system_logs": ["log_pk"], "portfolio_snapshots": ["snapshot_pk"],
+    "signals": ["signal_id"],
+    "orders": ["order_pk"],
+    "fills": ["fill_pk"],
+    "trades": ["trade_pk"],
+    "system_logs": ["log_pk"],
+    "portfolio_snapshots": ["snapshot_pk"],
     "configurations": ["config_pk"],
 }
 UNIQUES = {
-    ("orders", ("client_order_id",)), ("orders", ("exchange_order_id",)),
-    ("fills", ("exchange", "fill_id")), ("trades", ("trade_id",)),
+    ("orders", ("client_order_id",)),
+    ("orders", ("exchange_order_id",)),
+    ("fills", ("exchange", "fill_id")),
+    ("trades", ("trade_id",)),
     ("configurations", ("config_hash",)),
 }
 FOREIGN_KEYS = {
@@ -173,7 +179,8 @@ def test_every_seed_column_has_its_type_nullability_and_default(conn: Any) -> No
         rows = conn.execute(
             "SELECT column_name, data_type, character_maximum_length, numeric_precision, "
             "numeric_scale, is_nullable, column_default FROM information_schema.columns "
-            "WHERE table_schema = 'public' AND table_name = %s", (table,),
+            "WHERE table_schema = 'public' AND table_name = %s",
+            (table,),
         ).fetchall()
         found = {r[0]: r for r in rows}
         assert set(columns) <= set(found), f"{table}: missing {set(columns) - set(found)}"
@@ -188,25 +195,34 @@ def test_every_seed_column_has_its_type_nullability_and_default(conn: Any) -> No
             if default is None:
                 assert got_default is None, f"{table}.{name}: unexpected default {got_default}"
             else:
-                assert got_default is not None and default in got_default.lower(), (
+                assert got_default is not None, f"{table}.{name}: no default"
+                assert default in got_default.lower(), (
                     f"{table}.{name}: default {got_default!r} lacks {default!r}"
                 )
 
 
-def _constraints(conn: Any, kind: str) -> list[tuple[str, tuple[str, ...], str | None, tuple[str, ...]]]:
+def _constraints(
+    conn: Any, kind: str
+) -> list[tuple[str, tuple[str, ...], str | None, tuple[str, ...]]]:
     rows = conn.execute(
         """
         SELECT c.conrelid::regclass::text,
                ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY k(n, o)
-                     JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o),
+                     JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n
+                     ORDER BY k.o),
                c.confrelid::regclass::text,
                ARRAY(SELECT a.attname FROM unnest(c.confkey) WITH ORDINALITY k(n, o)
-                     JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.o)
+                     JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n
+                     ORDER BY k.o)
         FROM pg_constraint c JOIN pg_namespace ns ON ns.oid = c.connamespace
         WHERE ns.nspname = 'public' AND c.contype = %s
-        """, (kind,),
+        """,
+        (kind,),
     ).fetchall()
-    return [(t, tuple(cols), ft if ft != "-" else None, tuple(fcols or ())) for t, cols, ft, fcols in rows]
+    return [
+        (t, tuple(cols), ft if ft != "-" else None, tuple(fcols or ()))
+        for t, cols, ft, fcols in rows
+    ]
 
 
 def test_primary_unique_and_foreign_keys(conn: Any) -> None:
@@ -214,9 +230,9 @@ def test_primary_unique_and_foreign_keys(conn: Any) -> None:
     for table, cols in PRIMARY_KEYS.items():
         assert pks.get(table) == cols, f"{table}: primary key {pks.get(table)}"
     uniques = {(t, cols) for t, cols, _, _ in _constraints(conn, "u")}
-    assert UNIQUES <= uniques, f"missing unique constraints: {UNIQUES - uniques}"
+    assert uniques >= UNIQUES, f"missing unique constraints: {UNIQUES - uniques}"
     fks = {(t, cols[0], ft, fcols[0]) for t, cols, ft, fcols in _constraints(conn, "f")}
-    assert FOREIGN_KEYS <= fks, f"missing foreign keys: {FOREIGN_KEYS - fks}"
+    assert fks >= FOREIGN_KEYS, f"missing foreign keys: {FOREIGN_KEYS - fks}"
 
 
 def test_every_seed_index_exists(conn: Any) -> None:
@@ -237,11 +253,21 @@ def test_every_seed_index_exists(conn: Any) -> None:
 
 # --- rows each constraint must reject --------------------------------------
 
+
 def _signal(**over: Any) -> dict[str, Any]:
-    row = {"signal_id": uuid.uuid4(), "trading_pair": "XRP/USD", "exchange": "kraken",
-           "strategy_id": "s1", "side": "BUY", "entry_type": "LIMIT",
-           "proposed_entry_price": "0.5", "proposed_sl_price": "0.4",
-           "proposed_tp_price": "0.6", "status": "PROPOSED", "rejection_reason": None}
+    row = {
+        "signal_id": uuid.uuid4(),
+        "trading_pair": "XRP/USD",
+        "exchange": "kraken",
+        "strategy_id": "s1",
+        "side": "BUY",
+        "entry_type": "LIMIT",
+        "proposed_entry_price": "0.5",
+        "proposed_sl_price": "0.4",
+        "proposed_tp_price": "0.6",
+        "status": "PROPOSED",
+        "rejection_reason": None,
+    }
     row.update(over)
     return row
 
@@ -249,37 +275,72 @@ def _signal(**over: Any) -> dict[str, Any]:
 def _insert(conn: Any, table: str, row: dict[str, Any]) -> Any:
     cols = ", ".join(row)
     marks = ", ".join(["%s"] * len(row))
-    pk = {"signals": "signal_id", "orders": "order_pk", "fills": "fill_pk", "trades": "trade_pk",
-          "system_logs": "log_pk", "portfolio_snapshots": "snapshot_pk",
-          "configurations": "config_pk"}[table]
-    return conn.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks}) RETURNING {pk}",
-                        list(row.values())).fetchone()[0]
+    pk = {
+        "signals": "signal_id",
+        "orders": "order_pk",
+        "fills": "fill_pk",
+        "trades": "trade_pk",
+        "system_logs": "log_pk",
+        "portfolio_snapshots": "snapshot_pk",
+        "configurations": "config_pk",
+    }[table]
+    return conn.execute(
+        f"INSERT INTO {table} ({cols}) VALUES ({marks}) RETURNING {pk}", list(row.values())
+    ).fetchone()[0]
 
 
 def _order(signal_id: Any, **over: Any) -> dict[str, Any]:
-    row = {"client_order_id": uuid.uuid4(), "signal_id": signal_id, "trading_pair": "XRP/USD",
-           "exchange": "kraken", "side": "BUY", "order_type": "LIMIT", "quantity_ordered": "10",
-           "limit_price": "0.5", "status": "NEW"}
+    row = {
+        "client_order_id": uuid.uuid4(),
+        "signal_id": signal_id,
+        "trading_pair": "XRP/USD",
+        "exchange": "kraken",
+        "side": "BUY",
+        "order_type": "LIMIT",
+        "quantity_ordered": "10",
+        "limit_price": "0.5",
+        "status": "NEW",
+    }
     row.update(over)
     return row
 
 
 def _fill(order_pk: Any, **over: Any) -> dict[str, Any]:
-    row = {"fill_id": uuid.uuid4().hex, "order_pk": order_pk, "trading_pair": "XRP/USD",
-           "exchange": "kraken", "side": "BUY", "quantity_filled": "1", "fill_price": "0.5",
-           "commission": "0.001", "commission_asset": "USD", "liquidity_type": "MAKER",
-           "filled_at": "2026-01-01T00:00:00Z"}
+    row = {
+        "fill_id": uuid.uuid4().hex,
+        "order_pk": order_pk,
+        "trading_pair": "XRP/USD",
+        "exchange": "kraken",
+        "side": "BUY",
+        "quantity_filled": "1",
+        "fill_price": "0.5",
+        "commission": "0.001",
+        "commission_asset": "USD",
+        "liquidity_type": "MAKER",
+        "filled_at": "2026-01-01T00:00:00Z",
+    }
     row.update(over)
     return row
 
 
 def _trade(signal_id: Any, **over: Any) -> dict[str, Any]:
-    row = {"trade_id": uuid.uuid4(), "signal_id": signal_id, "trading_pair": "XRP/USD",
-           "exchange": "kraken", "strategy_id": "s1", "side": "BUY",
-           "entry_timestamp": "2026-01-01T00:00:00Z", "exit_timestamp": "2026-01-01T00:05:00Z",
-           "quantity": "10", "average_entry_price": "0.5", "average_exit_price": "0.6",
-           "total_commission": "0.01", "realized_pnl": "0.99", "realized_pnl_pct": 19.8,
-           "exit_reason": "TP_HIT"}
+    row = {
+        "trade_id": uuid.uuid4(),
+        "signal_id": signal_id,
+        "trading_pair": "XRP/USD",
+        "exchange": "kraken",
+        "strategy_id": "s1",
+        "side": "BUY",
+        "entry_timestamp": "2026-01-01T00:00:00Z",
+        "exit_timestamp": "2026-01-01T00:05:00Z",
+        "quantity": "10",
+        "average_entry_price": "0.5",
+        "average_exit_price": "0.6",
+        "total_commission": "0.01",
+        "realized_pnl": "0.99",
+        "realized_pnl_pct": 19.8,
+        "exit_reason": "TP_HIT",
+    }
     row.update(over)
     return row
 
@@ -289,11 +350,20 @@ REJECTED_ROWS: list[tuple[str, str, dict[str, Any], type[Exception]]] = [
     ("signals status", "signals", {"status": "MAYBE"}, psycopg.errors.CheckViolation),
     ("signals entry_type", "signals", {"entry_type": "STOP"}, psycopg.errors.CheckViolation),
     ("rejected without reason", "signals", {"status": "REJECTED"}, psycopg.errors.CheckViolation),
-    ("reason while approved", "signals", {"status": "APPROVED", "rejection_reason": "x"},
-     psycopg.errors.CheckViolation),
+    (
+        "reason while approved",
+        "signals",
+        {"status": "APPROVED", "rejection_reason": "x"},
+        psycopg.errors.CheckViolation,
+    ),
     ("negative sl price", "signals", {"proposed_sl_price": "-1"}, psycopg.errors.CheckViolation),
     ("missing tp price", "signals", {"proposed_tp_price": None}, psycopg.errors.NotNullViolation),
-    ("pair too long", "signals", {"trading_pair": "X" * 17}, psycopg.errors.StringDataRightTruncation),
+    (
+        "pair too long",
+        "signals",
+        {"trading_pair": "X" * 17},
+        psycopg.errors.StringDataRightTruncation,
+    ),
     ("orders side", "orders", {"side": "LONG"}, psycopg.errors.CheckViolation),
     ("orders status", "orders", {"status": "DONE"}, psycopg.errors.CheckViolation),
     ("orders type", "orders", {"order_type": "FOK_MAGIC"}, psycopg.errors.CheckViolation),
@@ -305,24 +375,43 @@ REJECTED_ROWS: list[tuple[str, str, dict[str, Any], type[Exception]]] = [
     ("unknown order", "fills", {"order_pk": 10**9}, psycopg.errors.ForeignKeyViolation),
     ("trades side", "trades", {"side": "UP"}, psycopg.errors.CheckViolation),
     ("trades exit reason", "trades", {"exit_reason": "BORED"}, psycopg.errors.CheckViolation),
-    ("exit before entry", "trades", {"exit_timestamp": "2025-01-01T00:00:00Z"},
-     psycopg.errors.CheckViolation),
-    ("trades unknown signal", "trades", {"signal_id": uuid.uuid4()}, psycopg.errors.ForeignKeyViolation),
-    ("trades unknown entry order", "trades", {"entry_order_pk": 10**9},
-     psycopg.errors.ForeignKeyViolation),
+    (
+        "exit before entry",
+        "trades",
+        {"exit_timestamp": "2025-01-01T00:00:00Z"},
+        psycopg.errors.CheckViolation,
+    ),
+    (
+        "trades unknown signal",
+        "trades",
+        {"signal_id": uuid.uuid4()},
+        psycopg.errors.ForeignKeyViolation,
+    ),
+    (
+        "trades unknown entry order",
+        "trades",
+        {"entry_order_pk": 10**9},
+        psycopg.errors.ForeignKeyViolation,
+    ),
 ]
 
 
-@pytest.mark.parametrize(("table", "override", "error"),
-                         [r[1:] for r in REJECTED_ROWS], ids=[r[0] for r in REJECTED_ROWS])
-def test_constraint_rejects(conn: Any, table: str, override: dict[str, Any],
-                            error: type[Exception]) -> None:
+@pytest.mark.parametrize(
+    ("table", "override", "error"),
+    [r[1:] for r in REJECTED_ROWS],
+    ids=[r[0] for r in REJECTED_ROWS],
+)
+def test_constraint_rejects(
+    conn: Any, table: str, override: dict[str, Any], error: type[Exception]
+) -> None:
     signal_id = _insert(conn, "signals", _signal())
     order_pk = _insert(conn, "orders", _order(signal_id))
-    base = {"signals": _signal,
-            "orders": lambda **o: _order(**{"signal_id": signal_id, **o}),
-            "fills": lambda **o: _fill(**{"order_pk": order_pk, **o}),
-            "trades": lambda **o: _trade(**{"signal_id": signal_id, **o})}[table]
+    base = {
+        "signals": _signal,
+        "orders": lambda **o: _order(**{"signal_id": signal_id, **o}),
+        "fills": lambda **o: _fill(**{"order_pk": order_pk, **o}),
+        "trades": lambda **o: _trade(**{"signal_id": signal_id, **o}),
+    }[table]
     _insert(conn, table, base())  # the same row without the fault is accepted
     with pytest.raises(error):
         _insert(conn, table, base(**override))
@@ -340,9 +429,16 @@ def test_natural_keys_are_unique(conn: Any) -> None:
     _insert(conn, "fills", fill)
     with pytest.raises(psycopg.errors.UniqueViolation):
         _insert(conn, "fills", _fill(order_pk, fill_id=fill["fill_id"]))
-    snap = {"snapshot_timestamp": "2026-01-01T00:00:00Z", "total_equity": "1", "available_balance": "1",
-            "total_exposure_pct": 0, "daily_drawdown_pct": 0, "weekly_drawdown_pct": 0,
-            "total_drawdown_pct": 0, "positions": "{}"}
+    snap = {
+        "snapshot_timestamp": "2026-01-01T00:00:00Z",
+        "total_equity": "1",
+        "available_balance": "1",
+        "total_exposure_pct": 0,
+        "daily_drawdown_pct": 0,
+        "weekly_drawdown_pct": 0,
+        "total_drawdown_pct": 0,
+        "positions": "{}",
+    }
     _insert(conn, "portfolio_snapshots", snap)
     with pytest.raises(psycopg.errors.UniqueViolation):
         _insert(conn, "portfolio_snapshots", snap)
@@ -350,21 +446,38 @@ def test_natural_keys_are_unique(conn: Any) -> None:
 
 def test_one_active_configuration(conn: Any) -> None:
     _insert(conn, "configurations", {"config_hash": "a" * 64, "config_content": "{}"})
-    _insert(conn, "configurations", {"config_hash": "b" * 64, "config_content": "{}",
-                                     "is_active": False})
+    _insert(
+        conn,
+        "configurations",
+        {"config_hash": "b" * 64, "config_content": "{}", "is_active": False},
+    )
     with pytest.raises(psycopg.errors.UniqueViolation):
         _insert(conn, "configurations", {"config_hash": "c" * 64, "config_content": "{}"})
     with pytest.raises(psycopg.errors.CheckViolation):
-        _insert(conn, "configurations", {"config_hash": "not-a-sha256", "config_content": "{}",
-                                         "is_active": False})
+        _insert(
+            conn,
+            "configurations",
+            {"config_hash": "not-a-sha256", "config_content": "{}", "is_active": False},
+        )
 
 
 def test_numeric_keeps_kraken_values_exact(conn: Any) -> None:
-    signal_id = _insert(conn, "signals", _signal(proposed_entry_price="0.0000001234",
-                                                 proposed_sl_price="99999999999999999999.99",
-                                                 proposed_tp_price="45283.50000000"))
-    row = conn.execute("SELECT proposed_entry_price::text, proposed_sl_price::text, "
-                       "proposed_tp_price::text FROM signals WHERE signal_id = %s",
-                       (signal_id,)).fetchone()
-    assert row == ("0.000000123400000000", "99999999999999999999.990000000000000000",
-                   "45283.500000000000000000")
+    signal_id = _insert(
+        conn,
+        "signals",
+        _signal(
+            proposed_entry_price="0.0000001234",
+            proposed_sl_price="99999999999999999999.99",
+            proposed_tp_price="45283.50000000",
+        ),
+    )
+    row = conn.execute(
+        "SELECT proposed_entry_price::text, proposed_sl_price::text, "
+        "proposed_tp_price::text FROM signals WHERE signal_id = %s",
+        (signal_id,),
+    ).fetchone()
+    assert row == (
+        "0.000000123400000000",
+        "99999999999999999999.990000000000000000",
+        "45283.500000000000000000",
+    )

@@ -1,4 +1,4 @@
-"""``galfriday-recorder``: the commands users run (demo, replay, report, doctor, migrate, services, spool)."""
+"""``galfriday-recorder``: demo, replay, report, doctor, migrate, services, spool."""
 
 from __future__ import annotations
 
@@ -31,8 +31,10 @@ def cmd_services(args: argparse.Namespace) -> int:
         elif args.action == "down":
             service.stop()
         status = service.status()
-        print(f"{status['service']:<17} {'running' if status['running'] else 'stopped':<8} "
-              f"{status['url'] or ''}")
+        print(
+            f"{status['service']:<17} {'running' if status['running'] else 'stopped':<8} "
+            f"{status['url'] or ''}"
+        )
     return 0
 
 
@@ -43,8 +45,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     if not dsn:
         services = _services(args)
         if not services.postgres.running():
-            print("no --dsn, GALFRIDAY_PG_DSN or running local server; try "
-                  "`galfriday-recorder services up`", file=sys.stderr)
+            print(
+                "no --dsn, GALFRIDAY_PG_DSN or running local server; try "
+                "`galfriday-recorder services up`",
+                file=sys.stderr,
+            )
             return 2
         dsn = services.postgres.dsn()
     applied = migrate(dsn)
@@ -54,8 +59,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="galfriday-recorder", description=__doc__)
-    parser.add_argument("--home", default=str(DEFAULT_HOME),
-                        help="project-local data directory (default ./.galfriday)")
+    parser.add_argument(
+        "--home",
+        default=str(DEFAULT_HOME),
+        help="project-local data directory (default ./.galfriday)",
+    )
     parser.add_argument("--config", default=None, help="TOML configuration file")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -65,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_services)
 
     p = sub.add_parser("migrate", help="apply pending schema migrations")
-    p.add_argument("--dsn", default=None, help="PostgreSQL DSN (default: config, then local server)")
+    p.add_argument(
+        "--dsn", default=None, help="PostgreSQL DSN (default: config, then local server)"
+    )
     p.set_defaults(func=cmd_migrate)
     return parser
 
@@ -83,4 +93,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

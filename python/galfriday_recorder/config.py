@@ -35,7 +35,7 @@ def redact(text: str) -> str:
 
 @dataclass(frozen=True)
 class RecorderConfig:
-    """Everything the recorder needs; every field has an environment variable ``GALFRIDAY_<NAME>``."""
+    """Everything the recorder needs; each field has a variable ``GALFRIDAY_<NAME>``."""
 
     # PostgreSQL ledger
     pg_dsn: str = ""
@@ -75,24 +75,39 @@ class RecorderConfig:
     def __post_init__(self) -> None:
         if self.influx_api not in ("v1", "v2"):
             raise ConfigError(f"influx_api must be 'v1' or 'v2', not {self.influx_api!r}")
-        for name in ("journal_max_bytes", "commit_max_events", "batch_max_lines",
-                     "spool_max_bytes", "book_depth", "l2_levels"):
+        for name in (
+            "journal_max_bytes",
+            "commit_max_events",
+            "batch_max_lines",
+            "spool_max_bytes",
+            "book_depth",
+            "l2_levels",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, not {getattr(self, name)!r}")
-        for name in ("commit_interval_ms", "batch_interval_s", "metrics_interval_s",
-                     "influx_timeout_s"):
+        for name in (
+            "commit_interval_ms",
+            "batch_interval_s",
+            "metrics_interval_s",
+            "influx_timeout_s",
+        ):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, not {getattr(self, name)!r}")
         if self.l2_sample_interval_ms < 0:
             raise ConfigError("l2_sample_interval_ms must be >= 0")
         if self.l2_levels > self.book_depth:
-            raise ConfigError(f"l2_levels ({self.l2_levels}) exceeds book_depth ({self.book_depth})")
+            raise ConfigError(
+                f"l2_levels ({self.l2_levels}) exceeds book_depth ({self.book_depth})"
+            )
         if any(n <= 0 or n > self.book_depth for n in self.imbalance_levels):
             raise ConfigError(f"imbalance_levels must lie in 1..{self.book_depth}")
         if self.influx_url and not self.influx_url.startswith(("http://", "https://")):
-            raise ConfigError(f"influx_url must start with http:// or https://: {redact(self.influx_url)}")
-        if self.pg_dsn and not (self.pg_dsn.startswith(("postgresql://", "postgres://"))
-                                or "=" in self.pg_dsn):
+            raise ConfigError(
+                f"influx_url must start with http:// or https://: {redact(self.influx_url)}"
+            )
+        if self.pg_dsn and not (
+            self.pg_dsn.startswith(("postgresql://", "postgres://")) or "=" in self.pg_dsn
+        ):
             raise ConfigError(f"pg_dsn is neither a URI nor key=value DSN: {redact(self.pg_dsn)}")
 
     def __repr__(self) -> str:
@@ -117,9 +132,14 @@ class RecorderConfig:
         return self.data_dir / "spool"
 
     @classmethod
-    def load(cls, toml_file: str | os.PathLike[str] | None = None, *,
-             env: dict[str, str] | None = None, **overrides: Any) -> RecorderConfig:
-        """Build a config: ``overrides`` win over ``GALFRIDAY_*`` variables, which win over the file.
+    def load(
+        cls,
+        toml_file: str | os.PathLike[str] | None = None,
+        *,
+        env: dict[str, str] | None = None,
+        **overrides: Any,
+    ) -> RecorderConfig:
+        """Build a config: ``overrides`` beat ``GALFRIDAY_*`` variables, which beat the file.
 
         ``toml_file`` defaults to ``$GALFRIDAY_CONFIG`` when set.
         """

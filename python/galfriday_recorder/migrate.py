@@ -90,7 +90,8 @@ def migrate(dsn: str, sql_dir: Path = SQL_DIR) -> list[int]:
                 with conn.transaction():
                     conn.execute(mig.sql.encode())
                     conn.execute(
-                        "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                        "INSERT INTO schema_migrations (version, name, checksum) "
+                        "VALUES (%s, %s, %s)",
                         (mig.version, mig.name, mig.checksum),
                     )
                 applied_now.append(mig.version)

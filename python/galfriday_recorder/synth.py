@@ -59,7 +59,7 @@ def rfc3339(ns: int) -> str:
 
 
 def kraken_checksum(spec: PairSpec, bids: dict[int, int], asks: dict[int, int]) -> int:
-    """CRC32 over the top 10 asks (low to high) then bids (high to low), dots and leading zeros gone."""
+    """CRC32 over the top 10 asks (low to high), then bids (high to low), as digits only."""
     parts: list[str] = []
     for levels, reverse in ((asks, False), (bids, True)):
         for price in sorted(levels, reverse=reverse)[:CHECKSUM_DEPTH]:
@@ -90,37 +90,58 @@ class _Bar:
 class SyntheticKraken:
     """Frames a Kraken v2 public connection would deliver for ``pairs``, ``step_ns`` apart."""
 
-    def __init__(self, pairs: list[str] | None = None, *, seed: int = 7, depth: int = 10,
-                 start_ns: int = 1_767_225_600_000_000_000, step_ns: int = 5_000_000) -> None:
+    def __init__(
+        self,
+        pairs: list[str] | None = None,
+        *,
+        seed: int = 7,
+        depth: int = 10,
+        start_ns: int = 1_767_225_600_000_000_000,
+        step_ns: int = 5_000_000,
+    ) -> None:
         names = pairs or ["XRP/USD", "DOGE/USD"]
         unknown = [p for p in names if p not in DEFAULT_PAIRS]
         if unknown:
-            raise ValueError(f"no synthetic spec for pairs {unknown}; known: {sorted(DEFAULT_PAIRS)}")
+            raise ValueError(
+                f"no synthetic spec for pairs {unknown}; known: {sorted(DEFAULT_PAIRS)}"
+            )
         self.specs = [DEFAULT_PAIRS[p] for p in names]
         self.depth = depth
         self.now_ns = start_ns
         self.step_ns = step_ns
-        self._rng = random.Random(seed)
+        self._rng = random.Random(seed)  # noqa: S311 - a simulation, not a secret
         self._books = {s.symbol: _Book(s, s.start_price_ticks) for s in self.specs}
         self._bars: dict[str, _Bar] = {}
         self._trade_id = 1_000_000
 
     def instrument_frame(self) -> bytes:
         pairs = [
-            {"symbol": s.symbol, "base": s.symbol.split("/")[0], "quote": s.symbol.split("/")[1],
-             "status": "online", "price_precision": s.price_precision,
-             "qty_precision": s.qty_precision, "price_increment": _raw(s.price_text(1)),
-             "qty_increment": _raw(s.qty_text(1)), "marginable": False, "has_index": True}
+            {
+                "symbol": s.symbol,
+                "base": s.symbol.split("/")[0],
+                "quote": s.symbol.split("/")[1],
+                "status": "online",
+                "price_precision": s.price_precision,
+                "qty_precision": s.qty_precision,
+                "price_increment": _raw(s.price_text(1)),
+                "qty_increment": _raw(s.qty_text(1)),
+                "marginable": False,
+                "has_index": True,
+            }
             for s in self.specs
         ]
-        return _render({"channel": "instrument", "type": "snapshot",
-                        "data": {"assets": [], "pairs": pairs}})
+        return _render(
+            {"channel": "instrument", "type": "snapshot", "data": {"assets": [], "pairs": pairs}}
+        )
 
-    def _levels(self, spec: PairSpec, levels: dict[int, int], reverse: bool,
-                prices: list[int] | None = None) -> list[dict[str, object]]:
+    def _levels(
+        self, spec: PairSpec, levels: dict[int, int], reverse: bool, prices: list[int] | None = None
+    ) -> list[dict[str, object]]:
         chosen = prices if prices is not None else sorted(levels, reverse=reverse)
-        return [{"price": _raw(spec.price_text(p)), "qty": _raw(spec.qty_text(levels.get(p, 0)))}
-                for p in chosen]
+        return [
+            {"price": _raw(spec.price_text(p)), "qty": _raw(spec.qty_text(levels.get(p, 0)))}
+            for p in chosen
+        ]
 
     def _target_side(self, book: _Book, bid: bool, old: dict[int, int]) -> dict[int, int]:
         spec = book.spec
@@ -142,12 +163,22 @@ class SyntheticKraken:
         for book in self._books.values():
             book.bids = self._target_side(book, True, {})
             book.asks = self._target_side(book, False, {})
-            out.append(_render({"channel": "book", "type": "snapshot", "data": [{
-                "symbol": book.spec.symbol,
-                "bids": self._levels(book.spec, book.bids, True),
-                "asks": self._levels(book.spec, book.asks, False),
-                "checksum": kraken_checksum(book.spec, book.bids, book.asks),
-            }]}))
+            out.append(
+                _render(
+                    {
+                        "channel": "book",
+                        "type": "snapshot",
+                        "data": [
+                            {
+                                "symbol": book.spec.symbol,
+                                "bids": self._levels(book.spec, book.bids, True),
+                                "asks": self._levels(book.spec, book.asks, False),
+                                "checksum": kraken_checksum(book.spec, book.bids, book.asks),
+                            }
+                        ],
+                    }
+                )
+            )
         return out
 
     def _update(self, book: _Book) -> bytes:
@@ -164,11 +195,20 @@ class SyntheticKraken:
                 book.bids = new
             else:
                 book.asks = new
-        return _render({"channel": "book", "type": "update", "data": [{
-            "symbol": book.spec.symbol, **changes,
-            "checksum": kraken_checksum(book.spec, book.bids, book.asks),
-            "timestamp": rfc3339(self.now_ns),
-        }]})
+        return _render(
+            {
+                "channel": "book",
+                "type": "update",
+                "data": [
+                    {
+                        "symbol": book.spec.symbol,
+                        **changes,
+                        "checksum": kraken_checksum(book.spec, book.bids, book.asks),
+                        "timestamp": rfc3339(self.now_ns),
+                    }
+                ],
+            }
+        )
 
     def _trade(self, book: _Book) -> list[bytes]:
         spec = book.spec
@@ -185,11 +225,25 @@ class SyntheticKraken:
             bar.high, bar.low, bar.close = max(bar.high, price), min(bar.low, price), price
             bar.volume += qty
             bar.trades += 1
-        frames.append(_render({"channel": "trade", "type": "update", "data": [{
-            "symbol": spec.symbol, "side": "buy" if buy else "sell",
-            "price": _raw(spec.price_text(price)), "qty": _raw(spec.qty_text(qty)),
-            "ord_type": "market", "trade_id": self._trade_id, "timestamp": rfc3339(self.now_ns),
-        }]}))
+        frames.append(
+            _render(
+                {
+                    "channel": "trade",
+                    "type": "update",
+                    "data": [
+                        {
+                            "symbol": spec.symbol,
+                            "side": "buy" if buy else "sell",
+                            "price": _raw(spec.price_text(price)),
+                            "qty": _raw(spec.qty_text(qty)),
+                            "ord_type": "market",
+                            "trade_id": self._trade_id,
+                            "timestamp": rfc3339(self.now_ns),
+                        }
+                    ],
+                }
+            )
+        )
         return frames
 
     def _close_bar_if_due(self, symbol: str) -> list[bytes]:
@@ -198,19 +252,37 @@ class SyntheticKraken:
             return []
         spec = self._books[symbol].spec
         del self._bars[symbol]
-        return [_render({"channel": "ohlc", "type": "update", "data": [{
-            "symbol": symbol, "open": _raw(spec.price_text(bar.open)),
-            "high": _raw(spec.price_text(bar.high)), "low": _raw(spec.price_text(bar.low)),
-            "close": _raw(spec.price_text(bar.close)), "trades": bar.trades,
-            "volume": _raw(spec.qty_text(bar.volume)), "vwap": _raw(spec.price_text(bar.close)),
-            "interval_begin": rfc3339(bar.start_ns), "interval": 1,
-            "timestamp": rfc3339(bar.start_ns + MINUTE_NS - 1000),
-        }]})]
+        return [
+            _render(
+                {
+                    "channel": "ohlc",
+                    "type": "update",
+                    "data": [
+                        {
+                            "symbol": symbol,
+                            "open": _raw(spec.price_text(bar.open)),
+                            "high": _raw(spec.price_text(bar.high)),
+                            "low": _raw(spec.price_text(bar.low)),
+                            "close": _raw(spec.price_text(bar.close)),
+                            "trades": bar.trades,
+                            "volume": _raw(spec.qty_text(bar.volume)),
+                            "vwap": _raw(spec.price_text(bar.close)),
+                            "interval_begin": rfc3339(bar.start_ns),
+                            "interval": 1,
+                            "timestamp": rfc3339(bar.start_ns + MINUTE_NS - 1000),
+                        }
+                    ],
+                }
+            )
+        ]
 
     def session(self, updates: int) -> Iterator[tuple[int, bytes]]:
         """``(received_at_ns, frame)``: status, instrument, snapshots, then ``updates`` book updates
         interleaved with heartbeats, trades and closing ``ohlc`` bars."""
-        yield self.now_ns, b'{"channel":"status","type":"update","data":[{"system":"online","api_version":"v2","version":"2.0.9"}]}'
+        yield (
+            self.now_ns,
+            b'{"channel":"status","type":"update","data":[{"system":"online","api_version":"v2","version":"2.0.9"}]}',
+        )
         yield self.now_ns, self.instrument_frame()
         for frame in self.snapshot_frames():
             yield self.now_ns, frame
