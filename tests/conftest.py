@@ -10,6 +10,8 @@ that stop the server then skip).
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,8 +30,12 @@ EXTERNAL_PG = os.environ.get("GALFRIDAY_TEST_PG_DSN")
 
 
 @pytest.fixture(scope="session")
-def services_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("services")
+def services_root() -> Iterator[Path]:
+    """Outside pytest's rotating basetemp: a concurrent pytest run prunes old basetemps,
+    which would delete a live server's data directory."""
+    root = Path(tempfile.mkdtemp(prefix="galfriday-test-services-"))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -239,22 +239,16 @@ class PostgresService(Service):
         if not (data / "PG_VERSION").exists():
             if as_user:
                 os.chown(data, as_user["user"], as_user["group"])
-            subprocess.run(
-                [
-                    str(self._bin("initdb")),
-                    "-D",
-                    str(data),
-                    "--auth=trust",
-                    "-U",
-                    "postgres",
-                    "--encoding=UTF8",
-                    "--no-sync",
-                ],
-                check=True,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
+            initdb = [str(self._bin("initdb")), "-D", str(data), "--auth=trust"]
+            result = subprocess.run(
+                [*initdb, "-U", "postgres", "--encoding=UTF8", "--no-sync"],
+                check=False,
+                capture_output=True,
+                text=True,
                 **as_user,
             )
+            if result.returncode != 0:
+                raise ServiceError(f"initdb failed in {data}: {result.stderr.strip()}")
         sock_dir = self.root / "sock"
         sock_dir.mkdir(exist_ok=True)
         if as_user:
