@@ -183,7 +183,9 @@ class Service:
 
 
 def _port_free(port: int) -> bool:
+    """Whether a server could listen on ``port`` now (TIME_WAIT leftovers don't count)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
