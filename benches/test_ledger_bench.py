@@ -1,0 +1,336 @@
+"""Ledger benchmarks: sustained group commit beside per-row commits, and the caller's cost.
+
+Events come from :func:`build_cycles`, one realistic trade cycle at a time (16
+recorded events, and the trade the ledger derives): a signal and its approval,
+an entry order acknowledged and filled in two parts, an exit order acknowledged
+and filled, six log lines and a portfolio snapshot.
+
+- ``ledger-commit`` group: the same 250 cycles through the ledger (journal +
+  group commit + ``flush``) and, as the baseline, the same events each written
+  by its own single-row statement and COMMIT (the ledger's own SQL).
+  ``extra_info`` carries events/s, the ratio and the ledger's commit latency.
+- ``ledger-call`` group: what one ledger call costs the calling thread (no I/O
+  happens there), for a plain log entry and for a fill through the order state
+  machine.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from galfriday_recorder.config import RecorderConfig
+from galfriday_recorder.ledger import STATEMENTS, Bulk, Ledger, encode_event
+from galfriday_recorder.records import (
+    Fill,
+    LogEntry,
+    Order,
+    OrderUpdate,
+    PortfolioSnapshot,
+    Signal,
+    SignalStatusUpdate,
+)
+
+_T0 = datetime(2026, 11, 24, tzinfo=timezone.utc)
+CYCLES_PER_ROUND = 250
+ROUNDS = 5
+EVENTS_PER_CYCLE = 16
+
+
+def _fill(order: Order, qty: str, price: str, at: datetime) -> Fill:
+    return Fill(
+        client_order_id=order.client_order_id,
+        trading_pair="XRP/USD",
+        exchange="kraken",
+        side=order.side,
+        quantity_filled=Decimal(qty),
+        fill_price=Decimal(price),
+        commission=Decimal("0.0104"),
+        commission_asset="USD",
+        filled_at=at,
+    )
+
+
+def _log(message: str, signal: Signal, i: int) -> LogEntry:
+    return LogEntry(
+        source_module="bot.strategy",
+        log_level="INFO",
+        message=message,
+        trading_pair="XRP/USD",
+        signal_id=signal.signal_id,
+        context={"cycle": i},
+        log_timestamp=signal.created_at,
+    )
+
+
+def build_cycles(n: int, start: int = 0) -> list[list[tuple[str, Any]]]:
+    """Prebuilt records so that the benchmark times the ledger, not record construction."""
+    cycles = []
+    for i in range(start, start + n):
+        at = _T0 + timedelta(seconds=i)
+        signal = Signal(
+            trading_pair="XRP/USD",
+            exchange="kraken",
+            strategy_id="mr_v1",
+            side="BUY",
+            entry_type="LIMIT",
+            proposed_entry_price=Decimal("0.5"),
+            proposed_sl_price=Decimal("0.45"),
+            proposed_tp_price=Decimal("0.6"),
+            created_at=at,
+        )
+        entry = Order(
+            trading_pair="XRP/USD",
+            exchange="kraken",
+            side="BUY",
+            order_type="LIMIT",
+            quantity_ordered=Decimal("100"),
+            limit_price=Decimal("0.5"),
+            signal_id=signal.signal_id,
+            created_at=at,
+        )
+        exit_ = Order(
+            trading_pair="XRP/USD",
+            exchange="kraken",
+            side="SELL",
+            order_type="TAKE_PROFIT",
+            quantity_ordered=Decimal("100"),
+            stop_price=Decimal("0.6"),
+            signal_id=signal.signal_id,
+            created_at=at,
+        )
+
+        cycles.append(
+            [
+                ("signal", signal),
+                ("log", _log("signal proposed", signal, i)),
+                ("approve", signal.signal_id),
+                ("log", _log("signal approved", signal, i)),
+                ("order", entry),
+                ("new", (entry.client_order_id, f"EN-{uuid.uuid4().hex[:12]}")),
+                ("fill", _fill(entry, "40", "0.5", at)),
+                ("fill", _fill(entry, "60", "0.499", at)),
+                ("log", _log("entry filled", signal, i)),
+                ("order", exit_),
+                ("new", (exit_.client_order_id, f"EX-{uuid.uuid4().hex[:12]}")),
+                ("log", _log("exit placed", signal, i)),
+                ("fill", _fill(exit_, "100", "0.6", at)),
+                ("log", _log("exit filled", signal, i)),
+                ("log", _log("cycle closed", signal, i)),
+                (
+                    "snapshot",
+                    PortfolioSnapshot(
+                        total_equity=Decimal("10000") + i,
+                        available_balance=Decimal("9000"),
+                        total_exposure_pct=1.0,
+                        daily_drawdown_pct=0.1,
+                        weekly_drawdown_pct=0.2,
+                        total_drawdown_pct=0.3,
+                        positions={"XRP/USD": "0"},
+                        snapshot_timestamp=at,
+                    ),
+                ),
+            ]
+        )
+    return cycles
+
+
+def recorders(ledger: Ledger) -> dict[str, Callable[[Any], None]]:
+    """Which ledger call records each step (the trade is derived by the ledger)."""
+    return {
+        "signal": ledger.record_signal,
+        "approve": lambda sid: ledger.update_signal_status(sid, "APPROVED"),
+        "order": ledger.record_order,
+        "new": lambda a: ledger.update_order(a[0], "NEW", exchange_order_id=a[1]),
+        "fill": ledger.record_fill,
+        "log": ledger.record_log,
+        "snapshot": ledger.record_portfolio_snapshot,
+    }
+
+
+def _journal_form(step: tuple[str, Any]) -> tuple[str, bytes]:
+    """The event as the ledger journals it, for the per-row baseline."""
+    kind, arg = step
+    if kind == "approve":
+        return encode_event("signal_status", SignalStatusUpdate(signal_id=arg, status="APPROVED"))
+    if kind == "new":
+        return encode_event(
+            "order_update",
+            OrderUpdate(client_order_id=arg[0], status="NEW", exchange_order_id=arg[1]),
+        )
+    if kind == "fill":
+        extra = {
+            "order_client_id": arg.client_order_id,
+            "order_exchange_id": None,
+            "order_status": "PARTIALLY_FILLED",
+        }
+        return encode_event("fill", (arg, extra))
+    return encode_event(kind, arg)
+
+
+@pytest.fixture
+def ledger(pg_dsn: str, tmp_path: Path) -> Iterator[Ledger]:
+    led = Ledger(RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data"))
+    led.start()
+    yield led
+    led.close(timeout=60)
+
+
+@pytest.mark.benchmark(group="ledger-commit")
+def test_bench_ledger_group_commit(benchmark: Any, ledger: Ledger) -> None:
+    rec = recorders(ledger)
+    rounds = iter(range(ROUNDS + 1))
+    timings: list[float] = []
+
+    def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
+        return (build_cycles(CYCLES_PER_ROUND, start=next(rounds) * CYCLES_PER_ROUND),), {}
+
+    def run(cycles: list[list[tuple[str, Any]]]) -> None:
+        started = time.perf_counter()
+        for cycle in cycles:
+            for kind, arg in cycle:
+                rec[kind](arg)
+        assert ledger.flush(timeout=120)
+        timings.append(time.perf_counter() - started)
+
+    benchmark.pedantic(run, setup=setup, rounds=ROUNDS, iterations=1)
+    stats = ledger.stats()
+    assert stats["committed"] == stats["accepted"]
+    assert stats["dead_letters"] == 0
+    events_per_round = CYCLES_PER_ROUND * (EVENTS_PER_CYCLE + 1)  # + the derived trade
+    rate = events_per_round * len(timings) / sum(timings)
+    benchmark.extra_info.update(
+        {
+            "events_per_round": events_per_round,
+            "events_per_s": round(rate),
+            "commit_batches": stats["commit_batches"],
+            "commit_latency_ms_p50": round(stats["commit_latency_ms_p50"], 2),
+            "commit_latency_ms_p99": round(stats["commit_latency_ms_p99"], 2),
+            "journal_latency_ms_p99": round(stats["journal_latency_ms_p99"], 3),
+        }
+    )
+    print(
+        f"\nledger group commit: {rate:,.0f} events/s, commit latency p50 "
+        f"{stats['commit_latency_ms_p50']:.1f} ms, p99 {stats['commit_latency_ms_p99']:.1f} ms, "
+        f"journaled after p99 {stats['journal_latency_ms_p99']:.2f} ms"
+    )
+
+
+@pytest.mark.benchmark(group="ledger-commit")
+def test_bench_ledger_baseline_per_row_commit(benchmark: Any, pg_dsn: str) -> None:
+    rounds = iter(range(ROUNDS + 1))
+    timings: list[float] = []
+    conn = psycopg.connect(pg_dsn, autocommit=True)
+
+    def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
+        cycles = build_cycles(CYCLES_PER_ROUND, start=next(rounds) * CYCLES_PER_ROUND)
+        return ([_journal_form(step) for cycle in cycles for step in cycle],), {}
+
+    def run(events: list[tuple[str, bytes]]) -> None:
+        started = time.perf_counter()
+        with conn.cursor() as cur:
+            for seq, (kind, payload) in enumerate(events, start=1):
+                handler = STATEMENTS[kind]
+                assert isinstance(handler, Bulk)
+                cur.execute(handler.sql, handler.params([(seq, payload)]))  # one COMMIT each
+        timings.append(time.perf_counter() - started)
+
+    with conn:
+        benchmark.pedantic(run, setup=setup, rounds=ROUNDS, iterations=1)
+    events_per_round = CYCLES_PER_ROUND * EVENTS_PER_CYCLE
+    rate = events_per_round * len(timings) / sum(timings)
+    benchmark.extra_info.update({"events_per_round": events_per_round, "events_per_s": round(rate)})
+    print(f"\nper-row INSERT+COMMIT baseline: {rate:,.0f} events/s")
+
+
+def _call_cost(benchmark: Any, call: Callable[[Any], None], args: list[Any]) -> None:
+    it = iter(args)
+    benchmark.pedantic(lambda: call(next(it)), rounds=len(args), iterations=1)
+    median_us = statistics.median(benchmark.stats.stats.data) * 1e6
+    benchmark.extra_info["median_us"] = round(median_us, 3)
+    print(f"\n{call.__name__}: median {median_us:.2f} us on the calling thread")
+
+
+@pytest.mark.benchmark(group="ledger-call")
+def test_bench_ledger_call_record_log(benchmark: Any, ledger: Ledger) -> None:
+    entries = [
+        LogEntry(source_module="bot", log_level="INFO", message="tick", context={"i": i})
+        for i in range(20_000)
+    ]
+    _call_cost(benchmark, ledger.record_log, entries)
+    assert ledger.flush(timeout=60)
+
+
+@pytest.mark.benchmark(group="ledger-call")
+def test_bench_ledger_call_record_fill(benchmark: Any, ledger: Ledger) -> None:
+    order = Order(
+        trading_pair="XRP/USD",
+        exchange="kraken",
+        side="BUY",
+        order_type="LIMIT",
+        quantity_ordered=Decimal(10**6),
+        limit_price=Decimal("0.5"),
+    )
+    ledger.record_order(order)
+    fills = [
+        Fill(
+            client_order_id=order.client_order_id,
+            trading_pair="XRP/USD",
+            exchange="kraken",
+            side="BUY",
+            quantity_filled=Decimal(1),
+            fill_price=Decimal("0.5"),
+            commission_asset="USD",
+            fill_id=f"F{uuid.uuid4().hex}",
+        )
+        for _ in range(20_000)
+    ]
+    _call_cost(benchmark, ledger.record_fill, fills)
+    assert ledger.flush(timeout=60)
+
+
+@pytest.mark.benchmark(group="ledger-latency")
+def test_bench_ledger_commit_latency_paced(benchmark: Any, ledger: Ledger) -> None:
+    """Commit latency at a steady 5,000 events/s, a busy bot's rate, rather than saturation."""
+    rate, seconds = 5_000, 3.0
+    n = int(rate * seconds / (EVENTS_PER_CYCLE + 1))
+    cycles = build_cycles(n)
+    rec = recorders(ledger)
+
+    def run() -> None:
+        started = time.perf_counter()
+        for i, cycle in enumerate(cycles):
+            delay = started + i * (EVENTS_PER_CYCLE + 1) / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            for kind, arg in cycle:
+                rec[kind](arg)
+        assert ledger.flush(timeout=60)
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    stats = ledger.stats()
+    benchmark.extra_info.update(
+        {
+            "events_per_s_offered": rate,
+            "commit_batches": stats["commit_batches"],
+            "commit_latency_ms_p50": round(stats["commit_latency_ms_p50"], 2),
+            "commit_latency_ms_p99": round(stats["commit_latency_ms_p99"], 2),
+            "journal_latency_ms_p50": round(stats["journal_latency_ms_p50"], 3),
+            "journal_latency_ms_p99": round(stats["journal_latency_ms_p99"], 3),
+        }
+    )
+    print(
+        f"\nat {rate:,} events/s: {stats['commit_batches']} group commits, latency p50 "
+        f"{stats['commit_latency_ms_p50']:.1f} ms, p99 {stats['commit_latency_ms_p99']:.1f} ms; "
+        f"journaled after p50 {stats['journal_latency_ms_p50']:.2f} ms, "
+        f"p99 {stats['journal_latency_ms_p99']:.2f} ms"
+    )

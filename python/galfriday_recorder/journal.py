@@ -1,0 +1,201 @@
+"""The ledger's crash-safe local journal: SQLite in WAL mode (stdlib ``sqlite3``).
+
+An event is acknowledged once its transaction here commits. With
+``synchronous=NORMAL`` in WAL mode a committed transaction survives a crash or
+``kill -9`` of the process (the WAL is in the OS page cache and replayed on the
+next open); ``synchronous=FULL`` (``durable=True``) adds an fsync per commit
+and also survives power loss, at some cost in latency. Checkpoints, where the
+fsyncs happen, run on a second connection from a worker thread
+(:meth:`Journal.checkpoint`) so that they never stall journaling.
+
+Sequence numbers are monotonic across restarts, even after the journal is
+emptied: a new session starts above both the last sequence ever used and the
+current time in microseconds, so ``orders.ledger_seq`` in PostgreSQL can order
+status updates by them. Events are deleted once committed to PostgreSQL; an
+event PostgreSQL refuses for good moves to ``dead_letters``, kept for a human.
+
+The database file and its ``-wal``/``-shm`` companions are mode 0600 whatever
+the umask: the file is created with that mode before SQLite opens it, and
+SQLite gives its companions the database file's mode. An exclusive ``flock``
+keeps a second process from sharing one journal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sqlite3
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from .errors import RecorderError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq     INTEGER PRIMARY KEY,
+    kind    TEXT NOT NULL,
+    payload BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    seq       INTEGER PRIMARY KEY,
+    kind      TEXT NOT NULL,
+    payload   BLOB NOT NULL,
+    error     TEXT NOT NULL,
+    failed_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+"""
+
+Row = tuple[int, str, bytes]
+# A checkpoint is due when the WAL passes this size; it is truncated back to it after.
+_WAL_LIMIT = 16 * 1024 * 1024
+
+
+class JournalError(RecorderError):
+    """The journal cannot be opened or written."""
+
+
+class Journal:
+    """One SQLite file; every method is called from one thread at a time (the loop thread)."""
+
+    def __init__(self, path: Path, *, durable: bool = False) -> None:
+        self.path = path
+        self._durable = durable
+        self._db: sqlite3.Connection | None = None
+        self._checkpointer: sqlite3.Connection | None = None
+        self._lock_fd: int | None = None
+        self.last_seq = 0
+
+    def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        os.fchmod(fd, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise JournalError(f"journal {self.path} is in use by another process") from None
+        self._lock_fd = fd
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={'FULL' if self._durable else 'NORMAL'}")
+            # Checkpoints (the fsyncs) run on another connection, off the writer's thread.
+            db.execute("PRAGMA wal_autocheckpoint=0")
+            db.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT}")
+            db.executescript(_SCHEMA)
+            self._checkpointer = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            self.close()
+            raise JournalError(f"cannot open journal {self.path}: {exc}") from None
+        self._db = db
+        for suffix in ("-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(f"{self.path}{suffix}", 0o600)
+        row = db.execute(
+            "SELECT max(v) FROM (SELECT value AS v FROM meta WHERE key = 'last_seq' "
+            "UNION ALL SELECT max(seq) FROM events UNION ALL SELECT max(seq) FROM dead_letters)"
+        ).fetchone()
+        self.last_seq = max(int(row[0] or 0), time.time_ns() // 1000)
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise JournalError("journal is closed")
+        return self._db
+
+    def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def append(self, events: Iterable[tuple[str, bytes]]) -> tuple[int, int]:
+        """Journal events in one transaction; return (first seq, last seq)."""
+        first = self.last_seq + 1
+        rows = [(first + i, kind, payload) for i, (kind, payload) in enumerate(events)]
+        last = first + len(rows) - 1
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("INSERT INTO events (seq, kind, payload) VALUES (?, ?, ?)", rows)
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_seq', ?)", (last,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self.last_seq = last
+        return first, last
+
+    def pending(self, after: int, limit: int) -> list[Row]:
+        """Journaled events not yet committed, oldest first."""
+        cur = self.db.execute(
+            "SELECT seq, kind, payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after, limit),
+        )
+        return cur.fetchall()
+
+    def pending_stats(self) -> tuple[int, int, int | None]:
+        """(count, payload bytes, first seq) of the events still to commit."""
+        count, size, first = self.db.execute(
+            "SELECT count(*), coalesce(sum(length(payload)), 0), min(seq) FROM events"
+        ).fetchone()
+        return int(count), int(size), first
+
+    def done(self, upto: int, dead: list[tuple[Row, str]]) -> None:
+        """Forget events up to ``upto`` (committed), keeping refused ones as dead letters."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if dead:
+                now = time.time()
+                db.executemany(
+                    "INSERT OR REPLACE INTO dead_letters (seq, kind, payload, error, failed_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [(seq, kind, payload, error, now) for (seq, kind, payload), error in dead],
+                )
+            db.execute("DELETE FROM events WHERE seq <= ?", (upto,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def dead_letters(self) -> list[tuple[int, str, bytes, str]]:
+        return self.db.execute(
+            "SELECT seq, kind, payload, error FROM dead_letters ORDER BY seq"
+        ).fetchall()
+
+    def wal_bytes(self) -> int:
+        try:
+            return os.stat(f"{self.path}-wal").st_size
+        except FileNotFoundError:
+            return 0
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database file (PASSIVE: never blocks the writer).
+
+        Safe to call from another thread than the writer's: it has its own connection.
+        A failed checkpoint loses nothing (the WAL holds the data); the next one retries.
+        """
+        if self._checkpointer is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def file_bytes(self) -> int:
+        total = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(FileNotFoundError):
+                total += os.stat(f"{self.path}{suffix}").st_size
+        return total

@@ -1,0 +1,147 @@
+"""What a restarting bot needs from the ledger, read back from PostgreSQL.
+
+The same reads seed the ledger's in-memory state (order and signal state
+machines, open trade cycles) when it starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from .cycles import Cycle, FillOrder
+from .records import Configuration, Fill, Order, PortfolioSnapshot, Signal
+
+TERMINAL_ORDER_STATUSES = ("FILLED", "CANCELED", "REJECTED", "EXPIRED")
+
+_ORDER_COLUMNS = (
+    "o.order_pk, o.quantity_filled, o.client_order_id, o.exchange_order_id, o.signal_id, "
+    "o.trading_pair, o.exchange, o.side, o.order_type, o.quantity_ordered, o.limit_price, "
+    "o.stop_price, o.status, o.error_message, o.exit_reason, o.created_at, o.submitted_at, "
+    "o.last_updated_at"
+)
+_FILL_COLUMNS = (
+    "f.fill_pk, f.fill_id, o.client_order_id, f.exchange_order_id, f.trading_pair, "
+    "f.exchange, f.side, f.quantity_filled, f.fill_price, f.commission, f.commission_asset, "
+    "f.liquidity_type, f.filled_at"
+)
+_SIGNAL_COLUMNS = (
+    "s.signal_id, s.trading_pair, s.exchange, s.strategy_id, s.side, s.entry_type, "
+    "s.proposed_entry_price, s.proposed_sl_price, s.proposed_tp_price, s.prediction_event_id, "
+    "s.prediction_value, s.status, s.rejection_reason, s.risk_check_details, s.created_at"
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OpenOrder:
+    """An order not yet in a terminal status, with what has filled so far."""
+
+    order: Order
+    order_pk: int
+    quantity_filled: Decimal
+    fills: list[Fill]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RecoveryState:
+    open_orders: list[OpenOrder]
+    latest_snapshot: PortfolioSnapshot | None
+    active_configuration: Configuration | None
+    open_cycles: list[Cycle]
+    # Signals the state machines still need: undecided ones and those behind open
+    # orders or open cycles.
+    signals: list[Signal]
+
+
+def _fill(row: dict[str, Any]) -> Fill:
+    row = dict(row)
+    fill_pk = row.pop("fill_pk")
+    if row["fill_id"] is None:  # a row written by something else than this ledger
+        row["fill_id"] = f"pk-{fill_pk}"
+    return Fill(**row)
+
+
+def _order(row: dict[str, Any]) -> tuple[int, Decimal, Order]:
+    row = dict(row)
+    return row.pop("order_pk"), row.pop("quantity_filled"), Order(**row)
+
+
+def load_recovery_state(conn: psycopg.Connection[Any]) -> RecoveryState:
+    """Read everything in one repeatable-read snapshot so the parts agree with each other."""
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        cur.execute(
+            f"SELECT {_ORDER_COLUMNS} FROM orders o WHERE o.status <> ALL(%s) ORDER BY o.order_pk",
+            (list(TERMINAL_ORDER_STATUSES),),
+        )
+        orders = [_order(r) for r in cur.fetchall()]
+        cur.execute(
+            f"SELECT {_FILL_COLUMNS} FROM fills f JOIN orders o USING (order_pk) "
+            "WHERE o.order_pk = ANY(%s) ORDER BY f.fill_pk",
+            ([pk for pk, _, _ in orders],),
+        )
+        fills_by_order: dict[uuid.UUID, list[Fill]] = {}
+        for row in cur.fetchall():
+            fill = _fill(row)
+            assert fill.client_order_id is not None
+            fills_by_order.setdefault(fill.client_order_id, []).append(fill)
+        open_orders = [
+            OpenOrder(order, pk, filled, fills_by_order.get(order.client_order_id, []))
+            for pk, filled, order in orders
+        ]
+        cycles = _open_cycles(cur)
+        cur.execute(
+            f"SELECT {_SIGNAL_COLUMNS} FROM signals s WHERE s.status = 'PROPOSED' "
+            "OR s.signal_id = ANY(%s) OR s.signal_id IN (SELECT signal_id FROM orders "
+            "WHERE status <> ALL(%s) AND signal_id IS NOT NULL)",
+            ([c.signal_id for c in cycles], list(TERMINAL_ORDER_STATUSES)),
+        )
+        signals = [Signal(**r) for r in cur.fetchall()]
+        cur.execute(
+            "SELECT snapshot_timestamp, total_equity, available_balance, "
+            "total_exposure_pct, daily_drawdown_pct, weekly_drawdown_pct, "
+            "total_drawdown_pct, positions FROM portfolio_snapshots "
+            "ORDER BY snapshot_timestamp DESC LIMIT 1"
+        )
+        snap = cur.fetchone()
+        cur.execute(
+            "SELECT config_hash, config_content, loaded_at FROM configurations WHERE is_active"
+        )
+        config = cur.fetchone()
+    return RecoveryState(
+        open_orders=open_orders,
+        latest_snapshot=PortfolioSnapshot(**snap) if snap else None,
+        active_configuration=Configuration(**config) if config else None,
+        open_cycles=cycles,
+        signals=signals,
+    )
+
+
+def _open_cycles(cur: psycopg.Cursor[dict[str, Any]]) -> list[Cycle]:
+    """Re-derive the cycles of signals whose fills do not net to zero."""
+    cur.execute(
+        "SELECT s.signal_id, s.side, s.trading_pair, s.exchange, s.strategy_id "
+        "FROM signals s JOIN orders o ON o.signal_id = s.signal_id "
+        "JOIN fills f ON f.order_pk = o.order_pk GROUP BY s.signal_id "
+        "HAVING sum(CASE WHEN f.side = s.side THEN f.quantity_filled "
+        "ELSE -f.quantity_filled END) <> 0"
+    )
+    cycles = {r["signal_id"]: Cycle(**r) for r in cur.fetchall()}
+    if not cycles:
+        return []
+    cur.execute(
+        f"SELECT {_FILL_COLUMNS}, o.signal_id, o.order_type, o.exit_reason "
+        "FROM fills f JOIN orders o USING (order_pk) WHERE o.signal_id = ANY(%s) "
+        "ORDER BY f.fill_pk",
+        (list(cycles),),
+    )
+    for row in cur.fetchall():
+        cycle = cycles[row.pop("signal_id")]
+        order = FillOrder(row["client_order_id"], row.pop("order_type"), row.pop("exit_reason"))
+        cycle.apply(_fill(row), order)
+    return [c for c in cycles.values() if c.open_quantity != 0]

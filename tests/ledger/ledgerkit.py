@@ -1,0 +1,69 @@
+"""Record factories and a query helper for the ledger tests."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+
+from galfriday_recorder.records import Fill, Order, Signal
+
+T0 = datetime(2026, 11, 24, 10, 0, 0, tzinfo=timezone.utc)
+
+
+def rows(dsn: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def make_signal(**kw: Any) -> Signal:
+    values: dict[str, Any] = {
+        "trading_pair": "XRP/USD",
+        "exchange": "kraken",
+        "strategy_id": "mr_v1",
+        "side": "BUY",
+        "entry_type": "LIMIT",
+        "proposed_entry_price": Decimal("0.5"),
+        "proposed_sl_price": Decimal("0.45"),
+        "proposed_tp_price": Decimal("0.6"),
+        "created_at": T0,
+    }
+    values.update(kw)
+    return Signal(**values)
+
+
+def make_order(signal: Signal | None = None, **kw: Any) -> Order:
+    values: dict[str, Any] = {
+        "trading_pair": "XRP/USD",
+        "exchange": "kraken",
+        "side": "BUY",
+        "order_type": "LIMIT",
+        "quantity_ordered": Decimal("150"),
+        "limit_price": Decimal("0.5"),
+        "signal_id": signal.signal_id if signal else None,
+        "created_at": T0,
+    }
+    if signal is not None:
+        values.update(trading_pair=signal.trading_pair, side=signal.side)
+    values.update(kw)
+    return Order(**values)
+
+
+def make_fill(order: Order, qty: str, price: str, **kw: Any) -> Fill:
+    values: dict[str, Any] = {
+        "client_order_id": order.client_order_id,
+        "trading_pair": order.trading_pair,
+        "exchange": order.exchange,
+        "side": order.side,
+        "quantity_filled": Decimal(qty),
+        "fill_price": Decimal(price),
+        "commission": Decimal("0"),
+        "commission_asset": "USD",
+        "fill_id": f"T{uuid.uuid4().hex[:20]}",
+        "filled_at": T0,
+    }
+    values.update(kw)
+    return Fill(**values)

@@ -1,0 +1,339 @@
+"""Every table receives rows through the public API and reads back exactly."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from datetime import timedelta, timezone
+from decimal import Decimal
+
+import orjson
+from ledgerkit import T0, make_fill, make_order, make_signal, rows
+
+from galfriday_recorder.ledger import Ledger
+from galfriday_recorder.records import LogEntry, PortfolioSnapshot, Trade
+
+
+def test_every_table_round_trips(ledger: Ledger, pg_dsn: str) -> None:
+    signal = make_signal(
+        proposed_entry_price=Decimal("0.512345678901234567"),
+        prediction_event_id=uuid.uuid4(),
+        prediction_value=0.75,
+    )
+    ledger.record_signal(signal)
+    ledger.update_signal_status(
+        signal.signal_id, "APPROVED", risk_check_details={"exposure": "0.1", "ok": True}
+    )
+    rejected = make_signal()
+    ledger.record_signal(rejected)
+    ledger.update_signal_status(rejected.signal_id, "REJECTED", rejection_reason="drawdown")
+
+    entry = make_order(signal, quantity_ordered=Decimal("150"))
+    ledger.record_order(entry)
+    submitted = T0 + timedelta(milliseconds=5)
+    ledger.update_order(
+        entry.client_order_id,
+        "NEW",
+        exchange_order_id="OQCLML-BW3P3-BUCMWZ",
+        submitted_at=submitted,
+        updated_at=submitted,
+    )
+    f1 = make_fill(entry, "100", "0.5", commission=Decimal("0.1"), liquidity_type="MAKER")
+    f2 = make_fill(
+        entry,
+        "50",
+        "0.52",
+        commission=Decimal("0.05"),
+        commission_asset="XRP",
+        client_order_id=None,
+        exchange_order_id="OQCLML-BW3P3-BUCMWZ",
+        filled_at=T0 + timedelta(seconds=1),
+    )
+    ledger.record_fill(f1)
+    ledger.record_fill(f1)  # a duplicate is ignored, not doubled
+    ledger.record_fill(f2)
+    exit_ = make_order(
+        signal,
+        side="SELL",
+        order_type="TAKE_PROFIT",
+        quantity_ordered=Decimal("150"),
+        stop_price=Decimal("0.55"),
+    )
+    ledger.record_order(exit_)
+    ledger.record_fill(
+        make_fill(
+            exit_, "150", "0.55", commission=Decimal("0.2"), filled_at=T0 + timedelta(seconds=60)
+        )
+    )
+    explicit = Trade(
+        signal_id=None,
+        trading_pair="DOGE/USD",
+        exchange="kraken",
+        strategy_id="manual",
+        side="SELL",
+        entry_timestamp=T0,
+        exit_timestamp=T0 + timedelta(hours=1),
+        quantity=Decimal("1000"),
+        average_entry_price=Decimal("0.1"),
+        average_exit_price=Decimal("0.09"),
+        total_commission=Decimal("0.3"),
+        realized_pnl=Decimal("9.7"),
+        realized_pnl_pct=9.7,
+        exit_reason="SIGNAL_EXIT",
+    )
+    ledger.record_trade(explicit)
+    snap = PortfolioSnapshot(
+        total_equity=Decimal("10000.123456789012345678"),
+        available_balance="9000.5",
+        total_exposure_pct=12.5,
+        daily_drawdown_pct=0.5,
+        weekly_drawdown_pct=1.0,
+        total_drawdown_pct=2.0,
+        positions={"XRP/USD": {"qty": "150", "entry": "0.5"}},
+        snapshot_timestamp=T0.astimezone(timezone(timedelta(hours=2))),
+    )
+    ledger.record_portfolio_snapshot(snap)
+    first_hash = ledger.record_configuration(
+        {"risk": {"max_dd": Decimal("0.1")}, "pairs": ["XRP/USD"]}
+    )
+    content = {"pairs": ["XRP/USD", "DOGE/USD"], "risk": {"max_dd": "0.2"}}
+    second_hash = ledger.record_configuration(content)
+    ledger.record_log(
+        LogEntry(
+            source_module="strategy",
+            log_level="INFO",
+            message="hello",
+            trading_pair="XRP/USD",
+            signal_id=signal.signal_id,
+            context={"k": [1, 2]},
+            log_timestamp=T0,
+        )
+    )
+    assert ledger.flush(timeout=30)
+
+    (sig,) = rows(
+        pg_dsn,
+        "SELECT proposed_entry_price, proposed_sl_price, status, "
+        "risk_check_details, created_at, prediction_value FROM signals "
+        "WHERE signal_id = %s",
+        signal.signal_id,
+    )
+    assert sig[0] == Decimal("0.512345678901234567")
+    assert sig[1] == Decimal("0.45")
+    assert sig[2] == "APPROVED"
+    assert sig[3] == {"exposure": "0.1", "ok": True}
+    assert sig[4] == T0
+    assert sig[5] == 0.75
+    assert rows(
+        pg_dsn,
+        "SELECT status, rejection_reason FROM signals WHERE signal_id = %s",
+        rejected.signal_id,
+    ) == [("REJECTED", "drawdown")]
+
+    (order,) = rows(
+        pg_dsn,
+        "SELECT order_pk, status, exchange_order_id, submitted_at, "
+        "quantity_filled, created_at FROM orders WHERE client_order_id = %s",
+        entry.client_order_id,
+    )
+    assert order[1:] == ("FILLED", "OQCLML-BW3P3-BUCMWZ", submitted, Decimal(150), T0)
+    fills = rows(
+        pg_dsn,
+        "SELECT fill_id, quantity_filled, fill_price, commission, "
+        "commission_asset, liquidity_type, filled_at, exchange_order_id "
+        "FROM fills WHERE order_pk = %s ORDER BY fill_pk",
+        order[0],
+    )
+    assert fills == [
+        (
+            f1.fill_id,
+            Decimal(100),
+            Decimal("0.5"),
+            Decimal("0.1"),
+            "USD",
+            "MAKER",
+            T0,
+            "OQCLML-BW3P3-BUCMWZ",
+        ),
+        (
+            f2.fill_id,
+            Decimal(50),
+            Decimal("0.52"),
+            Decimal("0.05"),
+            "XRP",
+            None,
+            T0 + timedelta(seconds=1),
+            "OQCLML-BW3P3-BUCMWZ",
+        ),
+    ]
+    derived = rows(
+        pg_dsn,
+        "SELECT quantity, average_entry_price, average_exit_price, "
+        "total_commission, realized_pnl, exit_reason, entry_order_pk, "
+        "exit_order_pk IS NOT NULL FROM trades WHERE signal_id = %s",
+        signal.signal_id,
+    )
+    assert derived == [
+        (
+            Decimal(150),
+            Decimal("0.506666666666666667"),
+            Decimal("0.55"),
+            Decimal("0.326"),
+            Decimal("6.174"),
+            "TP_HIT",
+            order[0],
+            True,
+        )
+    ]
+    assert rows(
+        pg_dsn,
+        "SELECT realized_pnl, side, exit_timestamp FROM trades WHERE trade_id = %s",
+        explicit.trade_id,
+    ) == [(Decimal("9.7"), "SELL", T0 + timedelta(hours=1))]
+    assert rows(
+        pg_dsn,
+        "SELECT total_equity, available_balance, positions, "
+        "snapshot_timestamp FROM portfolio_snapshots",
+    ) == [
+        (
+            Decimal("10000.123456789012345678"),
+            Decimal("9000.5"),
+            {"XRP/USD": {"qty": "150", "entry": "0.5"}},
+            T0,
+        )
+    ]
+    configs = rows(
+        pg_dsn,
+        "SELECT config_hash, config_content, is_active FROM configurations ORDER BY config_pk",
+    )
+    assert configs == [
+        (first_hash, {"risk": {"max_dd": "0.1"}, "pairs": ["XRP/USD"]}, False),
+        (second_hash, content, True),
+    ]
+    assert (
+        second_hash
+        == hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    )
+    assert rows(
+        pg_dsn,
+        "SELECT source_module, log_level, message, trading_pair, signal_id, "
+        "context, log_timestamp FROM system_logs WHERE source_module = "
+        "'strategy'",
+    ) == [("strategy", "INFO", "hello", "XRP/USD", signal.signal_id, {"k": [1, 2]}, T0)]
+    stats = ledger.stats()
+    assert stats["duplicates_ignored"] == 1
+    assert stats["journal_depth"] == 0
+    assert stats["committed"] == stats["accepted"]
+    assert stats["pg_connected"] == 1
+
+    # A configuration loaded again becomes the active one again.
+    ledger.record_configuration({"pairs": ["XRP/USD"], "risk": {"max_dd": Decimal("0.1")}})
+    assert ledger.flush(timeout=30)
+    assert rows(pg_dsn, "SELECT config_hash FROM configurations WHERE is_active") == [(first_hash,)]
+
+
+def test_recovery_state(ledger: Ledger) -> None:
+    signal = make_signal()
+    ledger.record_signal(signal)
+    ledger.update_signal_status(signal.signal_id, "APPROVED")
+    entry = make_order(signal, quantity_ordered=Decimal("10"))
+    ledger.record_order(entry)
+    ledger.update_order(entry.client_order_id, "NEW", exchange_order_id="E1")
+    fill = make_fill(entry, "4", "0.5", commission=Decimal("0.01"))
+    ledger.record_fill(fill)
+    closed = make_order(quantity_ordered=Decimal("1"))
+    ledger.record_order(closed)
+    ledger.update_order(closed.client_order_id, "CANCELED")
+    ledger.record_portfolio_snapshot(
+        PortfolioSnapshot(
+            total_equity=1,
+            available_balance=1,
+            total_exposure_pct=0,
+            daily_drawdown_pct=0,
+            weekly_drawdown_pct=0,
+            total_drawdown_pct=0,
+            positions=[],
+            snapshot_timestamp=T0,
+        )
+    )
+    later = PortfolioSnapshot(
+        total_equity=2,
+        available_balance=1,
+        total_exposure_pct=0,
+        daily_drawdown_pct=0,
+        weekly_drawdown_pct=0,
+        total_drawdown_pct=0,
+        positions=[],
+        snapshot_timestamp=T0 + timedelta(minutes=1),
+    )
+    ledger.record_portfolio_snapshot(later)
+    config_hash = ledger.record_configuration({"a": 1})
+
+    state = ledger.load_recovery_state()
+    assert [o.order.client_order_id for o in state.open_orders] == [entry.client_order_id]
+    open_order = state.open_orders[0]
+    assert open_order.order.status == "PARTIALLY_FILLED"
+    assert open_order.order.exchange_order_id == "E1"
+    assert open_order.quantity_filled == Decimal(4)
+    assert [f.fill_id for f in open_order.fills] == [fill.fill_id]
+    assert open_order.fills[0].fill_price == Decimal("0.5")
+    assert state.latest_snapshot == later
+    assert state.active_configuration is not None
+    assert state.active_configuration.config_hash == config_hash
+    (cycle,) = state.open_cycles
+    assert cycle.signal_id == signal.signal_id
+    assert cycle.open_quantity == Decimal(4)
+    assert cycle.entry_value == Decimal(2)
+
+
+def test_log_handler_records_context_and_exceptions(ledger: Ledger, pg_dsn: str) -> None:
+    logger = logging.getLogger("bot.strategy")
+    logger.setLevel(logging.DEBUG)
+    handler = ledger.log_handler(logging.INFO)
+    logger.addHandler(handler)
+    sid = uuid.uuid4()
+    try:
+        logger.debug("not recorded: below the handler's level")
+        logger.info(
+            "entry %s",
+            "placed",
+            extra={
+                "trading_pair": "XRP/USD",
+                "signal_id": str(sid),
+                "order_pk": 7,
+                "context": {"spread": "0.001"},
+                "latency_ms": 3.5,
+                "when": T0,
+            },
+        )
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logger.exception("order failed", extra={"trading_pair": "X" * 40})
+    finally:
+        logger.removeHandler(handler)
+    assert ledger.flush(timeout=30)
+    got = rows(
+        pg_dsn,
+        "SELECT source_module, log_level, message, trading_pair, signal_id, "
+        "order_pk, context, exception_type, stack_trace FROM system_logs "
+        "ORDER BY log_timestamp",
+    )
+    assert len(got) == 2
+    info, error = got
+    assert info[:7] == (
+        "bot.strategy",
+        "INFO",
+        "entry placed",
+        "XRP/USD",
+        sid,
+        7,
+        {"spread": "0.001", "latency_ms": 3.5, "when": T0.isoformat()},
+    )
+    assert info[7:] == (None, None)
+    assert error[1:4] == ("ERROR", "order failed", None)
+    assert error[6] == {"trading_pair": "X" * 40}  # too long for the column: kept in context
+    assert error[7] == "ValueError"
+    assert 'raise ValueError("boom")' in error[8]
+    assert handler.dropped == 0

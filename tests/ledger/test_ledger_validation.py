@@ -1,0 +1,174 @@
+"""Bad input gets a clear error naming what was wrong, and nothing else is lost."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from ledgerkit import T0, make_fill, make_order, make_signal, rows
+
+from galfriday_recorder.errors import IllegalTransition, UnknownOrder, ValidationError
+from galfriday_recorder.ledger import Ledger
+from galfriday_recorder.records import LogEntry, PortfolioSnapshot
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("proposed_sl_price", 0.45, "must be Decimal, int or str"),
+        ("proposed_sl_price", Decimal("NaN"), "finite"),
+        ("proposed_tp_price", Decimal("Infinity"), "finite"),
+        ("proposed_tp_price", "abc", "not a number"),
+        ("proposed_tp_price", Decimal("-1"), "> 0"),
+        ("proposed_tp_price", Decimal("1e21"), "NUMERIC"),
+        ("proposed_tp_price", Decimal("0.0000000000000000001"), "18 decimals"),
+        ("created_at", datetime(2026, 1, 1), "naive"),
+        ("created_at", "yesterday", "ISO 8601"),
+        ("trading_pair", "X" * 17, "holds 16"),
+        ("strategy_id", "s" * 65, "holds 64"),
+        ("side", "LONG", "not one of"),
+        ("status", "MAYBE", "not one of"),
+        ("signal_id", "not-a-uuid", "not a UUID"),
+        ("signal_id", 42, "must be a UUID"),
+        ("prediction_value", float("nan"), "finite"),
+        ("risk_check_details", {"x": object()}, "JSON"),
+    ],
+)
+def test_signal_field_errors_name_the_field(field: str, value: Any, match: str) -> None:
+    with pytest.raises(ValidationError, match=match) as info:
+        make_signal(**{field: value})
+    assert info.value.field == field
+
+
+def test_record_rules() -> None:
+    with pytest.raises(ValidationError, match="required when status is REJECTED"):
+        make_signal(status="REJECTED")
+    with pytest.raises(ValidationError, match="must be None"):
+        make_signal(status="APPROVED", rejection_reason="no")
+    with pytest.raises(ValidationError) as info:
+        make_order(quantity_ordered=1.5)
+    assert info.value.field == "quantity_ordered"
+    with pytest.raises(ValidationError) as info:
+        make_order(exchange_order_id="E" * 65)
+    assert info.value.field == "exchange_order_id"
+    order = make_order()
+    with pytest.raises(ValidationError, match="neither currency"):
+        make_fill(order, "1", "1", commission=Decimal("0.1"), commission_asset="EUR")
+    with pytest.raises(ValidationError, match="needs client_order_id or exchange_order_id"):
+        make_fill(order, "1", "1", client_order_id=None)
+    with pytest.raises(ValidationError) as info:
+        LogEntry(source_module="m" * 65, log_level="INFO", message="x")
+    assert info.value.field == "source_module"
+    with pytest.raises(ValidationError) as info:
+        LogEntry(source_module="m", log_level="TRACE", message="x")
+    assert info.value.field == "log_level"
+    with pytest.raises(ValidationError, match="required") as info:
+        LogEntry(source_module="m", log_level="INFO", message=None)  # type: ignore[arg-type]
+    assert info.value.field == "message"
+    with pytest.raises(ValidationError, match="NUL"):
+        LogEntry(source_module="m", log_level="INFO", message="a\x00b")
+    with pytest.raises(ValidationError) as info:
+        PortfolioSnapshot(
+            total_equity=1.0,
+            available_balance=1,
+            total_exposure_pct=0,
+            daily_drawdown_pct=0,
+            weekly_drawdown_pct=0,
+            total_drawdown_pct=0,
+            positions={},
+        )
+    assert info.value.field == "total_equity"
+    # Aware datetimes of any zone are kept as the same instant in UTC.
+    assert (
+        make_signal(created_at=datetime.fromisoformat("2026-11-24T12:00:00+02:00")).created_at == T0
+    )
+
+
+def test_bad_calls_refused_and_nothing_else_lost(ledger: Ledger, pg_dsn: str) -> None:
+    signal = make_signal()
+    ledger.record_signal(signal)
+    with pytest.raises(ValidationError, match="already recorded"):
+        ledger.record_signal(signal)
+    with pytest.raises(ValidationError, match="expected Signal"):
+        ledger.record_signal({"signal_id": "x"})  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="unknown signal"):
+        ledger.update_signal_status(uuid.uuid4(), "APPROVED")
+    with pytest.raises(ValidationError) as info:
+        ledger.update_signal_status(signal.signal_id, "REJECTED")
+    assert info.value.field == "rejection_reason"
+    ledger.update_signal_status(signal.signal_id, "APPROVED")
+    with pytest.raises(IllegalTransition, match="APPROVED -> REJECTED"):
+        ledger.update_signal_status(signal.signal_id, "REJECTED", rejection_reason="late")
+
+    order = make_order(signal, quantity_ordered=Decimal(10))
+    ledger.record_order(order)
+    with pytest.raises(UnknownOrder):
+        ledger.update_order(uuid.uuid4(), "NEW")
+    with pytest.raises(UnknownOrder):
+        ledger.record_fill(
+            make_fill(order, "1", "0.5", client_order_id=None, exchange_order_id="NOPE")
+        )
+    with pytest.raises(ValidationError, match="naive") as info:
+        ledger.update_order(order.client_order_id, "NEW", submitted_at=datetime(2026, 1, 1))
+    assert info.value.field == "submitted_at"
+    with pytest.raises(ValidationError, match="not one of"):
+        ledger.update_order(order.client_order_id, "OPEN")
+    ledger.update_order(order.client_order_id, "NEW", exchange_order_id="E-1")
+    with pytest.raises(ValidationError) as info:
+        ledger.record_fill(make_fill(order, "1", "0.5", side="SELL"))
+    assert info.value.field == "side"
+    with pytest.raises(ValidationError, match="more than the order's"):
+        ledger.record_fill(make_fill(order, "11", "0.5"))
+    ledger.record_fill(make_fill(order, "10", "0.5"))
+    with pytest.raises(IllegalTransition, match="FILLED -> NEW"):
+        ledger.update_order(order.client_order_id, "NEW", error_message="should not apply")
+    ledger.record_log(LogEntry(source_module="t", log_level="INFO", message="after"))
+    assert ledger.flush(timeout=30)
+
+    assert rows(
+        pg_dsn, "SELECT status, quantity_filled, error_message, exchange_order_id FROM orders"
+    ) == [("FILLED", Decimal(10), None, "E-1")]
+    assert rows(pg_dsn, "SELECT status FROM signals") == [("APPROVED",)]
+    assert rows(pg_dsn, "SELECT count(*) FROM fills") == [(1,)]
+    refusals = rows(
+        pg_dsn,
+        "SELECT log_level, message, context FROM system_logs "
+        "WHERE source_module = 'galfriday_recorder.ledger' "
+        "ORDER BY log_timestamp",
+    )
+    assert [r[0] for r in refusals] == ["WARNING", "WARNING"]
+    assert "APPROVED -> REJECTED" in refusals[0][1]
+    assert "FILLED -> NEW" in refusals[1][1]
+    assert refusals[1][2]["client_order_id"] == str(order.client_order_id)
+    assert rows(pg_dsn, "SELECT message FROM system_logs WHERE source_module = 't'") == [("after",)]
+
+
+def test_poison_event_is_dead_lettered_and_logged(ledger: Ledger, pg_dsn: str) -> None:
+    """An event PostgreSQL refuses (here: an order whose signal it never saw) blocks nothing."""
+    ghost = make_signal()  # never recorded, but known to the order as a reference only
+    ledger.record_log(LogEntry(source_module="t", log_level="INFO", message="before"))
+    bad = make_order(ghost)
+    ledger.record_order(bad)
+    good = make_order()
+    ledger.record_order(good)
+    ledger.record_log(LogEntry(source_module="t", log_level="INFO", message="after"))
+    assert ledger.flush(timeout=30)
+    assert rows(pg_dsn, "SELECT client_order_id FROM orders") == [(good.client_order_id,)]
+    assert rows(
+        pg_dsn, "SELECT message FROM system_logs WHERE source_module = 't' ORDER BY log_timestamp"
+    ) == [("before",), ("after",)]
+    (dead_log,) = rows(
+        pg_dsn,
+        "SELECT log_level, message, context->>'kind' FROM system_logs "
+        "WHERE source_module = 'galfriday_recorder.ledger'",
+    )
+    assert dead_log[0] == "ERROR"
+    assert "ForeignKeyViolation" in dead_log[1]
+    assert dead_log[2] == "order"
+    (letter,) = ledger.dead_letters()
+    assert letter[1] == "order"
+    assert str(bad.client_order_id).encode() in letter[2]
+    assert ledger.stats()["dead_letters"] == 1
