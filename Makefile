@@ -52,7 +52,9 @@ test-python: setup
 	$(PY) -m pytest -q
 
 bench: setup
-	$(PY) -m pytest benches -q --benchmark-only
+	mkdir -p .benchmarks
+	$(PY) -m pytest benches -q --benchmark-only --benchmark-json=.benchmarks/latest.json
+	$(PY) benches/report.py .benchmarks/latest.json benches/results.md
 
 lint: setup
 	cargo fmt --check

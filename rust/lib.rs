@@ -2,5 +2,14 @@
 //! and InfluxDB line protocol out. Everything outside `bindings` is plain Rust,
 //! tested by `cargo test` without a Python interpreter.
 
+pub mod bars;
+pub mod book;
+pub mod checksum;
+pub mod fixed;
+pub mod kraken;
+pub mod lineproto;
+pub mod market;
+pub mod metrics;
+
 #[cfg(feature = "python")]
 mod bindings;

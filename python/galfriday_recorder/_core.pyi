@@ -1,15 +1,141 @@
 """Type stub of the Rust extension ``galfriday_recorder._core``."""
 
-__all__ = ["BookOutOfSync", "MalformedFrame", "RecorderError", "UnknownSymbol"]
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import final
+
+__all__ = [
+    "BookOutOfSync",
+    "BookTop",
+    "BookView",
+    "MalformedFrame",
+    "MarketRecorder",
+    "RecorderError",
+    "UnknownSymbol",
+    "encode_line",
+]
 
 class RecorderError(Exception):
     """Base of every error the recorder raises."""
 
 class MalformedFrame(RecorderError):
-    """A frame that is not valid Kraken WebSocket JSON."""
+    """A frame that is not valid Kraken WebSocket JSON.
+
+    Set by ``MarketRecorder.ingest``: ``symbol`` (or None) and ``tops``, the
+    ``BookTop``s of the frame's other symbols, which were applied.
+    """
+
+    symbol: str | None
+    tops: list[BookTop]
 
 class BookOutOfSync(RecorderError):
-    """A symbol's book failed its checksum; resubscribe."""
+    """A symbol's book failed its checksum; resubscribe.
+
+    ``expected`` is the frame's checksum, ``computed`` ours (None when the book
+    was already out of sync and the update was not applied).
+    """
+
+    symbol: str
+    expected: int | None
+    computed: int | None
+    tops: list[BookTop]
 
 class UnknownSymbol(RecorderError):
     """An update for a symbol with no snapshot yet."""
+
+    symbol: str
+    tops: list[BookTop]
+
+@final
+class BookTop:
+    """Best levels and metrics of one symbol after one book message."""
+
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def timestamp_ns(self) -> int: ...
+    @property
+    def is_snapshot(self) -> bool: ...
+    @property
+    def bid_price(self) -> Decimal | None: ...
+    @property
+    def bid_qty(self) -> Decimal | None: ...
+    @property
+    def ask_price(self) -> Decimal | None: ...
+    @property
+    def ask_qty(self) -> Decimal | None: ...
+    @property
+    def spread(self) -> float | None: ...
+    @property
+    def mid_price(self) -> float | None: ...
+    @property
+    def wap(self) -> float | None: ...
+    @property
+    def spread_pct(self) -> float | None: ...
+    @property
+    def imbalances(self) -> dict[int, float]: ...
+    @property
+    def checksum_ok(self) -> bool:
+        """The message carried a checksum and it matched (mismatches raise)."""
+
+@final
+class BookView:
+    """A copy of one symbol's book taken by ``MarketRecorder.book``."""
+
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def in_sync(self) -> bool: ...
+    @property
+    def price_decimals(self) -> int: ...
+    @property
+    def qty_decimals(self) -> int: ...
+    @property
+    def bids(self) -> list[tuple[Decimal, Decimal]]:
+        """Bids, best (highest) first, as exact ``(price, qty)`` Decimals."""
+    @property
+    def asks(self) -> list[tuple[Decimal, Decimal]]:
+        """Asks, best (lowest) first, as exact ``(price, qty)`` Decimals."""
+    def checksum(self) -> int:
+        """Kraken's CRC32 of this book (top 10 levels per side)."""
+
+@final
+class MarketRecorder:
+    """Kraken frames in; books, metrics and line protocol out. Thread-safe."""
+
+    def __new__(
+        cls,
+        exchange: str = "kraken",
+        depth: int = 10,
+        l2_levels: int = 10,
+        imbalance_levels: Sequence[int] = ...,
+        ohlcv_intervals: Sequence[str] = ...,
+        precisions: Mapping[str, tuple[int, int]] | None = None,
+        l2_sample_interval_ms: int = 0,
+        l2_mode: str = "full",
+    ) -> MarketRecorder: ...
+    def ingest(self, frame: bytes | str, received_at_ns: int | None = None) -> list[BookTop]:
+        """Handle one raw frame; one ``BookTop`` per symbol whose book it touched.
+
+        If some entry fails, the others are still applied and recorded, then the
+        first error is raised with ``.tops`` holding theirs.
+        """
+    def book(self, symbol: str) -> BookView:
+        """A copy of one symbol's book; ``UnknownSymbol`` if it has none."""
+    def drain(self) -> bytes:
+        """Every line encoded since the last drain, as one bytes object."""
+    def flush_bars(self) -> int:
+        """Emit every open OHLCV bar into the buffer now (shutdown); returns how many."""
+    def symbols(self) -> list[str]: ...
+    def stats(self) -> dict[str, int]:
+        """Counters and hot-path latency (ns, measured inside the core)."""
+    def _checksum_ns(self, symbol: str, iterations: int) -> float:
+        """Benchmark helper: mean ns of Kraken's checksum timed in a Rust loop."""
+
+def encode_line(
+    measurement: str,
+    tags: Mapping[str, str | None],
+    fields: Mapping[str, float | int | bool | str | Decimal | None],
+    timestamp_ns: int,
+) -> bytes:
+    """One line of line protocol for any measurement; ``None`` values are left out."""

@@ -183,7 +183,7 @@ class SyntheticKraken:
 
     def _update(self, book: _Book) -> bytes:
         move = self._rng.choices((-1, 0, 1), weights=(1, 3, 1))[0]
-        book.mid_ticks = max(book.mid_ticks + move * max(1, book.mid_ticks // 20_000), 100)
+        book.mid_ticks = max(book.mid_ticks + move * max(1, book.mid_ticks // 4_000), 100)
         changes: dict[str, list[dict[str, object]]] = {}
         for name, bid in (("bids", True), ("asks", False)):
             old = book.bids if bid else book.asks

@@ -1,0 +1,448 @@
+"""The one object the bot launches: market core, ledger and series writer behind one facade.
+
+Every recording method returns without waiting on I/O. Market frames are
+parsed and encoded in Rust on the caller's thread; the encoded lines stay in
+the core's buffer until the background loop drains them (every
+``_DRAIN_INTERVAL_S``), so the trading loop never touches a batch. Ledger
+events go through the ledger's journal; series points through the series
+writer. All three share one background thread running a uvloop loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from types import FrameType, TracebackType
+from typing import Any
+from uuid import UUID
+
+import psutil
+
+from ._core import BookTop, MarketRecorder, encode_line
+from .config import RecorderConfig, redact
+from .ledger import Ledger
+from .loghandler import LedgerLogHandler
+from .migrate import migrate
+from .records import Fill, Order, PortfolioSnapshot, Signal, Trade
+from .recovery import RecoveryState
+from .runtime import BackgroundLoop
+from .series import SeriesWriter
+
+log = logging.getLogger(__name__)
+
+_DRAIN_INTERVAL_S = 0.02
+Timestamp = datetime | int | None
+FieldValue = float | int | bool | str | Decimal
+
+
+def _ns(ts: Timestamp) -> int:
+    """Nanoseconds since the epoch from an aware datetime, an int of ns, or now."""
+    if ts is None:
+        return time.time_ns()
+    if isinstance(ts, datetime):
+        if ts.tzinfo is None:
+            raise ValueError("timestamp: naive datetime; pass an aware (UTC) datetime")
+        return int(ts.timestamp()) * 1_000_000_000 + ts.microsecond * 1000
+    if isinstance(ts, bool) or not isinstance(ts, int):
+        raise TypeError(f"timestamp: expected datetime or int ns, not {type(ts).__name__}")
+    return ts
+
+
+@dataclass(frozen=True)
+class FlushReport:
+    """What a flush or close got done in time; truthy when everything did."""
+
+    ledger_committed: bool
+    series_written: bool
+    ledger_pending: int
+    series_pending: int
+
+    def __bool__(self) -> bool:
+        return self.ledger_committed and self.series_written
+
+
+class Recorder:
+    """In-process recorder: ``with Recorder(cfg) as rec:`` or ``async with``, or start()/close()."""
+
+    def __init__(
+        self, config: RecorderConfig | None = None, *, install_signal_handlers: bool = False
+    ) -> None:
+        self.config = config if config is not None else RecorderConfig.load()
+        cfg = self.config
+        self._loop = BackgroundLoop()
+        self.market = MarketRecorder(
+            exchange=cfg.exchange,
+            depth=cfg.book_depth,
+            l2_levels=cfg.l2_levels,
+            imbalance_levels=cfg.imbalance_levels,
+            ohlcv_intervals=cfg.ohlcv_intervals,
+            l2_sample_interval_ms=cfg.l2_sample_interval_ms,
+        )
+        self.ledger = Ledger(cfg, self._loop)
+        self.series = SeriesWriter(cfg, self._loop)
+        self._install_signals = install_signal_handlers
+        self._previous_handlers: dict[int, Any] = {}
+        self._tasks: list[concurrent.futures.Future[None]] = []
+        self._started = False
+        self._closed = False
+        self._process = psutil.Process(os.getpid())
+        self._market_errors = 0
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        pg, influx = redact(self.config.pg_dsn), redact(self.config.influx_url)
+        return f"Recorder(pg={pg!r}, influx={influx!r})"
+
+    # -- life cycle -------------------------------------------------------
+    def start(self) -> Recorder:
+        """Migrate (when configured), replay journal and spool, start the background loop."""
+        with self._lock:
+            if self._started:
+                return self
+            if self.config.apply_migrations and self.config.pg_dsn:
+                try:
+                    migrate(self.config.pg_dsn)
+                except Exception as exc:  # PostgreSQL may be down: the journal carries on
+                    log.warning("migrations not applied at start: %s", redact(str(exc)))
+            self._loop.start()
+            self.ledger.start()
+            self.series.start()
+            self._tasks = [
+                self._loop.submit(self._drain_market()),
+                self._loop.submit(self._sample_metrics()),
+            ]
+            if self._install_signals:
+                self._hook_signals()
+            self._started = True
+        return self
+
+    def flush(self, timeout: float | None = 30.0) -> FlushReport:
+        """Wait until all recorded so far is committed (ledger) and written or spooled (series)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._drain_now()
+        ledger_ok = self.ledger.flush(_remaining(deadline))
+        series_ok = self.series.flush(_remaining(deadline))
+        return FlushReport(
+            ledger_committed=ledger_ok,
+            series_written=series_ok,
+            ledger_pending=int(self.ledger.stats().get("journal_depth", 0)),
+            series_pending=int(self.series.stats().get("pending_lines", 0)),
+        )
+
+    def close(self, timeout: float | None = 30.0) -> FlushReport:
+        """Emit open bars, flush, stop writers and loop; what is left stays journaled/spooled."""
+        with self._lock:
+            if self._closed or not self._started:
+                self._closed = True
+                return FlushReport(True, True, 0, 0)
+            self._closed = True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self.market.flush_bars()
+        for task in self._tasks:
+            task.cancel()
+        self._drain_now()
+        ledger_ok = self.ledger.close(_remaining(deadline))
+        series_ok = self.series.close(_remaining(deadline))
+        report = FlushReport(
+            ledger_committed=ledger_ok,
+            series_written=series_ok,
+            ledger_pending=int(self.ledger.stats().get("journal_depth", 0)),
+            series_pending=int(self.series.stats().get("pending_lines", 0)),
+        )
+        self._loop.stop()
+        self._unhook_signals()
+        if not report:
+            log.warning("recorder closed with work left: %s", report)
+        return report
+
+    def __enter__(self) -> Recorder:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Recorder:
+        await asyncio.get_running_loop().run_in_executor(None, self.start)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.close)
+
+    def _hook_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            log.warning("signal handlers not installed: start() was not called on the main thread")
+            return
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
+
+    def _unhook_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)
+        self._previous_handlers.clear()
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        """Close cleanly, then let the bot's own handler (or the default) take over."""
+        previous = self._previous_handlers.get(signum)
+        self.close()
+        if callable(previous):
+            previous(signum, frame)
+        elif signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        else:
+            raise SystemExit(128 + signum)
+
+    # -- market data (hot path) ------------------------------------------
+    def on_market_frame(
+        self, frame: bytes | str, received_at_ns: int | None = None
+    ) -> list[BookTop]:
+        """Parse one raw Kraken frame; book tops for the bot, lines buffered in Rust."""
+        try:
+            return self.market.ingest(frame, received_at_ns)
+        except Exception:
+            self._market_errors += 1
+            raise
+
+    def _drain_now(self) -> None:
+        data = self.market.drain()
+        if data:
+            self.series.write(data, market=True)
+
+    async def _drain_market(self) -> None:
+        while True:
+            await asyncio.sleep(_DRAIN_INTERVAL_S)
+            self._drain_now()
+
+    # -- ledger -----------------------------------------------------------
+    def record_signal(self, signal: Signal) -> None:
+        self.ledger.record_signal(signal)
+
+    def update_signal_status(
+        self,
+        signal_id: UUID,
+        status: str,
+        rejection_reason: str | None = None,
+        risk_check_details: dict[str, Any] | None = None,
+    ) -> None:
+        self.ledger.update_signal_status(signal_id, status, rejection_reason, risk_check_details)
+
+    def record_order(self, order: Order) -> None:
+        self.ledger.record_order(order)
+
+    def update_order(
+        self,
+        client_order_id: UUID,
+        status: str,
+        *,
+        exchange_order_id: str | None = None,
+        submitted_at: datetime | None = None,
+        error_message: str | None = None,
+        updated_at: datetime | None = None,
+    ) -> None:
+        self.ledger.update_order(
+            client_order_id,
+            status,
+            exchange_order_id=exchange_order_id,
+            submitted_at=submitted_at,
+            error_message=error_message,
+            updated_at=updated_at,
+        )
+
+    def record_fill(self, fill: Fill) -> None:
+        self.ledger.record_fill(fill)
+
+    def record_trade(self, trade: Trade) -> None:
+        self.ledger.record_trade(trade)
+
+    def record_portfolio_snapshot(self, snapshot: PortfolioSnapshot) -> None:
+        self.ledger.record_portfolio_snapshot(snapshot)
+
+    def record_configuration(self, content: Mapping[str, Any]) -> str:
+        return self.ledger.record_configuration(content)
+
+    def log_handler(self, level: int = logging.INFO) -> LedgerLogHandler:
+        return self.ledger.log_handler(level)
+
+    def load_recovery_state(self) -> RecoveryState:
+        return self.ledger.load_recovery_state()
+
+    # -- series -----------------------------------------------------------
+    def _point(
+        self,
+        measurement: str,
+        tags: Mapping[str, str],
+        fields: Mapping[str, FieldValue],
+        timestamp: Timestamp,
+        *,
+        market: bool = False,
+    ) -> None:
+        self.series.write(
+            encode_line(measurement, dict(tags), dict(fields), _ns(timestamp)), market=market
+        )
+
+    def _tags(self, trading_pair: str, **extra: str) -> dict[str, str]:
+        return {"exchange": self.config.exchange, "trading_pair": trading_pair, **extra}
+
+    def record_ohlcv(
+        self,
+        trading_pair: str,
+        interval: str,
+        open: Decimal | float,
+        high: Decimal | float,
+        low: Decimal | float,
+        close: Decimal | float,
+        volume: Decimal | float,
+        timestamp: Timestamp,
+    ) -> None:
+        """One bar the bot built or fetched itself (the core records Kraken's own bars)."""
+        self._point(
+            "market_data_ohlcv",
+            self._tags(trading_pair, interval=interval),
+            {"open": open, "high": high, "low": low, "close": close, "volume": volume},
+            timestamp,
+            market=True,
+        )
+
+    def record_features(
+        self,
+        trading_pair: str,
+        feature_set_id: str,
+        values: Mapping[str, float],
+        timestamp: Timestamp = None,
+    ) -> None:
+        self._point(
+            "features", self._tags(trading_pair, feature_set_id=feature_set_id), values, timestamp
+        )
+
+    def record_prediction(
+        self,
+        trading_pair: str,
+        model_id: str,
+        target: str,
+        value: float,
+        confidence: float | None = None,
+        timestamp: Timestamp = None,
+    ) -> None:
+        fields: dict[str, FieldValue] = {"prediction_value": value}
+        if confidence is not None:
+            fields["confidence"] = confidence
+        self._point(
+            "predictions",
+            self._tags(trading_pair, model_id=model_id, prediction_target=target),
+            fields,
+            timestamp,
+        )
+
+    def record_portfolio_metrics(
+        self,
+        *,
+        total_equity: Decimal | float,
+        available_balance: Decimal | float,
+        unrealized_pnl: Decimal | float,
+        realized_pnl_session: Decimal | float,
+        total_exposure_pct: float,
+        daily_drawdown_pct: float,
+        weekly_drawdown_pct: float,
+        total_drawdown_pct: float,
+        positions: Mapping[str, tuple[Decimal | float, Decimal | float]] | None = None,
+        account_id: str = "main",
+        timestamp: Timestamp = None,
+    ) -> None:
+        """``positions`` maps a pair to (qty, value): fields ``position_qty_XRPUSD`` and so on."""
+        fields: dict[str, FieldValue] = {
+            "total_equity": total_equity,
+            "available_balance": available_balance,
+            "unrealized_pnl": unrealized_pnl,
+            "realized_pnl_session": realized_pnl_session,
+            "total_exposure_pct": total_exposure_pct,
+            "daily_drawdown_pct": daily_drawdown_pct,
+            "weekly_drawdown_pct": weekly_drawdown_pct,
+            "total_drawdown_pct": total_drawdown_pct,
+        }
+        for pair, (qty, value) in (positions or {}).items():
+            asset = "".join(ch for ch in pair if ch.isalnum())
+            fields[f"position_qty_{asset}"] = qty
+            fields[f"position_value_{asset}"] = value
+        self._point("portfolio_metrics", {"account_id": account_id}, fields, timestamp)
+
+    def record_system_metrics(
+        self,
+        values: Mapping[str, FieldValue],
+        *,
+        module_id: str | None = None,
+        timestamp: Timestamp = None,
+    ) -> None:
+        """The bot's own figures (``api_call_latency_ms``, ``websocket_connected``, ...)."""
+        tags = {"host_id": self.config.host_id}
+        if module_id:
+            tags["module_id"] = module_id
+        self._point("system_metrics", tags, values, timestamp)
+
+    # -- self-metrics -----------------------------------------------------
+    def stats(self) -> dict[str, float | int]:
+        """Every figure the recorder keeps, flat, for the bot's health checks."""
+        out: dict[str, float | int] = {"market_errors": self._market_errors}
+        for prefix, part in (
+            ("market", self.market.stats()),
+            ("ledger", self.ledger.stats()),
+            ("series", self.series.stats()),
+        ):
+            out.update({f"{prefix}_{k}": v for k, v in part.items()})
+        return out
+
+    def _self_metrics(self) -> dict[str, FieldValue]:
+        stats = self.stats()
+        ledger_tries = stats.get("ledger_committed", 0) + stats.get("ledger_pg_errors", 0)
+        series_tries = stats.get("series_batches_written", 0) + stats.get("series_retries", 0)
+        errors = stats.get("ledger_pg_errors", 0) + stats.get("series_retries", 0)
+        return {
+            "cpu_usage_pct": float(self._process.cpu_percent(None)),
+            "memory_usage_mb": self._process.memory_info().rss / 1_048_576,
+            "event_queue_depth": int(
+                stats.get("ledger_journal_depth", 0) + stats.get("series_pending_lines", 0)
+            ),
+            "journal_depth": int(stats.get("ledger_journal_depth", 0)),
+            "spool_bytes": int(stats.get("series_spool_bytes", 0)),
+            "lines_dropped": int(stats.get("series_lines_dropped", 0)),
+            "pg_write_latency_ms_p99": float(stats.get("ledger_commit_latency_ms_p99", 0.0)),
+            "influx_write_latency_ms_p99": float(stats.get("series_write_latency_ms_p99", 0.0)),
+            "api_error_rate": errors / max(ledger_tries + series_tries, 1),
+            "hot_path_ingest_us_p50": stats.get("market_ingest_ns_p50", 0) / 1000,
+            "hot_path_ingest_us_p99": stats.get("market_ingest_ns_p99", 0) / 1000,
+        }
+
+    async def _sample_metrics(self) -> None:
+        self._process.cpu_percent(None)
+        while True:
+            await asyncio.sleep(self.config.metrics_interval_s)
+            try:
+                self.record_system_metrics(self._self_metrics(), module_id="recorder")
+            except Exception:
+                log.exception("self-metrics sample failed")
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(deadline - time.monotonic(), 0.0)
+
+
+__all__ = ["FlushReport", "Recorder"]

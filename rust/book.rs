@@ -1,0 +1,364 @@
+//! One L2 book: two sorted vectors of fixed-point levels.
+//!
+//! Subscribed depths are small (10..1000), so a sorted `Vec` with binary
+//! search beats a tree: the top levels, which every message reads, stay in one
+//! or two cache lines.
+
+use crate::fixed;
+use crate::lineproto::Pad24;
+
+/// A price level; both values are mantissas at the book's scales.
+///
+/// The decimal digits of both mantissas are cached when the level is set:
+/// they are exactly Kraken's checksum text for the level (dot removed,
+/// leading zeros stripped), and the line encoder writes them with a dot
+/// inserted, so the per-message work is copying bytes, not formatting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Level {
+    pub price: u64,
+    pub qty: u64,
+    digits: [u8; 40],
+    plen: u8,
+    qlen: u8,
+    /// Price and qty as decimal text at the book's scales (`45283.5`, `0.10000000`).
+    ptext: Pad24,
+    qtext: Pad24,
+}
+
+/// `digits` (a mantissa, empty for 0) with a dot `scale` places from the
+/// right, written at `buf[at..]`; returns the length (0 if it does not fit).
+fn dotted(digits: &[u8], scale: u32, buf: &mut [u8], at: usize) -> usize {
+    let digits: &[u8] = if digits.is_empty() { b"0" } else { digits };
+    let scale = scale as usize;
+    let Some(out) = buf.get_mut(at..) else {
+        return 0;
+    };
+    let mut n = 0usize;
+    let mut put = |b: u8| {
+        if let Some(x) = out.get_mut(n) {
+            *x = b;
+            n += 1;
+        }
+    };
+    if scale == 0 {
+        digits.iter().for_each(|&d| put(d));
+    } else if digits.len() > scale {
+        let split = digits.len() - scale;
+        for (i, &d) in digits.iter().enumerate() {
+            if i == split {
+                put(b'.');
+            }
+            put(d);
+        }
+    } else {
+        put(b'0');
+        put(b'.');
+        (digits.len()..scale).for_each(|_| put(b'0'));
+        digits.iter().for_each(|&d| put(d));
+    }
+    n
+}
+
+fn push_digits(v: u64, buf: &mut [u8], at: usize) -> usize {
+    if v == 0 {
+        return 0; // "0.000" without dot and leading zeros is empty
+    }
+    let mut f = itoa::Buffer::new();
+    let d = f.format(v).as_bytes();
+    match buf.get_mut(at..at + d.len()) {
+        Some(dst) => {
+            dst.copy_from_slice(d);
+            d.len()
+        }
+        None => 0,
+    }
+}
+
+impl Level {
+    /// A level whose mantissas are at scale 0 (tests, checksum vectors).
+    pub fn new(price: u64, qty: u64) -> Self {
+        Level::at_scales(price, qty, 0, 0)
+    }
+
+    /// A level of a book with these price and qty scales.
+    pub fn at_scales(price: u64, qty: u64, price_scale: u32, qty_scale: u32) -> Self {
+        let mut digits = [0u8; 40];
+        let plen = push_digits(price, &mut digits, 0);
+        let qlen = push_digits(qty, &mut digits, plen);
+        let mut text = [0u8; 48];
+        let ptlen = dotted(digits.get(..plen).unwrap_or(&[]), price_scale, &mut text, 0);
+        let qd = digits.get(plen..plen + qlen).unwrap_or(&[]);
+        let qtlen = dotted(qd, qty_scale, &mut text, ptlen);
+        // At most 22 bytes each (20 digits, a dot, a leading zero), so they fit.
+        let piece =
+            |r: std::ops::Range<usize>| text.get(r).and_then(Pad24::new).unwrap_or_default();
+        Level {
+            price,
+            qty,
+            digits,
+            plen: plen as u8,
+            qlen: qlen as u8,
+            ptext: piece(0..ptlen),
+            qtext: piece(ptlen..ptlen + qtlen),
+        }
+    }
+
+    /// Price as decimal text at the book's price scale.
+    pub fn price_text(&self) -> &[u8] {
+        self.ptext.as_slice()
+    }
+
+    /// Price text as a fixed-size piece for the line writer.
+    pub fn price_piece(&self) -> &Pad24 {
+        &self.ptext
+    }
+
+    /// Qty text as a fixed-size piece for the line writer.
+    pub fn qty_piece(&self) -> &Pad24 {
+        &self.qtext
+    }
+
+    /// Qty as decimal text at the book's qty scale.
+    pub fn qty_text(&self) -> &[u8] {
+        self.qtext.as_slice()
+    }
+
+    /// Price mantissa digits (empty for 0).
+    pub fn price_digits(&self) -> &[u8] {
+        self.digits.get(..usize::from(self.plen)).unwrap_or(&[])
+    }
+
+    /// Qty mantissa digits (empty for 0).
+    pub fn qty_digits(&self) -> &[u8] {
+        let p = usize::from(self.plen);
+        self.digits
+            .get(p..p + usize::from(self.qlen))
+            .unwrap_or(&[])
+    }
+
+    /// Price digits then qty digits: this level's part of the checksum string.
+    pub fn checksum_digits(&self) -> &[u8] {
+        self.digits
+            .get(..usize::from(self.plen) + usize::from(self.qlen))
+            .unwrap_or(&[])
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Bid,
+    Ask,
+}
+
+/// Bids best (highest) first, asks best (lowest) first.
+#[derive(Clone, Debug)]
+pub struct Book {
+    pub bids: Vec<Level>,
+    pub asks: Vec<Level>,
+    pub depth: usize,
+    pub price_scale: u32,
+    pub qty_scale: u32,
+}
+
+impl Book {
+    pub fn new(depth: usize, price_scale: u32, qty_scale: u32) -> Self {
+        let cap = depth.saturating_add(4).min(1024);
+        Book {
+            bids: Vec::with_capacity(cap),
+            asks: Vec::with_capacity(cap),
+            depth,
+            price_scale,
+            qty_scale,
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.bids.clear();
+        self.asks.clear();
+    }
+
+    /// Set one level; qty 0 deletes it (a delete of an absent level is a no-op).
+    pub fn apply(&mut self, side: Side, price: u64, qty: u64) {
+        let levels = match side {
+            Side::Bid => &mut self.bids,
+            Side::Ask => &mut self.asks,
+        };
+        let found = match side {
+            Side::Bid => levels.binary_search_by(|l| price.cmp(&l.price)),
+            Side::Ask => levels.binary_search_by(|l| l.price.cmp(&price)),
+        };
+        match (found, qty) {
+            (Ok(i), 0) => {
+                levels.remove(i);
+            }
+            (Ok(i), q) => {
+                if let Some(l) = levels.get_mut(i) {
+                    *l = Level::at_scales(price, q, self.price_scale, self.qty_scale);
+                }
+            }
+            (Err(_), 0) => {}
+            (Err(i), q) => levels.insert(
+                i,
+                Level::at_scales(price, q, self.price_scale, self.qty_scale),
+            ),
+        }
+    }
+
+    /// Kraken sends no delete for levels pushed out of range: cut after each message.
+    pub fn truncate(&mut self) {
+        self.bids.truncate(self.depth);
+        self.asks.truncate(self.depth);
+    }
+
+    /// Raise the price scale (exactness kept); `false` on overflow, book unchanged.
+    pub fn raise_price_scale(&mut self, to: u32) -> bool {
+        if to <= self.price_scale {
+            return true;
+        }
+        let Some(mul) = fixed::pow10(to - self.price_scale) else {
+            return false;
+        };
+        // Check first so a failure leaves the book untouched.
+        if self
+            .bids
+            .iter()
+            .chain(self.asks.iter())
+            .any(|l| l.price.checked_mul(mul).is_none())
+        {
+            return false;
+        }
+        let qs = self.qty_scale;
+        for l in self.bids.iter_mut().chain(self.asks.iter_mut()) {
+            *l = Level::at_scales(l.price.wrapping_mul(mul), l.qty, to, qs);
+        }
+        self.price_scale = to;
+        true
+    }
+
+    /// Raise the qty scale (exactness kept); `false` on overflow, book unchanged.
+    pub fn raise_qty_scale(&mut self, to: u32) -> bool {
+        if to <= self.qty_scale {
+            return true;
+        }
+        let Some(mul) = fixed::pow10(to - self.qty_scale) else {
+            return false;
+        };
+        if self
+            .bids
+            .iter()
+            .chain(self.asks.iter())
+            .any(|l| l.qty.checked_mul(mul).is_none())
+        {
+            return false;
+        }
+        let ps = self.price_scale;
+        for l in self.bids.iter_mut().chain(self.asks.iter_mut()) {
+            *l = Level::at_scales(l.price, l.qty.wrapping_mul(mul), ps, to);
+        }
+        self.qty_scale = to;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    /// The obvious model: a map per side, truncated the slow way.
+    #[derive(Default)]
+    struct Naive {
+        bids: BTreeMap<u64, u64>,
+        asks: BTreeMap<u64, u64>,
+    }
+
+    impl Naive {
+        fn apply(&mut self, side: Side, price: u64, qty: u64) {
+            let m = if side == Side::Bid {
+                &mut self.bids
+            } else {
+                &mut self.asks
+            };
+            if qty == 0 {
+                m.remove(&price);
+            } else {
+                m.insert(price, qty);
+            }
+        }
+        fn truncate(&mut self, depth: usize) {
+            while self.bids.len() > depth {
+                let k = *self.bids.keys().next().unwrap();
+                self.bids.remove(&k);
+            }
+            while self.asks.len() > depth {
+                let k = *self.asks.keys().next_back().unwrap();
+                self.asks.remove(&k);
+            }
+        }
+        fn bids(&self) -> Vec<Level> {
+            self.bids
+                .iter()
+                .rev()
+                .map(|(&price, &qty)| Level::new(price, qty))
+                .collect()
+        }
+        fn asks(&self) -> Vec<Level> {
+            self.asks
+                .iter()
+                .map(|(&price, &qty)| Level::new(price, qty))
+                .collect()
+        }
+    }
+
+    fn op() -> impl Strategy<Value = (bool, u64, u64)> {
+        (any::<bool>(), 90u64..110, prop_oneof![Just(0u64), 1u64..5])
+    }
+
+    proptest! {
+        #[test]
+        fn matches_naive_model(depth in 1usize..12, msgs in prop::collection::vec(prop::collection::vec(op(), 0..6), 0..60)) {
+            let mut book = Book::new(depth, 0, 0);
+            let mut naive = Naive::default();
+            for msg in msgs {
+                for (bid, price, qty) in msg {
+                    let side = if bid { Side::Bid } else { Side::Ask };
+                    book.apply(side, price, qty);
+                    naive.apply(side, price, qty);
+                }
+                book.truncate();
+                naive.truncate(depth);
+                prop_assert_eq!(&book.bids, &naive.bids());
+                prop_assert_eq!(&book.asks, &naive.asks());
+            }
+        }
+    }
+
+    #[test]
+    fn cached_text() {
+        let l = Level::at_scales(452_835, 10_000_000, 1, 8);
+        assert_eq!(
+            (l.price_text(), l.qty_text()),
+            (&b"45283.5"[..], &b"0.10000000"[..])
+        );
+        assert_eq!(l.checksum_digits(), b"45283510000000");
+        let l = Level::at_scales(5, 0, 3, 0);
+        assert_eq!((l.price_text(), l.qty_text()), (&b"0.005"[..], &b"0"[..]));
+        assert_eq!(l.checksum_digits(), b"5");
+        let l = Level::at_scales(u64::MAX, u64::MAX, 18, 0);
+        assert_eq!(l.price_text(), b"18.446744073709551615");
+        assert_eq!(l.qty_text(), b"18446744073709551615");
+    }
+
+    #[test]
+    fn raise_scale_is_exact_and_atomic() {
+        let mut b = Book::new(10, 1, 2);
+        b.apply(Side::Bid, 15, 100);
+        b.apply(Side::Ask, u64::MAX / 5, 1);
+        assert!(b.raise_qty_scale(4));
+        assert_eq!(b.bids[0].qty, 10_000);
+        assert!(!b.raise_price_scale(2));
+        assert_eq!(b.price_scale, 1);
+        assert_eq!(b.bids[0].price, 15);
+    }
+}

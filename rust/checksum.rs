@@ -1,0 +1,111 @@
+//! Kraken's book CRC32 (v1 and v2 use the same string).
+//!
+//! The string is the top 10 asks (low to high) then the top 10 bids (high to
+//! low), each price and qty written at the book's precision with the dot
+//! removed and leading zeros stripped. For a fixed-point mantissa that is just
+//! the mantissa's decimal digits, so no text is formatted and re-parsed.
+
+use crate::book::Level;
+
+/// Levels per side covered by the checksum, whatever the subscribed depth.
+pub const CHECKSUM_LEVELS: usize = 10;
+
+/// CRC32 (IEEE, as zlib) of Kraken's checksum string for these levels.
+pub fn kraken_checksum(asks: &[Level], bids: &[Level]) -> u32 {
+    // 20 levels x 40 cached digits fits on the stack; one CRC call.
+    let mut buf = [0u8; 2 * CHECKSUM_LEVELS * 40];
+    let mut len = 0usize;
+    let top_asks = asks.iter().take(CHECKSUM_LEVELS);
+    let top_bids = bids.iter().take(CHECKSUM_LEVELS);
+    for level in top_asks.chain(top_bids) {
+        let digits = level.checksum_digits();
+        if let Some(dst) = buf.get_mut(len..len + digits.len()) {
+            dst.copy_from_slice(digits);
+            len += digits.len();
+        }
+    }
+    crc32fast::hash(buf.get(..len).unwrap_or(&[]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixed;
+
+    fn levels(v: &[(&str, &str)]) -> Vec<Level> {
+        v.iter()
+            .map(|(p, q)| {
+                Level::new(
+                    fixed::parse(p.as_bytes()).unwrap().mant,
+                    fixed::parse(q.as_bytes()).unwrap().mant,
+                )
+            })
+            .collect()
+    }
+
+    /// Kraken's documented v2 example (docs "Spot Websockets (v2) Book Checksum").
+    pub const DOC_BIDS: [(&str, &str); 10] = [
+        ("45283.5", "0.10000000"),
+        ("45283.4", "1.54582015"),
+        ("45282.1", "0.10000000"),
+        ("45281.0", "0.10000000"),
+        ("45280.3", "1.54592586"),
+        ("45279.0", "0.07990000"),
+        ("45277.6", "0.03310103"),
+        ("45277.5", "0.30000000"),
+        ("45277.3", "1.54602737"),
+        ("45276.6", "0.15445238"),
+    ];
+    pub const DOC_ASKS: [(&str, &str); 10] = [
+        ("45285.2", "0.00100000"),
+        ("45286.4", "1.54571953"),
+        ("45286.6", "1.54571109"),
+        ("45289.6", "1.54560911"),
+        ("45290.2", "0.15890660"),
+        ("45291.8", "1.54553491"),
+        ("45294.7", "0.04454749"),
+        ("45296.1", "0.35380000"),
+        ("45297.5", "0.09945542"),
+        ("45299.5", "0.18772827"),
+    ];
+
+    #[test]
+    fn kraken_v2_documented_example() {
+        assert_eq!(
+            kraken_checksum(&levels(&DOC_ASKS), &levels(&DOC_BIDS)),
+            3_310_070_434
+        );
+    }
+
+    #[test]
+    fn only_top_ten_count() {
+        let mut asks = levels(&DOC_ASKS);
+        let mut bids = levels(&DOC_BIDS);
+        asks.push(Level::new(999_999, 1));
+        bids.push(Level::new(1, 1));
+        assert_eq!(kraken_checksum(&asks, &bids), 3_310_070_434);
+    }
+
+    /// A v1-style book (quoted strings, 5 price decimals as in Kraken's v1
+    /// guide); expected value computed independently with Python's
+    /// `zlib.crc32` over the documented string construction.
+    #[test]
+    fn kraken_v1_style_example() {
+        let asks = levels(&[
+            ("0.05005", "0.00000500"),
+            ("0.05010", "0.00000500"),
+            ("0.05120", "0.00000500"),
+        ]);
+        let bids = levels(&[
+            ("0.05000", "0.00000304"),
+            ("0.04990", "0.00000500"),
+            ("0.04765", "0.00000500"),
+        ]);
+        // "5005500" "5010500" "5120500" "5000304" "4990500" "4765500"
+        assert_eq!(
+            kraken_checksum(&asks, &bids),
+            crc32fast::hash(b"500550050105005120500500030449905004765500")
+        );
+        assert_eq!(kraken_checksum(&asks, &bids), 1_178_058_795);
+    }
+}

@@ -1,0 +1,478 @@
+//! InfluxDB line protocol encoder.
+//!
+//! Escaping follows the InfluxDB 1.x line-protocol reference:
+//! measurement: comma and space; tag keys, tag values and field keys: comma,
+//! equals sign and space; string field values: double quote and backslash.
+//! Newlines cannot be represented anywhere and are refused, as are NaN and
+//! infinities. Integers get the `i` suffix (1.x rejects `u`); floats use
+//! ryu's shortest round-trip text, which always carries a `.` or an exponent,
+//! so an integral float (`1.0`) is still typed float by InfluxDB.
+
+use std::fmt;
+
+/// What could not be encoded, naming the offending part.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LineError {
+    /// A newline in a measurement, key, tag value or string field.
+    Newline { what: &'static str, name: String },
+    /// A key or measurement that is empty.
+    Empty { what: &'static str },
+    /// A name ending in a backslash would escape the delimiter after it.
+    TrailingBackslash { what: &'static str, name: String },
+    /// NaN or +/-inf.
+    NonFinite { field: String },
+    /// A point needs at least one field.
+    NoFields,
+}
+
+impl fmt::Display for LineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LineError::Newline { what, name } => {
+                write!(
+                    f,
+                    "{what} {name:?} contains a newline, which line protocol cannot carry"
+                )
+            }
+            LineError::Empty { what } => write!(f, "{what} must not be empty"),
+            LineError::TrailingBackslash { what, name } => {
+                write!(
+                    f,
+                    "{what} {name:?} ends with a backslash, which line protocol cannot carry"
+                )
+            }
+            LineError::NonFinite { field } => {
+                write!(
+                    f,
+                    "field {field:?} is not finite (NaN and infinity cannot be stored)"
+                )
+            }
+            LineError::NoFields => write!(f, "a point needs at least one field"),
+        }
+    }
+}
+
+impl std::error::Error for LineError {}
+
+fn check_name(s: &str, what: &'static str, allow_empty: bool) -> Result<(), LineError> {
+    if s.is_empty() && !allow_empty {
+        return Err(LineError::Empty { what });
+    }
+    if s.contains(['\n', '\r']) {
+        return Err(LineError::Newline {
+            what,
+            name: s.to_owned(),
+        });
+    }
+    if s.ends_with('\\') {
+        return Err(LineError::TrailingBackslash {
+            what,
+            name: s.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+fn escape_into(s: &str, specials: &[u8], out: &mut Vec<u8>) {
+    let bytes = s.as_bytes();
+    if !bytes.iter().any(|b| specials.contains(b)) {
+        out.extend_from_slice(bytes);
+        return;
+    }
+    for &b in bytes {
+        if specials.contains(&b) {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+}
+
+/// Measurement name: comma and space escaped.
+pub fn write_measurement(s: &str, out: &mut Vec<u8>) -> Result<(), LineError> {
+    check_name(s, "measurement", false)?;
+    escape_into(s, b", ", out);
+    Ok(())
+}
+
+/// Tag key, tag value or field key: comma, equals and space escaped.
+pub fn write_key(s: &str, what: &'static str, out: &mut Vec<u8>) -> Result<(), LineError> {
+    check_name(s, what, false)?;
+    escape_into(s, b",= ", out);
+    Ok(())
+}
+
+/// String field value, quoted; double quote and backslash escaped.
+pub fn write_string_value(field: &str, s: &str, out: &mut Vec<u8>) -> Result<(), LineError> {
+    if s.contains(['\n', '\r']) {
+        return Err(LineError::Newline {
+            what: "string field",
+            name: field.to_owned(),
+        });
+    }
+    out.push(b'"');
+    escape_into(s, b"\"\\", out);
+    out.push(b'"');
+    Ok(())
+}
+
+/// Float field value in shortest round-trip form.
+pub fn write_float(field: &str, v: f64, out: &mut Vec<u8>) -> Result<(), LineError> {
+    if !v.is_finite() {
+        return Err(LineError::NonFinite {
+            field: field.to_owned(),
+        });
+    }
+    let mut b = ryu::Buffer::new();
+    out.extend_from_slice(b.format_finite(v).as_bytes());
+    Ok(())
+}
+
+pub fn write_int(v: i64, out: &mut Vec<u8>) {
+    let mut b = itoa::Buffer::new();
+    out.extend_from_slice(b.format(v).as_bytes());
+    out.push(b'i');
+}
+
+pub fn write_bool(v: bool, out: &mut Vec<u8>) {
+    out.extend_from_slice(if v { b"true" } else { b"false" });
+}
+
+pub fn write_timestamp(ts: i64, out: &mut Vec<u8>) {
+    let mut b = itoa::Buffer::new();
+    out.push(b' ');
+    out.extend_from_slice(b.format(ts).as_bytes());
+    out.push(b'\n');
+}
+
+/// A short piece of text (at most 24 bytes) stored padded, so it can be
+/// copied as a fixed-size block: the L2 line is ~80 such pieces, and a libc
+/// `memcpy` call per piece costs more than the bytes themselves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pad24 {
+    bytes: [u8; 24],
+    len: u8,
+}
+
+impl Pad24 {
+    /// `None` if `s` is longer than 24 bytes.
+    pub fn new(s: &[u8]) -> Option<Self> {
+        let mut bytes = [0u8; 24];
+        bytes.get_mut(..s.len())?.copy_from_slice(s);
+        Some(Pad24 {
+            bytes,
+            len: s.len() as u8,
+        })
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        self.bytes.get(..usize::from(self.len)).unwrap_or(&[])
+    }
+}
+
+/// Gathers [`Pad24`] pieces in a stack buffer and appends them to the output
+/// in large blocks.
+pub struct PieceWriter<'a> {
+    out: &'a mut Vec<u8>,
+    buf: [u8; 1024],
+    len: usize,
+}
+
+impl<'a> PieceWriter<'a> {
+    pub fn new(out: &'a mut Vec<u8>) -> Self {
+        PieceWriter {
+            out,
+            buf: [0u8; 1024],
+            len: 0,
+        }
+    }
+
+    #[inline]
+    pub fn put(&mut self, p: &Pad24) {
+        if self.len + 24 > self.buf.len() {
+            self.flush();
+        }
+        if let Some(dst) = self.buf.get_mut(self.len..self.len + 24) {
+            dst.copy_from_slice(&p.bytes);
+            self.len += usize::from(p.len);
+        }
+    }
+
+    /// Append what was gathered; must be called before the output is used.
+    pub fn flush(&mut self) {
+        self.out
+            .extend_from_slice(self.buf.get(..self.len).unwrap_or(&[]));
+        self.len = 0;
+    }
+}
+
+/// A field value of the general encoder.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FieldValue {
+    Float(f64),
+    Int(i64),
+    Bool(bool),
+    Str(String),
+    /// Decimal text already validated as `[-]digits[.digits]`; written as is (a float).
+    Decimal(String),
+}
+
+/// Is this plain decimal text (`-12.50`) that InfluxDB parses as a float?
+pub fn is_plain_decimal(s: &str) -> bool {
+    let body = s.strip_prefix('-').unwrap_or(s);
+    let mut parts = body.splitn(2, '.');
+    let int = parts.next().unwrap_or("");
+    let frac = parts.next();
+    let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
+    !int.is_empty() && digits(int) && frac.is_none_or(|f| !f.is_empty() && digits(f))
+}
+
+/// Encode one point of any measurement: tags sorted by key with empty values
+/// left out (InfluxDB refuses them), fields in the order given.
+pub fn encode_point(
+    measurement: &str,
+    tags: &[(String, String)],
+    fields: &[(String, FieldValue)],
+    timestamp_ns: i64,
+    out: &mut Vec<u8>,
+) -> Result<(), LineError> {
+    if fields.is_empty() {
+        return Err(LineError::NoFields);
+    }
+    let start = out.len();
+    let result = encode_inner(measurement, tags, fields, timestamp_ns, out);
+    if result.is_err() {
+        out.truncate(start); // never leave half a line behind
+    }
+    result
+}
+
+fn encode_inner(
+    measurement: &str,
+    tags: &[(String, String)],
+    fields: &[(String, FieldValue)],
+    timestamp_ns: i64,
+    out: &mut Vec<u8>,
+) -> Result<(), LineError> {
+    write_measurement(measurement, out)?;
+    let mut sorted: Vec<&(String, String)> = tags.iter().collect();
+    sorted.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    for (k, v) in sorted {
+        check_name(v, "tag value", true)?;
+        if v.is_empty() {
+            continue;
+        }
+        out.push(b',');
+        write_key(k, "tag key", out)?;
+        out.push(b'=');
+        write_key(v, "tag value", out)?;
+    }
+    for (i, (k, v)) in fields.iter().enumerate() {
+        out.push(if i == 0 { b' ' } else { b',' });
+        write_key(k, "field key", out)?;
+        out.push(b'=');
+        match v {
+            FieldValue::Float(f) => write_float(k, *f, out)?,
+            FieldValue::Int(n) => write_int(*n, out),
+            FieldValue::Bool(b) => write_bool(*b, out),
+            FieldValue::Str(s) => write_string_value(k, s, out)?,
+            FieldValue::Decimal(s) => {
+                if !is_plain_decimal(s) {
+                    return Err(LineError::NonFinite { field: k.clone() });
+                }
+                out.extend_from_slice(s.as_bytes());
+            }
+        }
+    }
+    write_timestamp(timestamp_ns, out);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(
+        m: &str,
+        tags: &[(&str, &str)],
+        fields: Vec<(&str, FieldValue)>,
+        ts: i64,
+    ) -> Result<String, LineError> {
+        let tags: Vec<(String, String)> = tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let fields: Vec<(String, FieldValue)> = fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        let mut out = Vec::new();
+        encode_point(m, &tags, &fields, ts, &mut out)?;
+        Ok(String::from_utf8(out).unwrap())
+    }
+
+    /// Cases from the InfluxDB 1.x line-protocol reference ("Special characters").
+    #[test]
+    fn escaping_per_reference() {
+        assert_eq!(
+            line(
+                "wea,ther",
+                &[("location", "us midwest")],
+                vec![("temperature", FieldValue::Int(82))],
+                1465839830100400200
+            )
+            .unwrap(),
+            "wea\\,ther,location=us\\ midwest temperature=82i 1465839830100400200\n"
+        );
+        assert_eq!(
+            line(
+                "wea ther",
+                &[("loc=ation", "us,midwest")],
+                vec![("temp=rature", FieldValue::Float(82.0))],
+                1
+            )
+            .unwrap(),
+            "wea\\ ther,loc\\=ation=us\\,midwest temp\\=rature=82.0 1\n"
+        );
+        assert_eq!(
+            line(
+                "weather",
+                &[],
+                vec![("temperature", FieldValue::Str("too \"hot\" \\ here".into()))],
+                1
+            )
+            .unwrap(),
+            "weather temperature=\"too \\\"hot\\\" \\\\ here\" 1\n"
+        );
+        // Equals signs in a measurement need no escape; commas in string fields neither.
+        assert_eq!(
+            line(
+                "we=ather",
+                &[],
+                vec![("s", FieldValue::Str("a,b c=d".into()))],
+                1
+            )
+            .unwrap(),
+            "we=ather s=\"a,b c=d\" 1\n"
+        );
+    }
+
+    #[test]
+    fn tags_sorted_and_empty_values_dropped() {
+        assert_eq!(
+            line(
+                "m",
+                &[("b", "2"), ("a", "1"), ("c", "")],
+                vec![
+                    ("f", FieldValue::Bool(true)),
+                    ("g", FieldValue::Bool(false))
+                ],
+                -5
+            )
+            .unwrap(),
+            "m,a=1,b=2 f=true,g=false -5\n"
+        );
+    }
+
+    #[test]
+    fn refusals_name_the_culprit() {
+        let e = line("m", &[], vec![("x", FieldValue::Float(f64::NAN))], 1).unwrap_err();
+        assert_eq!(e, LineError::NonFinite { field: "x".into() });
+        assert!(e.to_string().contains("\"x\""));
+        assert!(matches!(
+            line("m", &[], vec![("y", FieldValue::Float(f64::INFINITY))], 1),
+            Err(LineError::NonFinite { .. })
+        ));
+        assert!(matches!(
+            line("m", &[("t", "a\nb")], vec![("y", FieldValue::Int(1))], 1),
+            Err(LineError::Newline { .. })
+        ));
+        assert!(matches!(
+            line("m", &[], vec![("s", FieldValue::Str("a\nb".into()))], 1),
+            Err(LineError::Newline {
+                what: "string field",
+                ..
+            })
+        ));
+        assert_eq!(line("m", &[], vec![], 1), Err(LineError::NoFields));
+        assert!(matches!(
+            line("", &[], vec![("y", FieldValue::Int(1))], 1),
+            Err(LineError::Empty { .. })
+        ));
+        assert!(matches!(
+            line("m", &[("t", "x\\")], vec![("y", FieldValue::Int(1))], 1),
+            Err(LineError::TrailingBackslash { .. })
+        ));
+    }
+
+    #[test]
+    fn floats_round_trip_and_stay_floats() {
+        for v in [
+            0.0,
+            1.0,
+            -2.5,
+            0.1,
+            1e-7,
+            123456789.123,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            5e-324,
+        ] {
+            let mut out = Vec::new();
+            write_float("f", v, &mut out).unwrap();
+            let s = String::from_utf8(out).unwrap();
+            assert!(s.contains('.') || s.contains('e'), "{s}");
+            assert_eq!(s.parse::<f64>().unwrap(), v);
+        }
+    }
+
+    #[test]
+    fn decimals_written_exactly() {
+        assert_eq!(
+            line(
+                "m",
+                &[],
+                vec![
+                    ("d", FieldValue::Decimal("-12.50".into())),
+                    ("i", FieldValue::Int(-3))
+                ],
+                0
+            )
+            .unwrap(),
+            "m d=-12.50,i=-3i 0\n"
+        );
+        assert!(line("m", &[], vec![("d", FieldValue::Decimal("NaN".into()))], 0).is_err());
+        assert!(
+            is_plain_decimal("0")
+                && is_plain_decimal("1.5")
+                && !is_plain_decimal("1.")
+                && !is_plain_decimal("1E+3")
+        );
+    }
+
+    #[test]
+    fn piece_writer_concatenates() {
+        let mut out = b"x".to_vec();
+        let a = Pad24::new(b",a=").unwrap();
+        let b = Pad24::new(b"123456789012345678901234").unwrap();
+        assert!(Pad24::new(&[b'x'; 25]).is_none());
+        let mut w = PieceWriter::new(&mut out);
+        for _ in 0..100 {
+            w.put(&a);
+            w.put(&b);
+        }
+        w.flush();
+        assert_eq!(out.len(), 1 + 100 * 27);
+        assert!(out.ends_with(b",a=123456789012345678901234"));
+    }
+
+    #[test]
+    fn failed_encode_leaves_buffer_untouched() {
+        let mut out = b"prev\n".to_vec();
+        let fields = vec![
+            ("a".to_string(), FieldValue::Int(1)),
+            ("b".to_string(), FieldValue::Float(f64::NAN)),
+        ];
+        assert!(encode_point("m", &[], &fields, 1, &mut out).is_err());
+        assert_eq!(out, b"prev\n");
+    }
+}
