@@ -61,6 +61,7 @@ from .errors import (
 from .journal import Journal, Row
 from .loghandler import LedgerLogHandler
 from .records import (
+    ORDER_STATUSES,
     Configuration,
     Fill,
     LogEntry,
@@ -81,18 +82,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 ORDER_TRANSITIONS: dict[str, frozenset[str]] = {
-    "PENDING_NEW": frozenset(
-        {
-            "PENDING_NEW",
-            "NEW",
-            "PARTIALLY_FILLED",
-            "FILLED",
-            "PENDING_CANCEL",
-            "CANCELED",
-            "REJECTED",
-            "EXPIRED",
-        }
-    ),
+    "PENDING_NEW": ORDER_STATUSES,  # the exchange may report anything first
     "NEW": frozenset(
         {"NEW", "PARTIALLY_FILLED", "FILLED", "PENDING_CANCEL", "CANCELED", "REJECTED", "EXPIRED"}
     ),

@@ -157,7 +157,8 @@ class Service:
             time.sleep(0.1)
         return False
 
-    def _popen(self, argv: list[str]) -> int:
+    def _popen(self, argv: list[str], **as_user: Any) -> int:
+        """Start a detached server process logging to its own file; ``as_user`` drops root."""
         log = open(self.log_path(), "ab")  # noqa: SIM115 - handed to the child
         try:
             proc = subprocess.Popen(
@@ -167,6 +168,7 @@ class Service:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
                 cwd=self.root,
+                **as_user,
             )
         finally:
             log.close()
@@ -273,20 +275,7 @@ class PostgresService(Service):
             "-c",
             "max_connections=100",
         ]
-        log = open(self.log_path(), "ab")  # noqa: SIM115 - handed to the child
-        try:
-            proc = subprocess.Popen(
-                argv,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                cwd=self.root,
-                **as_user,
-            )
-        finally:
-            log.close()
-        return proc.pid
+        return self._popen(argv, **as_user)
 
     def _ready(self, port: int) -> bool:
         result = subprocess.run(
