@@ -43,7 +43,7 @@ class RecorderConfig:
     data_dir: Path = Path(".galfriday")
     journal_max_bytes: int = 512 * 1024 * 1024
     commit_interval_ms: float = 5.0
-    commit_max_events: int = 2000
+    commit_max_events: int = 500
 
     # InfluxDB time series
     influx_url: str = ""
