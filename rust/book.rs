@@ -7,6 +7,9 @@
 use crate::fixed;
 use crate::lineproto::Pad24;
 
+/// Bytes of a level's cached mantissa digits (two u64s: at most 20 each).
+pub const DIGITS_CAP: usize = 40;
+
 /// A price level; both values are mantissas at the book's scales.
 ///
 /// The decimal digits of both mantissas are cached when the level is set:
@@ -17,7 +20,7 @@ use crate::lineproto::Pad24;
 pub struct Level {
     pub price: u64,
     pub qty: u64,
-    digits: [u8; 40],
+    digits: [u8; DIGITS_CAP],
     plen: u8,
     qlen: u8,
     /// Price and qty as decimal text at the book's scales (`45283.5`, `0.10000000`).
@@ -26,37 +29,41 @@ pub struct Level {
 }
 
 /// `digits` (a mantissa, empty for 0) with a dot `scale` places from the
-/// right, written at `buf[at..]`; returns the length (0 if it does not fit).
-fn dotted(digits: &[u8], scale: u32, buf: &mut [u8], at: usize) -> usize {
+/// right, as a line-protocol piece (empty if it does not fit 24 bytes).
+fn dotted(digits: &[u8], scale: u32) -> Pad24 {
     let digits: &[u8] = if digits.is_empty() { b"0" } else { digits };
-    let scale = scale as usize;
-    let Some(out) = buf.get_mut(at..) else {
-        return 0;
-    };
-    let mut n = 0usize;
-    let mut put = |b: u8| {
-        if let Some(x) = out.get_mut(n) {
-            *x = b;
-            n += 1;
+    let (n, s) = (digits.len(), scale as usize);
+    let mut b = [0u8; 24];
+    let len = if s == 0 {
+        if let Some(d) = b.get_mut(..n) {
+            d.copy_from_slice(digits);
         }
-    };
-    if scale == 0 {
-        digits.iter().for_each(|&d| put(d));
-    } else if digits.len() > scale {
-        let split = digits.len() - scale;
-        for (i, &d) in digits.iter().enumerate() {
-            if i == split {
-                put(b'.');
-            }
-            put(d);
+        n
+    } else if n > s {
+        let (int, frac) = digits.split_at(n - s);
+        let i = int.len();
+        if let Some(d) = b.get_mut(..i) {
+            d.copy_from_slice(int);
         }
+        if let Some(d) = b.get_mut(i) {
+            *d = b'.';
+        }
+        if let Some(d) = b.get_mut(i + 1..i + 1 + s) {
+            d.copy_from_slice(frac);
+        }
+        n + 1
     } else {
-        put(b'0');
-        put(b'.');
-        (digits.len()..scale).for_each(|_| put(b'0'));
-        digits.iter().for_each(|&d| put(d));
-    }
-    n
+        b[0] = b'0';
+        b[1] = b'.';
+        if let Some(d) = b.get_mut(2..2 + (s - n)) {
+            d.fill(b'0');
+        }
+        if let Some(d) = b.get_mut(2 + (s - n)..2 + s) {
+            d.copy_from_slice(digits);
+        }
+        s + 2
+    };
+    Pad24::from_block(b, len).unwrap_or_default()
 }
 
 fn push_digits(v: u64, buf: &mut [u8], at: usize) -> usize {
@@ -82,24 +89,20 @@ impl Level {
 
     /// A level of a book with these price and qty scales.
     pub fn at_scales(price: u64, qty: u64, price_scale: u32, qty_scale: u32) -> Self {
-        let mut digits = [0u8; 40];
+        let mut digits = [0u8; DIGITS_CAP];
         let plen = push_digits(price, &mut digits, 0);
         let qlen = push_digits(qty, &mut digits, plen);
-        let mut text = [0u8; 48];
-        let ptlen = dotted(digits.get(..plen).unwrap_or(&[]), price_scale, &mut text, 0);
-        let qd = digits.get(plen..plen + qlen).unwrap_or(&[]);
-        let qtlen = dotted(qd, qty_scale, &mut text, ptlen);
         // At most 22 bytes each (20 digits, a dot, a leading zero), so they fit.
-        let piece =
-            |r: std::ops::Range<usize>| text.get(r).and_then(Pad24::new).unwrap_or_default();
+        let ptext = dotted(digits.get(..plen).unwrap_or(&[]), price_scale);
+        let qtext = dotted(digits.get(plen..plen + qlen).unwrap_or(&[]), qty_scale);
         Level {
             price,
             qty,
             digits,
             plen: plen as u8,
             qlen: qlen as u8,
-            ptext: piece(0..ptlen),
-            qtext: piece(ptlen..ptlen + qtlen),
+            ptext,
+            qtext,
         }
     }
 
@@ -134,6 +137,14 @@ impl Level {
         self.digits
             .get(p..p + usize::from(self.qlen))
             .unwrap_or(&[])
+    }
+
+    /// The whole digit block and how much of it is the checksum part.
+    pub fn checksum_block(&self) -> (&[u8; DIGITS_CAP], usize) {
+        (
+            &self.digits,
+            (usize::from(self.plen) + usize::from(self.qlen)).min(DIGITS_CAP),
+        )
     }
 
     /// Price digits then qty digits: this level's part of the checksum string.

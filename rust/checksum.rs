@@ -5,23 +5,29 @@
 //! removed and leading zeros stripped. For a fixed-point mantissa that is just
 //! the mantissa's decimal digits, so no text is formatted and re-parsed.
 
-use crate::book::Level;
+use crate::book::{Level, DIGITS_CAP};
 
 /// Levels per side covered by the checksum, whatever the subscribed depth.
 pub const CHECKSUM_LEVELS: usize = 10;
 
+fn top(levels: &[Level]) -> &[Level] {
+    levels.get(..CHECKSUM_LEVELS).unwrap_or(levels)
+}
+
 /// CRC32 (IEEE, as zlib) of Kraken's checksum string for these levels.
 pub fn kraken_checksum(asks: &[Level], bids: &[Level]) -> u32 {
-    // 20 levels x 40 cached digits fits on the stack; one CRC call.
-    let mut buf = [0u8; 2 * CHECKSUM_LEVELS * 40];
+    // 20 levels x 40 cached digits fits on the stack; one CRC call. Each
+    // level's whole digit block is copied (a fixed-size copy) and the length
+    // advanced by its used part only.
+    let mut buf = [0u8; 2 * CHECKSUM_LEVELS * DIGITS_CAP];
     let mut len = 0usize;
-    let top_asks = asks.iter().take(CHECKSUM_LEVELS);
-    let top_bids = bids.iter().take(CHECKSUM_LEVELS);
-    for level in top_asks.chain(top_bids) {
-        let digits = level.checksum_digits();
-        if let Some(dst) = buf.get_mut(len..len + digits.len()) {
-            dst.copy_from_slice(digits);
-            len += digits.len();
+    for side in [top(asks), top(bids)] {
+        for level in side {
+            let (block, used) = level.checksum_block();
+            if let Some(dst) = buf.get_mut(len..len + DIGITS_CAP) {
+                dst.copy_from_slice(block);
+                len += used;
+            }
         }
     }
     crc32fast::hash(buf.get(..len).unwrap_or(&[]))

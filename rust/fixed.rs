@@ -67,6 +67,42 @@ impl NumError {
 /// (`45283.5`, `0.10000000`, `1e-5`, `"0.05005"`). Trailing zeros are kept in
 /// the scale (`0.10000000` has scale 8) because the checksum needs them.
 pub fn parse(text: &[u8]) -> Result<Fixed, NumError> {
+    match parse_plain(text) {
+        Some(f) => Ok(f),
+        None => parse_general(text),
+    }
+}
+
+/// The usual case: unsigned digits with at most one dot, at most 19 digits
+/// (so no overflow is possible), scale within range. `None` hands anything
+/// else to the general parser, which gives the same result where both apply.
+#[inline]
+fn parse_plain(text: &[u8]) -> Option<Fixed> {
+    if text.is_empty() || text.len() > 20 {
+        return None;
+    }
+    let mut mant = 0u64;
+    let mut dot = None;
+    for (i, &c) in text.iter().enumerate() {
+        match c {
+            // Wraps only for 20 digits, which are refused below.
+            b'0'..=b'9' => mant = mant.wrapping_mul(10).wrapping_add(u64::from(c - b'0')),
+            b'.' if dot.is_none() => dot = Some(i),
+            _ => return None,
+        }
+    }
+    let (digits, scale) = match dot {
+        Some(i) => (text.len() - 1, text.len() - 1 - i),
+        None => (text.len(), 0),
+    };
+    if digits == 0 || digits > 19 {
+        return None;
+    }
+    let scale = u32::try_from(scale).ok().filter(|&s| s <= MAX_SCALE)?;
+    Some(Fixed { mant, scale })
+}
+
+fn parse_general(text: &[u8]) -> Result<Fixed, NumError> {
     let text = match text {
         [b'"', inner @ .., b'"'] => inner,
         _ => text,
@@ -229,6 +265,46 @@ pub fn write_digits(digits: &[u8], scale: u32, out: &mut Vec<u8>) {
     }
 }
 
+/// Write `±mant / 10^scale` exactly as ryu writes the nearest f64 (shortest
+/// round trip: `1.7`, `20.0`, `0.00012`), without going through f64.
+/// Returns `false`, writing nothing, where the texts could differ: more than
+/// 15 significant digits, a value ryu would write in exponent form, or a
+/// value whose f64 (`mant as f64 / 10^scale`) is not correctly rounded
+/// (`mant >= 2^53` or `scale > 22`). With at most 15 significant digits the
+/// decimal is the unique shortest text of its nearest double, so the bytes
+/// are exactly ryu's.
+pub fn write_shortest(neg: bool, mant: u128, scale: u32, out: &mut Vec<u8>) -> bool {
+    if mant >= 1u128 << 53 || scale > 22 {
+        return false;
+    }
+    let (mut m, mut s) = (mant as u64, scale);
+    if m == 0 {
+        out.extend_from_slice(if neg { b"-0.0" } else { b"0.0" });
+        return true;
+    }
+    while s > 0 && m % 10 == 0 {
+        m /= 10;
+        s -= 1;
+    }
+    let mut buf = itoa::Buffer::new();
+    let digits = buf.format(m).as_bytes();
+    let n = digits.len();
+    if n > 15 || n + 4 < s as usize {
+        // Too many digits, or below 1e-5: ryu switches to exponent form.
+        return false;
+    }
+    if neg {
+        out.push(b'-');
+    }
+    if s == 0 {
+        out.extend_from_slice(digits);
+        out.extend_from_slice(b".0");
+    } else {
+        write_digits(digits, s, out);
+    }
+    true
+}
+
 /// Text form, for `Decimal(...)` on the Python side.
 pub fn to_string(mant: u64, scale: u32) -> String {
     let mut v = Vec::with_capacity(24);
@@ -236,18 +312,35 @@ pub fn to_string(mant: u64, scale: u32) -> String {
     String::from_utf8(v).unwrap_or_default()
 }
 
+/// Powers of ten exactly representable as f64.
+const F64_POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
 /// Nearest f64. Exact-rounded when `mant < 2^53` (both operands are exact
 /// doubles and IEEE division rounds once).
 pub fn to_f64(mant: u64, scale: u32) -> f64 {
-    to_f64_u128(u128::from(mant), scale)
+    match F64_POW10.get(scale as usize) {
+        Some(div) => mant as f64 / div,
+        None => wide_to_f64(u128::from(mant), scale),
+    }
 }
 
 pub fn to_f64_u128(mant: u128, scale: u32) -> f64 {
-    const P: [f64; 23] = [
-        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
-        1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
-    ];
-    let div = P
+    // u64 -> f64 is a few instructions; u128 -> f64 is a library call (kept
+    // out of line so it is not evaluated speculatively). Both round
+    // correctly, so the result is the same.
+    match u64::try_from(mant) {
+        Ok(m) => to_f64(m, scale),
+        Err(_) => wide_to_f64(mant, scale),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn wide_to_f64(mant: u128, scale: u32) -> f64 {
+    let div = F64_POW10
         .get(scale as usize)
         .copied()
         .unwrap_or_else(|| 10f64.powi(scale as i32));
@@ -325,6 +418,97 @@ mod tests {
             "99999999999999999999",
         ] {
             assert!(p(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn shortest_matches_ryu() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut checked = 0;
+        for i in 0..200_000u64 {
+            let bits = next();
+            let mant = match i % 4 {
+                0 => u128::from(bits % 1000),
+                1 => u128::from(bits % 10_000_000),
+                2 => u128::from(bits >> (bits % 64)),
+                _ => u128::from(bits % 100) * u128::from(pow10((bits % 12) as u32).unwrap()),
+            };
+            let scale = ((bits >> 50) % 24) as u32;
+            let neg = bits & 1 == 1 && mant != 0;
+            let mut got = Vec::new();
+            if write_shortest(neg, mant, scale, &mut got) {
+                let v = to_f64_u128(mant, scale);
+                let v = if neg { -v } else { v };
+                let want = ryu::Buffer::new().format_finite(v).as_bytes().to_vec();
+                assert_eq!(got, want, "{mant} e-{scale}");
+                checked += 1;
+            } else {
+                assert!(got.is_empty());
+            }
+        }
+        assert!(checked > 50_000, "{checked}");
+        let mut out = Vec::new();
+        assert!(write_shortest(false, 17, 1, &mut out));
+        assert!(write_shortest(true, 2000, 2, &mut out));
+        assert!(write_shortest(false, 4_528_435 * 5, 2, &mut out));
+        assert!(write_shortest(false, 12, 6, &mut out));
+        assert!(!write_shortest(false, 1, 6, &mut out));
+        assert_eq!(out, b"1.7-20.0226421.750.000012");
+    }
+
+    #[test]
+    fn plain_fast_path_agrees_with_general() {
+        let mut seed = 0x1234_5678_9abc_def1u64;
+        let alphabet = b"0123456789...e-\"";
+        for _ in 0..200_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 24) as usize;
+            let mut t = Vec::with_capacity(len);
+            let mut x = seed;
+            for _ in 0..len {
+                let k = if x % 7 == 0 {
+                    (x >> 3) % 16
+                } else {
+                    (x >> 3) % 11
+                };
+                t.push(alphabet[k as usize]);
+                x = x.rotate_left(11) ^ 0x9e37_79b9;
+            }
+            if let Some(f) = parse_plain(&t) {
+                assert_eq!(Ok(f), parse_general(&t), "{}", String::from_utf8_lossy(&t));
+            }
+        }
+        for t in [
+            "0",
+            "1.",
+            ".5",
+            "0.10000000",
+            "9999999999999999999",
+            "45283.5",
+        ] {
+            assert_eq!(
+                parse_plain(t.as_bytes()).map(Ok),
+                Some(parse_general(t.as_bytes()))
+            );
+        }
+        for t in [
+            "",
+            ".",
+            "1.2.3",
+            "-1",
+            "1e5",
+            "\"1\"",
+            "18446744073709551616",
+        ] {
+            assert_eq!(parse_plain(t.as_bytes()), None, "{t}");
         }
     }
 

@@ -240,11 +240,12 @@ fn entries<'a>(
 }
 
 /// Single-pass envelope for the hot case: Kraken writes `channel` and `type`
-/// before `data`, so book data can be deserialized typed in the same pass.
-/// Anything unexpected makes it fail, and the general path takes over.
+/// before `data`, so book data can be deserialized typed, numbers and
+/// timestamps included, in the same pass. Anything unexpected (bad number,
+/// escaped symbol, odd order) makes it fail, and the general path takes over
+/// to report the detailed error.
 struct FastBook<'a> {
-    snapshot: bool,
-    books: Vec<V2Book<'a>>,
+    books: Vec<Result<BookMsg<'a>, FrameError>>,
 }
 
 struct FastBookVisitor;
@@ -271,17 +272,25 @@ impl<'de> serde::de::Visitor<'de> for FastBookVisitor {
                         _ => return Err(A::Error::custom("type")),
                     }
                 }
-                "data" if is_book && snapshot.is_some() => {
-                    books = Some(map.next_value::<Vec<V2Book<'de>>>()?)
-                }
+                "data" if is_book => match snapshot {
+                    Some(snapshot) => books = Some(map.next_value_seed(FastEntries { snapshot })?),
+                    None => return Err(A::Error::custom("order")),
+                },
                 "data" => return Err(A::Error::custom("order")),
                 _ => {
                     map.next_value::<serde::de::IgnoredAny>()?;
                 }
             }
         }
+        // `data` is only taken while the channel is `book` and the type known;
+        // as before, the last `type` given is the one that counts.
         match (snapshot, books) {
-            (Some(snapshot), Some(books)) => Ok(FastBook { snapshot, books }),
+            (Some(snapshot), Some(mut books)) => {
+                for b in books.iter_mut().flatten() {
+                    b.snapshot = snapshot;
+                }
+                Ok(FastBook { books })
+            }
             _ => Err(A::Error::custom("not a book frame")),
         }
     }
@@ -293,15 +302,111 @@ impl<'de> Deserialize<'de> for FastBook<'de> {
     }
 }
 
+/// The `data` array of a book frame, straight to messages.
+struct FastEntries {
+    snapshot: bool,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for FastEntries {
+    type Value = Vec<Result<BookMsg<'de>, FrameError>>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for FastEntries {
+    type Value = Vec<Result<BookMsg<'de>, FrameError>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("book entries")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::with_capacity(1);
+        while let Some(b) = seq.next_element::<FastV2Book<'de>>()? {
+            out.push(Ok(BookMsg {
+                symbol: Cow::Borrowed(b.symbol),
+                snapshot: self.snapshot,
+                bids: b.bids.0,
+                asks: b.asks.0,
+                checksum: b.checksum,
+                timestamp_ns: b.timestamp.map(|t| t.0),
+                depth: None,
+            }));
+        }
+        Ok(out)
+    }
+}
+
+#[derive(Deserialize)]
+struct FastV2Book<'a> {
+    symbol: &'a str,
+    #[serde(default)]
+    bids: FastLevels,
+    #[serde(default)]
+    asks: FastLevels,
+    #[serde(default)]
+    checksum: Option<u32>,
+    #[serde(default)]
+    timestamp: Option<FastTimestamp>,
+}
+
+/// RFC 3339 text parsed while deserializing (fails the fast path if invalid).
+struct FastTimestamp(i64);
+
+impl<'de> Deserialize<'de> for FastTimestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let t = <&'de str>::deserialize(d)?;
+        parse_rfc3339(t)
+            .map(FastTimestamp)
+            .ok_or_else(|| D::Error::custom("timestamp"))
+    }
+}
+
+/// Levels parsed to fixed point while deserializing.
+#[derive(Default)]
+struct FastLevels(Vec<(Fixed, Fixed)>);
+
+impl<'de> Deserialize<'de> for FastLevels {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_seq(FastLevelsVisitor)
+    }
+}
+
+struct FastLevelsVisitor;
+
+impl<'de> serde::de::Visitor<'de> for FastLevelsVisitor {
+    type Value = FastLevels;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("book levels")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error;
+        // No allocation for the empty side of an update.
+        let mut out = Vec::new();
+        while let Some(l) = seq.next_element::<V2Level<'de>>()? {
+            match (
+                fixed::parse(l.price.get().as_bytes()),
+                fixed::parse(l.qty.get().as_bytes()),
+            ) {
+                (Ok(p), Ok(q)) => out.push((p, q)),
+                _ => return Err(A::Error::custom("number")),
+            }
+        }
+        Ok(FastLevels(out))
+    }
+}
+
 fn parse_v2<'a>(ctx: &Ctx<'_>, frame: &'a [u8]) -> Result<Frame<'a>, FrameError> {
-    if let Ok(fast) = serde_json::from_slice::<FastBook<'a>>(frame) {
-        return Ok(Frame::Book(
-            fast.books
-                .into_iter()
-                .enumerate()
-                .map(|(i, b)| v2_book_msg(ctx, i, b, fast.snapshot))
-                .collect(),
-        ));
+    // Validate UTF-8 once, so the parser need not re-check every string.
+    if let Ok(text) = std::str::from_utf8(frame) {
+        if let Ok(fast) = serde_json::from_str::<FastBook<'a>>(text) {
+            return Ok(Frame::Book(fast.books));
+        }
     }
     let env: V2Envelope<'a> =
         serde_json::from_slice(frame).map_err(|e| ctx.json("invalid JSON", None, &e))?;

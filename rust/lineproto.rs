@@ -164,44 +164,70 @@ impl Pad24 {
         })
     }
 
+    /// A piece from a filled block whose first `len` bytes are the text.
+    pub fn from_block(bytes: [u8; 24], len: usize) -> Option<Self> {
+        let len = u8::try_from(len).ok().filter(|&l| l <= 24)?;
+        Some(Pad24 { bytes, len })
+    }
+
     pub fn as_slice(&self) -> &[u8] {
         self.bytes.get(..usize::from(self.len)).unwrap_or(&[])
     }
 }
 
-/// Gathers [`Pad24`] pieces in a stack buffer and appends them to the output
-/// in large blocks.
+/// A finite f64 in shortest round-trip form, byte for byte as ryu writes it
+/// (`1.7`, `20.0`, `1e-7`, `1e16`). zmij computes the same digits faster; it
+/// writes positive exponents as `e+N`, so the `+` is dropped.
+pub fn push_f64(v: f64, out: &mut Vec<u8>) {
+    let mut buf = zmij::Buffer::new();
+    let s = buf.format_finite(v).as_bytes();
+    if v.abs() < 1e15 {
+        // Plain or negative-exponent form: no `+` to drop.
+        out.extend_from_slice(s);
+        return;
+    }
+    match s.iter().position(|&c| c == b'+') {
+        None => out.extend_from_slice(s),
+        Some(i) => {
+            let (head, tail) = s.split_at(i);
+            out.extend_from_slice(head);
+            out.extend_from_slice(tail.get(1..).unwrap_or(&[]));
+        }
+    }
+}
+
+/// Writes [`Pad24`] pieces into a zeroed block reserved at the end of the
+/// output: each piece is copied as a fixed 24-byte block and the position
+/// advanced by its length. The block is a local slice, so the copies need no
+/// capacity checks and no reload of the vector's length.
 pub struct PieceWriter<'a> {
-    out: &'a mut Vec<u8>,
-    buf: [u8; 1024],
+    buf: &'a mut [u8],
     len: usize,
 }
 
-impl<'a> PieceWriter<'a> {
-    pub fn new(out: &'a mut Vec<u8>) -> Self {
-        PieceWriter {
-            out,
-            buf: [0u8; 1024],
-            len: 0,
-        }
+impl PieceWriter<'_> {
+    /// Room is made for `max_pieces`; pieces beyond it are dropped, so the
+    /// caller counts them first. The output ends right after the last piece.
+    pub fn write(out: &mut Vec<u8>, max_pieces: usize, f: impl FnOnce(&mut PieceWriter<'_>)) {
+        let start = out.len();
+        out.resize(start + max_pieces.saturating_mul(24), 0);
+        let used = match out.get_mut(start..) {
+            Some(buf) => {
+                let mut w = PieceWriter { buf, len: 0 };
+                f(&mut w);
+                w.len
+            }
+            None => 0,
+        };
+        out.truncate(start + used);
     }
 
     #[inline]
     pub fn put(&mut self, p: &Pad24) {
-        if self.len + 24 > self.buf.len() {
-            self.flush();
-        }
         if let Some(dst) = self.buf.get_mut(self.len..self.len + 24) {
             dst.copy_from_slice(&p.bytes);
             self.len += usize::from(p.len);
         }
-    }
-
-    /// Append what was gathered; must be called before the output is used.
-    pub fn flush(&mut self) {
-        self.out
-            .extend_from_slice(self.buf.get(..self.len).unwrap_or(&[]));
-        self.len = 0;
     }
 }
 
@@ -450,19 +476,61 @@ mod tests {
     }
 
     #[test]
+    fn push_f64_matches_ryu() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for i in 0..300_000u64 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let v = match i % 4 {
+                0 => f64::from_bits(seed),
+                1 => (seed % 2_000_001) as f64 / 1e6 - 1.0,
+                2 => (seed % 10_000_000) as f64 / 7.0,
+                _ => (seed % 1000) as f64 * 10f64.powi((seed >> 40) as i32 % 60 - 30),
+            };
+            if !v.is_finite() {
+                continue;
+            }
+            let mut got = Vec::new();
+            push_f64(v, &mut got);
+            assert_eq!(got, ryu::Buffer::new().format_finite(v).as_bytes(), "{v:e}");
+        }
+        for v in [
+            0.0,
+            -0.0,
+            1e16,
+            1e-7,
+            1.5e300,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            5e-324,
+        ] {
+            let mut got = Vec::new();
+            push_f64(v, &mut got);
+            assert_eq!(got, ryu::Buffer::new().format_finite(v).as_bytes(), "{v:e}");
+        }
+    }
+
+    #[test]
     fn piece_writer_concatenates() {
         let mut out = b"x".to_vec();
         let a = Pad24::new(b",a=").unwrap();
         let b = Pad24::new(b"123456789012345678901234").unwrap();
         assert!(Pad24::new(&[b'x'; 25]).is_none());
-        let mut w = PieceWriter::new(&mut out);
-        for _ in 0..100 {
-            w.put(&a);
-            w.put(&b);
-        }
-        w.flush();
+        PieceWriter::write(&mut out, 200, |w| {
+            for _ in 0..100 {
+                w.put(&a);
+                w.put(&b);
+            }
+        });
         assert_eq!(out.len(), 1 + 100 * 27);
         assert!(out.ends_with(b",a=123456789012345678901234"));
+        // Pieces beyond the room asked for are dropped, never half-written.
+        PieceWriter::write(&mut out, 1, |w| {
+            w.put(&a);
+            w.put(&b);
+        });
+        assert!(out.ends_with(b"234,a="));
     }
 
     #[test]

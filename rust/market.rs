@@ -164,6 +164,8 @@ pub struct Counters {
     pub instruments: u64,
 }
 
+type SymbolHasher = foldhash::fast::RandomState;
+
 /// Reused conversion buffers (price, qty mantissas).
 type Scratch = Vec<(u64, u64)>;
 
@@ -197,7 +199,8 @@ pub struct MarketCore {
     level_keys: Vec<LevelKeys>,
     imbalance_keys: Vec<(u32, Vec<u8>)>,
     instrument_precisions: HashMap<String, (u32, u32)>,
-    symbols: HashMap<String, SymbolState>,
+    /// foldhash: seeded per process, and much cheaper than SipHash for short keys.
+    symbols: HashMap<String, SymbolState, SymbolHasher>,
     buf: Vec<u8>,
     counters: Counters,
     latency: Option<Histogram<u64>>,
@@ -290,7 +293,7 @@ impl MarketCore {
             level_keys,
             imbalance_keys,
             instrument_precisions: HashMap::new(),
-            symbols: HashMap::new(),
+            symbols: HashMap::default(),
             buf: Vec::with_capacity(1 << 16),
             counters: Counters::default(),
             latency: Histogram::new_with_bounds(1, 60_000_000_000, 2).ok(),
@@ -317,10 +320,12 @@ impl MarketCore {
             }
             Ok(Frame::Ignored) => self.counters.ignored += 1,
             Ok(Frame::Book(entries)) => {
-                let fallback = received_at_ns.unwrap_or_else(now_ns);
+                // The clock is read only if some entry carries no timestamp.
+                let mut fallback = received_at_ns;
+                out.tops.reserve_exact(entries.len());
                 for entry in entries {
                     let result = match entry {
-                        Ok(msg) => self.on_book(msg, fallback),
+                        Ok(msg) => self.on_book(msg, &mut fallback),
                         Err(e) => Err(CoreError::malformed(e)),
                     };
                     match result {
@@ -388,7 +393,11 @@ impl MarketCore {
             .copied()
     }
 
-    fn on_book(&mut self, msg: BookMsg<'_>, fallback_ts: i64) -> Result<BookTop, CoreError> {
+    fn on_book(
+        &mut self,
+        msg: BookMsg<'_>,
+        fallback_ts: &mut Option<i64>,
+    ) -> Result<BookTop, CoreError> {
         self.counters.book_messages += 1;
         let symbol: &str = &msg.symbol;
         let malformed = |m: String| CoreError::Malformed {
@@ -403,15 +412,19 @@ impl MarketCore {
         };
         let depth = msg.depth.unwrap_or(self.cfg.depth).max(1);
         // Updates never create state: a flood of unknown symbols stays free.
-        if !msg.snapshot && !self.symbols.contains_key(symbol) {
-            return Err(unknown_symbol(symbol));
-        }
-        let st = ensure_state(
-            &mut self.symbols,
-            &self.exchange_tag,
-            &self.interval_ns,
-            symbol,
-        )?;
+        let st = if msg.snapshot {
+            ensure_state(
+                &mut self.symbols,
+                &self.exchange_tag,
+                &self.interval_ns,
+                symbol,
+            )?
+        } else {
+            match self.symbols.get_mut(symbol) {
+                Some(st) => st,
+                None => return Err(unknown_symbol(symbol)),
+            }
+        };
         let checksum_ok = Self::apply_book(
             st,
             &mut self.counters.snapshots,
@@ -424,7 +437,9 @@ impl MarketCore {
 
         // Timestamp: exchange's, else received, else now; strictly increasing per
         // symbol because InfluxDB merges points with equal series and time.
-        let mut ts = msg.timestamp_ns.unwrap_or(fallback_ts);
+        let mut ts = msg
+            .timestamp_ns
+            .unwrap_or_else(|| *fallback_ts.get_or_insert_with(now_ns));
         if ts <= st.last_ts {
             ts = st.last_ts.saturating_add(1);
         }
@@ -733,7 +748,7 @@ impl MarketCore {
 
 /// The symbol's state, created on first sight (symbol validated as a tag value).
 fn ensure_state<'m>(
-    symbols: &'m mut HashMap<String, SymbolState>,
+    symbols: &'m mut HashMap<String, SymbolState, SymbolHasher>,
     exchange_tag: &[u8],
     interval_ns: &[(String, i64)],
     symbol: &str,
@@ -830,22 +845,24 @@ fn write_l2(
     out.extend_from_slice(&st.l2_prefix);
     let fields_at = out.len();
     if let Some(keys) = level_keys {
-        let mut w = PieceWriter::new(out);
-        for (i, k) in keys.iter().enumerate() {
-            if let Some(l) = book.bids.get(i) {
-                w.put(&k.bid_price);
-                w.put(l.price_piece());
-                w.put(&k.bid_volume);
-                w.put(l.qty_piece());
+        let n = keys.len();
+        let pieces = 4 * (book.bids.len().min(n) + book.asks.len().min(n));
+        PieceWriter::write(out, pieces, |w| {
+            for (i, k) in keys.iter().enumerate() {
+                if let Some(l) = book.bids.get(i) {
+                    w.put(&k.bid_price);
+                    w.put(l.price_piece());
+                    w.put(&k.bid_volume);
+                    w.put(l.qty_piece());
+                }
+                if let Some(l) = book.asks.get(i) {
+                    w.put(&k.ask_price);
+                    w.put(l.price_piece());
+                    w.put(&k.ask_volume);
+                    w.put(l.qty_piece());
+                }
             }
-            if let Some(l) = book.asks.get(i) {
-                w.put(&k.ask_price);
-                w.put(l.price_piece());
-                w.put(&k.ask_volume);
-                w.put(l.qty_piece());
-            }
-        }
-        w.flush();
+        });
     }
     out.extend_from_slice(if snapshot {
         b",is_snapshot=true"
@@ -857,18 +874,43 @@ fn write_l2(
     if let Some(c) = out.get_mut(fields_at) {
         *c = b' ';
     }
-    let mut float = |key: &[u8], v: Option<f64>| {
+    fn float(out: &mut Vec<u8>, key: &[u8], v: Option<f64>) {
         if let Some(v) = v.filter(|v| v.is_finite()) {
             out.extend_from_slice(key);
-            out.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
+            lineproto::push_f64(v, out);
         }
-    };
-    float(b",spread=", m.spread);
-    float(b",mid_price=", m.mid_price);
-    float(b",wap=", m.wap);
+    }
+    // Spread and mid straight from the exact mantissas: the same bytes as the
+    // shortest text of their f64s, which is still used where the two could
+    // differ (`write_shortest` says when).
+    let ps = book.price_scale;
+    match (m.bid, m.ask) {
+        (Some(b), Some(a)) => {
+            let diff = i128::from(a.price) - i128::from(b.price);
+            let at = out.len();
+            out.extend_from_slice(b",spread=");
+            if !fixed::write_shortest(diff < 0, diff.unsigned_abs(), ps, out) {
+                out.truncate(at);
+                float(out, b",spread=", m.spread);
+            }
+            // mid = (ask + bid) / 2 = (ask + bid) * 5 at one more decimal.
+            let sum = (u128::from(a.price) + u128::from(b.price)) * 5;
+            let at = out.len();
+            out.extend_from_slice(b",mid_price=");
+            if !fixed::write_shortest(false, sum, ps + 1, out) {
+                out.truncate(at);
+                float(out, b",mid_price=", m.mid_price);
+            }
+        }
+        _ => {
+            float(out, b",spread=", m.spread);
+            float(out, b",mid_price=", m.mid_price);
+        }
+    }
+    float(out, b",wap=", m.wap);
     for (n, v) in m.imbalances.as_slice() {
         if let Some((_, key)) = imbalance_keys.iter().find(|(k, _)| k == n) {
-            float(key, Some(*v));
+            float(out, key, Some(*v));
         }
     }
     lineproto::write_timestamp(ts, out);

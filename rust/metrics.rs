@@ -90,7 +90,8 @@ pub fn compute(book: &Book, imbalance_levels: &[u32]) -> Metrics {
         let a: u128 = book.asks.iter().take(n).map(|l| u128::from(l.qty)).sum();
         let total = b + a;
         if total > 0 {
-            let imb = (b as f64 - a as f64) / total as f64;
+            let f = |x: u128| fixed::to_f64_u128(x, 0);
+            let imb = (f(b) - f(a)) / f(total);
             m.imbalances.push(n as u32, imb);
         }
     }
