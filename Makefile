@@ -18,6 +18,8 @@ help:
 	@echo "make test   - lint, cargo test, pytest against real servers"
 	@echo "make bench  - benchmarks with same-run baselines -> benches/results.md"
 	@echo "make lint   - cargo fmt/clippy, ruff, mypy, stub check"
+	@echo "make fuzz   - atheris on the frame parser and line encoder (FUZZ_SECONDS each)"
+	@echo "make soak   - 4 x 2,000 book updates/s + ledger traffic (SOAK_MINUTES, default 60)"
 
 # Debian's servers for the tests and the demo, and a venv holding maturin.
 $(STAMP):
@@ -60,10 +62,19 @@ lint: setup
 	cargo fmt --check
 	cargo clippy --locked --quiet --all-targets -- -D warnings
 	cargo clippy --locked --quiet --all-targets --features python -- -D warnings
-	$(VENV)/bin/ruff check python tests benches
-	$(VENV)/bin/ruff format --check python tests benches
+	$(VENV)/bin/ruff check python tests benches scripts
+	$(VENV)/bin/ruff format --check python tests benches scripts
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest galfriday_recorder._core --allowlist .stubtest-allowlist
+
+FUZZ_SECONDS ?= 600
+SOAK_MINUTES ?= 60
+
+fuzz: setup
+	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+soak: setup
+	$(PY) scripts/soak.py --minutes $(SOAK_MINUTES)
 
 clean:
 	rm -rf $(VENV) target .galfriday

@@ -14,7 +14,9 @@ use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple};
+use pyo3::types::{
+    PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple, PyType,
+};
 
 use crate::book::Level;
 use crate::checksum::kraken_checksum;
@@ -49,6 +51,41 @@ create_exception!(
 );
 
 static DECIMAL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static INVALID_POINT: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+/// `InvalidPoint(RecorderError, ValueError)`: a bad measurement, tag or field. Both
+/// bases, so `except ValueError` and `except RecorderError` each catch it;
+/// `create_exception!` takes one base, hence `type(...)` here.
+fn invalid_point_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    INVALID_POINT
+        .get_or_try_init(py, || {
+            let bases = PyTuple::new(
+                py,
+                [
+                    py.get_type::<RecorderError>(),
+                    py.get_type::<PyValueError>(),
+                ],
+            )?;
+            let namespace = PyDict::new(py);
+            namespace.set_item("__module__", "galfriday_recorder._core")?;
+            namespace.set_item(
+                "__doc__",
+                "A point InfluxDB cannot store: NaN or infinity, a newline, no fields, ...",
+            )?;
+            let made = py
+                .get_type::<PyType>()
+                .call1(("InvalidPoint", bases, namespace))?;
+            Ok::<_, PyErr>(made.cast_into::<PyType>()?.unbind())
+        })
+        .map(|t| t.bind(py))
+}
+
+fn invalid_point(py: Python<'_>, message: String) -> PyErr {
+    match invalid_point_type(py) {
+        Ok(t) => PyErr::from_type(t.clone(), message),
+        Err(e) => e,
+    }
+}
 
 fn decimal_type(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
     DECIMAL
@@ -444,7 +481,10 @@ fn field_value(py: Python<'_>, name: &str, v: &Bound<'_, PyAny>) -> PyResult<Opt
     }
     if v.cast::<PyInt>().is_ok() {
         let n: i64 = v.extract().map_err(|_| {
-            PyValueError::new_err(format!("field {name:?}: integer does not fit in 64 bits"))
+            invalid_point(
+                py,
+                format!("field {name:?}: integer does not fit in 64 bits"),
+            )
         })?;
         return Ok(Some(FieldValue::Int(n)));
     }
@@ -456,9 +496,10 @@ fn field_value(py: Python<'_>, name: &str, v: &Bound<'_, PyAny>) -> PyResult<Opt
     }
     if v.is_instance(decimal_type(py)?)? {
         if !v.call_method0("is_finite")?.is_truthy()? {
-            return Err(PyValueError::new_err(format!(
-                "field {name:?} is not finite (NaN and infinity cannot be stored)"
-            )));
+            return Err(invalid_point(
+                py,
+                format!("field {name:?} is not finite (NaN and infinity cannot be stored)"),
+            ));
         }
         // format(d, "f") is the plain positional text (no exponent), exact.
         let text: String = v.call_method1("__format__", ("f",))?.extract()?;
@@ -531,7 +572,7 @@ fn encode_line<'py>(
     }
     let mut out = Vec::with_capacity(128);
     lineproto::encode_point(measurement, &tag_list, &field_list, timestamp_ns, &mut out)
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        .map_err(|e| invalid_point(py, e.to_string()))?;
     Ok(PyBytes::new(py, &out))
 }
 
@@ -542,6 +583,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MalformedFrame", py.get_type::<MalformedFrame>())?;
     m.add("BookOutOfSync", py.get_type::<BookOutOfSync>())?;
     m.add("UnknownSymbol", py.get_type::<UnknownSymbol>())?;
+    m.add("InvalidPoint", invalid_point_type(py)?)?;
     m.add_class::<PyMarketRecorder>()?;
     m.add_class::<PyBookTop>()?;
     m.add_class::<PyBookView>()?;

@@ -8,6 +8,16 @@
 
 use std::borrow::Cow;
 
+/// A symbol as error messages quote it: hostile frames can carry megabytes of symbol,
+/// and an exception's text should stay readable (the full symbol stays in `.symbol`).
+pub(crate) fn shown(symbol: &str) -> std::borrow::Cow<'_, str> {
+    const MAX_CHARS: usize = 64;
+    match symbol.char_indices().nth(MAX_CHARS) {
+        None => symbol.into(),
+        Some((cut, _)) => format!("{}...", symbol.get(..cut).unwrap_or_default()).into(),
+    }
+}
+
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -536,10 +546,18 @@ fn v2_book_msg<'a>(
     snapshot: bool,
 ) -> Result<BookMsg<'a>, FrameError> {
     let sym = b.symbol;
-    let bids = levels_v2(ctx, &|| format!("book data[{i}] ({sym}) bids"), &b.bids)
-        .map_err(|e| with_symbol(&sym, e))?;
-    let asks = levels_v2(ctx, &|| format!("book data[{i}] ({sym}) asks"), &b.asks)
-        .map_err(|e| with_symbol(&sym, e))?;
+    let bids = levels_v2(
+        ctx,
+        &|| format!("book data[{i}] ({}) bids", shown(&sym)),
+        &b.bids,
+    )
+    .map_err(|e| with_symbol(&sym, e))?;
+    let asks = levels_v2(
+        ctx,
+        &|| format!("book data[{i}] ({}) asks", shown(&sym)),
+        &b.asks,
+    )
+    .map_err(|e| with_symbol(&sym, e))?;
     let timestamp_ns = match b.timestamp.as_deref() {
         Some(t) => Some(parse_rfc3339(t).ok_or_else(|| {
             with_symbol(
@@ -566,7 +584,7 @@ fn v2_trade<'a>(ctx: &Ctx<'_>, i: usize, raw: &'a RawValue) -> Result<TradeMsg<'
     let t: V2Trade<'a> = serde_json::from_str(raw.get())
         .map_err(|e| ctx.json(&format!("trade data[{i}]"), Some(raw.get()), &e))?;
     let sym = t.symbol;
-    let what = format!("trade data[{i}] ({sym})");
+    let what = format!("trade data[{i}] ({})", shown(&sym));
     let price = ctx
         .number(|| format!("{what}.price"), t.price)
         .map_err(|e| with_symbol(&sym, e))?;
@@ -594,7 +612,7 @@ fn v2_ohlc<'a>(ctx: &Ctx<'_>, i: usize, raw: &'a RawValue) -> Result<OhlcMsg<'a>
     let o: V2Ohlc<'a> = serde_json::from_str(raw.get())
         .map_err(|e| ctx.json(&format!("ohlc data[{i}]"), Some(raw.get()), &e))?;
     let sym = o.symbol;
-    let what = format!("ohlc data[{i}] ({sym})");
+    let what = format!("ohlc data[{i}] ({})", shown(&sym));
     let num = |name: &str, r: &RawValue| {
         ctx.number(|| format!("{what}.{name}"), r)
             .map_err(|e| with_symbol(&sym, e))
@@ -673,7 +691,7 @@ fn v1_book<'a>(
     let mut saw_snapshot = false;
     let mut saw_update = false;
     for (k, raw) in parts.iter().enumerate() {
-        let what = format!("v1 book ({}) part {}", msg.symbol, k + 1);
+        let what = format!("v1 book ({}) part {}", shown(&msg.symbol), k + 1);
         let part: V1BookPart<'a> =
             serde_json::from_str(raw.get()).map_err(|e| ctx.json(&what, Some(raw.get()), &e))?;
         for (levels, key, is_snap, is_bid) in [

@@ -15,7 +15,7 @@ use crate::bars::{self, Bar, BarBuilder, BarEvent};
 use crate::book::{Book, Level, Side};
 use crate::checksum::kraken_checksum;
 use crate::fixed::{self, Fixed};
-use crate::kraken::{self, BookMsg, Frame, FrameError, OhlcMsg, TradeMsg};
+use crate::kraken::{self, shown, BookMsg, Frame, FrameError, OhlcMsg, TradeMsg};
 use crate::lineproto::{self, LineError, Pad24, PieceWriter};
 use crate::metrics;
 
@@ -546,7 +546,7 @@ impl MarketCore {
                 symbol: symbol.to_owned(),
                 expected: msg.checksum,
                 computed: None,
-                message: format!("book for {symbol:?} is out of sync since a checksum mismatch; waiting for a new snapshot"),
+                message: format!("book for {:?} is out of sync since a checksum mismatch; waiting for a new snapshot", shown(symbol)),
             });
         }
         // Widen the book's scale if the update carries more (non-zero) decimals.
@@ -559,7 +559,8 @@ impl MarketCore {
             let mut widened = book.clone();
             if !(widened.raise_price_scale(ps) && widened.raise_qty_scale(qs)) {
                 return Err(malformed(format!(
-                    "book for {symbol:?}: values out of range at {ps}/{qs} decimals"
+                    "book for {:?}: values out of range at {ps}/{qs} decimals",
+                    shown(symbol)
                 )));
             }
             *book = widened;
@@ -789,7 +790,7 @@ fn ensure_state<'m>(
 fn unknown_symbol(symbol: &str) -> CoreError {
     CoreError::UnknownSymbol {
         symbol: symbol.to_owned(),
-        message: format!("book update for {symbol:?} before any snapshot"),
+        message: format!("book update for {:?} before any snapshot", shown(symbol)),
     }
 }
 
@@ -798,7 +799,10 @@ fn out_of_sync(symbol: &str, expected: u32, computed: u32) -> CoreError {
         symbol: symbol.to_owned(),
         expected: Some(expected),
         computed: Some(computed),
-        message: format!("checksum mismatch for {symbol:?}: expected {expected}, computed {computed}; resubscribe for a new snapshot"),
+        message: format!(
+            "checksum mismatch for {:?}: expected {expected}, computed {computed}; resubscribe for a new snapshot",
+            shown(symbol)
+        ),
     }
 }
 

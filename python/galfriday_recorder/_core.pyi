@@ -8,6 +8,7 @@ __all__ = [
     "BookOutOfSync",
     "BookTop",
     "BookView",
+    "InvalidPoint",
     "MalformedFrame",
     "MarketRecorder",
     "RecorderError",
@@ -42,6 +43,9 @@ class BookOutOfSync(RecorderError):
 
 class UnknownSymbol(RecorderError):
     """An update for a symbol with no snapshot yet."""
+
+class InvalidPoint(RecorderError, ValueError):
+    """A point InfluxDB cannot store: NaN or infinity, a newline, no fields, ..."""
 
     symbol: str
     tops: list[BookTop]

@@ -6,7 +6,7 @@ hot path can raise them without a round trip; the rest subclass the same base.
 
 from __future__ import annotations
 
-from ._core import BookOutOfSync, MalformedFrame, RecorderError, UnknownSymbol
+from ._core import BookOutOfSync, InvalidPoint, MalformedFrame, RecorderError, UnknownSymbol
 
 
 class ConfigError(RecorderError, ValueError):
@@ -45,6 +45,7 @@ __all__ = [
     "BookOutOfSync",
     "ConfigError",
     "IllegalTransition",
+    "InvalidPoint",
     "LedgerBackpressure",
     "MalformedFrame",
     "MigrationError",

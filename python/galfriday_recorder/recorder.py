@@ -27,7 +27,7 @@ from uuid import UUID
 
 import psutil
 
-from ._core import BookTop, MarketRecorder, encode_line
+from ._core import BookTop, InvalidPoint, MarketRecorder, encode_line
 from .config import RecorderConfig, redact
 from .ledger import Ledger
 from .loghandler import LedgerLogHandler
@@ -50,7 +50,7 @@ def _ns(ts: Timestamp) -> int:
         return time.time_ns()
     if isinstance(ts, datetime):
         if ts.tzinfo is None:
-            raise ValueError("timestamp: naive datetime; pass an aware (UTC) datetime")
+            raise InvalidPoint("timestamp: naive datetime; pass an aware (UTC) datetime")
         return int(ts.timestamp()) * 1_000_000_000 + ts.microsecond * 1000
     if isinstance(ts, bool) or not isinstance(ts, int):
         raise TypeError(f"timestamp: expected datetime or int ns, not {type(ts).__name__}")

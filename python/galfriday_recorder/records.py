@@ -130,7 +130,10 @@ def real(name: str, value: Any, *, optional: bool = False) -> float | None:
         raise ValidationError(name, "is required")
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
         raise ValidationError(name, f"must be a number, not {type(value).__name__}")
-    result = float(value)
+    try:
+        result = float(value)
+    except (OverflowError, ValueError):  # ints past 1e308, Decimal("sNaN")
+        raise ValidationError(name, f"must be a finite number, not {value}") from None
     if not math.isfinite(result):
         raise ValidationError(name, f"must be finite, not {value}")
     return result
@@ -160,6 +163,10 @@ def text(
         raise ValidationError(name, f"is {len(value)} characters, the column holds {max_len}")
     if "\x00" in value:
         raise ValidationError(name, "contains a NUL character")
+    try:
+        value.encode()
+    except UnicodeEncodeError:  # a lone surrogate: the journal could not store it
+        raise ValidationError(name, "is not valid UTF-8 (lone surrogate)") from None
     return value
 
 
@@ -193,7 +200,10 @@ def timestamp(name: str, value: Any, *, optional: bool = False) -> datetime | No
         raise ValidationError(name, f"must be a datetime, not {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValidationError(name, "is a naive datetime; give a timezone-aware one (UTC)")
-    return value.astimezone(timezone.utc)
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:  # year 1 east of UTC, year 9999 west of it
+        raise ValidationError(name, f"{value.isoformat()} is out of range in UTC") from None
 
 
 def json_object(name: str, value: Any, *, optional: bool = False) -> Any:

@@ -473,8 +473,15 @@ class SeriesWriter:
         """One request for ``data`` (two per 413 split): None once the lines are settled."""
         assert self._transport is not None
         started = time.perf_counter()
+        # urllib3's read timeout bounds each recv, not the answer: a server that drips
+        # bytes would hold the sender for ever. Resending later is idempotent.
+        limit = 2 * self._config.influx_timeout_s
         try:
-            response = await self._run(self._http, self._transport.send, data)
+            response = await asyncio.wait_for(
+                self._run(self._http, self._transport.send, data), limit
+            )
+        except asyncio.TimeoutError:
+            return _Failure(f"no complete answer within {limit:g} s")
         except TransportError as exc:
             return _Failure(str(exc))
         except Exception as exc:  # a bug must not kill the sender task: log, back off, retry

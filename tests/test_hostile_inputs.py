@@ -1,0 +1,540 @@
+"""Promise 5 as a table: each hostile input gets its exact error, and nothing else is harmed.
+
+Every case runs against a started Recorder on the real servers with two live books
+(XRP/USD, DOGE/USD). After the error the test proves the rest is intact: the other
+book is unchanged (and the targeted one too, unless the case is meant to put it out
+of sync), market data keeps flowing, ledger events still land in PostgreSQL, and
+InfluxDB holds exactly the points the core produced.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from galfriday_recorder import (
+    BookOutOfSync,
+    Fill,
+    InvalidPoint,
+    LogEntry,
+    MalformedFrame,
+    Order,
+    PortfolioSnapshot,
+    Recorder,
+    RecorderConfig,
+    Signal,
+    Trade,
+    UnknownOrder,
+    UnknownSymbol,
+    ValidationError,
+)
+from galfriday_recorder.services import InfluxService
+from galfriday_recorder.synth import SyntheticKraken
+
+T0 = datetime(2026, 2, 1, tzinfo=timezone.utc)
+TEN_MB = 10 * 1024 * 1024
+
+
+@dataclass
+class Env:
+    rec: Recorder
+    pg_dsn: str
+    influx: InfluxService
+    db: str
+    frames: list[bytes]  # the rest of the session: DOGE/USD frames only
+
+
+@pytest.fixture
+def env(
+    pg_dsn: str, influx_service: InfluxService, influx_db: str, tmp_path: Path
+) -> Iterator[Env]:
+    config = RecorderConfig.load(
+        env={},
+        pg_dsn=pg_dsn,
+        influx_url=influx_service.url(),
+        influx_database=influx_db,
+        data_dir=tmp_path / "data",
+        batch_interval_s=0.1,
+        metrics_interval_s=3600.0,
+        ohlcv_intervals=(),
+    )
+    session = [f for _, f in SyntheticKraken(["XRP/USD", "DOGE/USD"], seed=5).session(400)]
+    rec = Recorder(config).start()
+    for frame in session[:250]:
+        rec.on_market_frame(frame)
+    rest = [f for f in session[250:] if b'"book"' in f and b"DOGE/USD" in f]
+    try:
+        yield Env(rec, pg_dsn, influx_service, influx_db, rest)
+    finally:
+        rec.close(30)
+
+
+def _book(rec: Recorder, symbol: str) -> tuple[Any, ...]:
+    b = rec.market.book(symbol)
+    return (b.in_sync, b.checksum(), list(b.bids), list(b.asks))
+
+
+def _xrp_update() -> bytes:
+    frames = SyntheticKraken(["XRP/USD", "DOGE/USD"], seed=5).session(400)
+    return [f for _, f in frames if b'"type":"update"' in f and b"XRP/USD" in f][200]
+
+
+def _with_qty(qty: Any) -> bytes:
+    doc = json.loads(_xrp_update())
+    side = "bids" if doc["data"][0]["bids"] else "asks"
+    doc["data"][0][side][0]["qty"] = qty
+    return json.dumps(doc).encode()
+
+
+def _ten_mb_book() -> bytes:
+    levels = b",".join([b'{"price":0.62001,"qty":1.00000000}'] * (TEN_MB // 34))
+    return (
+        b'{"channel":"book","type":"update","data":[{"symbol":"XRP/USD","bids":['
+        + levels
+        + b'],"asks":[],"checksum":1}]}'
+    )
+
+
+MARKET_CASES: list[tuple[str, Callable[[], bytes | str], type[Exception], str, bool]] = [
+    # id, frame, exception, message fragment, puts XRP/USD out of sync
+    ("truncated-json", lambda: _xrp_update()[:150], MalformedFrame, "invalid JSON", False),
+    ("empty-frame", lambda: b"", MalformedFrame, "empty frame", False),
+    ("not-json", lambda: "{channel: book}", MalformedFrame, "invalid JSON", False),
+    (
+        "update-before-snapshot",
+        lambda: _xrp_update().replace(b"XRP/USD", b"ADA/USD"),
+        UnknownSymbol,
+        'book update for "ADA/USD" before any snapshot',
+        False,
+    ),
+    ("negative-qty", lambda: _with_qty(-1.5), MalformedFrame, "negative number (-1.5)", False),
+    (
+        "non-numeric-qty",
+        lambda: _with_qty("abc"),
+        MalformedFrame,
+        'not a decimal number ("abc")',
+        False,
+    ),
+    ("nan-qty", lambda: _with_qty("NaN"), MalformedFrame, "not a decimal number", False),
+    (
+        "symbol-with-space-and-comma",
+        lambda: _xrp_update().replace(b"XRP/USD", b"XR P,USD"),
+        UnknownSymbol,
+        '"XR P,USD" before any snapshot',
+        False,
+    ),
+    ("10mb-unclosed-arrays", lambda: b"[" * TEN_MB, MalformedFrame, "invalid JSON", False),
+    ("10mb-deep-object", lambda: b'{"a":' * (TEN_MB // 5), MalformedFrame, "invalid JSON", False),
+    (
+        "10mb-book-bad-checksum",
+        _ten_mb_book,
+        BookOutOfSync,
+        'checksum mismatch for "XRP/USD"',
+        True,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("frame", "error", "fragment", "desyncs"),
+    [pytest.param(*case[1:], id=case[0]) for case in MARKET_CASES],
+)
+def test_hostile_frame(
+    env: Env,
+    frame: Callable[[], bytes | str],
+    error: type[Exception],
+    fragment: str,
+    desyncs: bool,
+) -> None:
+    rec = env.rec
+    xrp, doge = _book(rec, "XRP/USD"), _book(rec, "DOGE/USD")
+    assert xrp[0]
+    assert doge[0]
+    errors = rec.stats()["market_errors"]
+    started = time.perf_counter()
+    with pytest.raises(error) as caught:
+        rec.on_market_frame(frame())
+    took = time.perf_counter() - started
+    assert type(caught.value) is error
+    assert fragment in str(caught.value)
+    assert took < 2.0, f"{took:.2f} s for one frame"
+    assert rec.stats()["market_errors"] == errors + 1
+    # Nothing else harmed: DOGE/USD untouched, XRP/USD untouched or (by design) out of sync.
+    assert _book(rec, "DOGE/USD") == doge
+    if desyncs:
+        assert not rec.market.book("XRP/USD").in_sync
+        with pytest.raises(BookOutOfSync, match="out of sync"):
+            rec.on_market_frame(_xrp_update())
+    else:
+        assert _book(rec, "XRP/USD") == xrp
+    tops = [t for f in env.frames for t in rec.on_market_frame(f)]
+    assert tops
+    assert {t.symbol for t in tops} == {"DOGE/USD"}
+    assert _book(rec, "DOGE/USD") != doge  # the book moved on
+    assert rec.flush(30)
+    stats = rec.stats()
+    answer = env.influx.query("SELECT count(is_snapshot) FROM market_data_l2", db=env.db)
+    assert answer["results"][0]["series"][0]["values"][0][1] == stats["market_l2_points"]
+    assert stats["series_lines_rejected"] == stats["series_lines_dropped"] == 0
+
+
+def test_error_for_a_10mb_symbol_stays_short(env: Env) -> None:
+    frame = b'{"channel":"book","type":"update","data":[{"symbol":"' + b"X" * TEN_MB + b'"}]}'
+    with pytest.raises(UnknownSymbol) as caught:
+        env.rec.on_market_frame(frame)
+    assert len(str(caught.value)) < 1000
+
+
+# -- series: tags with newlines, NaN features, naive timestamps ------------------------
+
+SERIES_CASES: list[tuple[str, Callable[[Recorder], None], type[Exception], str]] = [
+    (
+        "nan-feature",
+        lambda r: r.record_features("XRP/USD", "v1", {"rsi_14": 55.0, "momentum": float("nan")}),
+        InvalidPoint,
+        'field "momentum" is not finite',
+    ),
+    (
+        "inf-prediction",
+        lambda r: r.record_prediction("XRP/USD", "xgb", "up", float("inf")),
+        InvalidPoint,
+        'field "prediction_value" is not finite',
+    ),
+    (
+        "newline-in-tag",
+        lambda r: r.record_features("XRP/USD\nevil,x=1", "v1", {"rsi_14": 1.0}),
+        InvalidPoint,
+        "contains a newline",
+    ),
+    (
+        "newline-in-tag-key-value",
+        lambda r: r.record_prediction("XRP/USD", "m\r\nodel", "up", 0.5),
+        InvalidPoint,
+        "contains a newline",
+    ),
+    (
+        "naive-series-timestamp",
+        lambda r: r.record_features("XRP/USD", "v1", {"rsi_14": 1.0}, datetime(2026, 1, 1)),
+        InvalidPoint,
+        "naive datetime",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "fragment"),
+    [pytest.param(*case[1:], id=case[0]) for case in SERIES_CASES],
+)
+def test_hostile_series_value(
+    env: Env, call: Callable[[Recorder], None], error: type[Exception], fragment: str
+) -> None:
+    rec = env.rec
+    with pytest.raises(error) as caught:
+        call(rec)
+    assert type(caught.value) is error
+    assert isinstance(caught.value, ValueError)  # InvalidPoint is both
+    assert fragment in str(caught.value)
+    # The same series still takes good points, and nothing half-written reached InfluxDB.
+    rec.record_features("XRP/USD", "v1", {"rsi_14": 42.5, "momentum": 0.25}, T0)
+    assert rec.flush(30)
+    answer = env.influx.query(
+        "SELECT rsi_14, momentum FROM features WHERE feature_set_id = 'v1'", db=env.db
+    )
+    assert answer["results"][0]["series"][0]["values"] == [[int(T0.timestamp() * 1e9), 42.5, 0.25]]
+    assert rec.stats()["series_lines_rejected"] == 0
+    refused = env.influx.query("SELECT count(*) FROM predictions", db=env.db)
+    assert "series" not in refused["results"][0]  # the refused prediction left no trace
+
+
+# -- ledger: exact errors, and the next event still lands --------------------------------
+
+
+def _signal(**kw: Any) -> Signal:
+    values: dict[str, Any] = {
+        "trading_pair": "XRP/USD",
+        "exchange": "kraken",
+        "strategy_id": "s",
+        "side": "BUY",
+        "entry_type": "LIMIT",
+        "proposed_entry_price": Decimal("0.5"),
+        "proposed_sl_price": Decimal("0.45"),
+        "proposed_tp_price": Decimal("0.55"),
+        "created_at": T0,
+    }
+    values.update(kw)
+    return Signal(**values)
+
+
+def _fill(**kw: Any) -> Fill:
+    values: dict[str, Any] = {
+        "trading_pair": "XRP/USD",
+        "exchange": "kraken",
+        "side": "BUY",
+        "quantity_filled": Decimal("1"),
+        "fill_price": Decimal("0.5"),
+        "commission_asset": "USD",
+        "client_order_id": uuid.uuid4(),
+        "filled_at": T0,
+    }
+    values.update(kw)
+    return Fill(**values)
+
+
+LEDGER_CASES: list[tuple[str, Callable[[Recorder], None], type[Exception], str]] = [
+    (
+        "naive-created-at",
+        lambda r: r.record_signal(_signal(created_at=datetime(2026, 1, 1))),
+        ValidationError,
+        "created_at: is a naive datetime",
+    ),
+    (
+        "naive-filled-at",
+        lambda r: r.record_fill(_fill(filled_at=datetime(2026, 1, 1))),
+        ValidationError,
+        "filled_at: is a naive datetime",
+    ),
+    (
+        "fill-for-unknown-order",
+        lambda r: r.record_fill(_fill()),
+        UnknownOrder,
+        "names an order the ledger does not know",
+    ),
+    (
+        "fill-for-unknown-exchange-order",
+        lambda r: r.record_fill(_fill(client_order_id=None, exchange_order_id="NOPE-1")),
+        UnknownOrder,
+        "NOPE-1",
+    ),
+    (
+        "update-of-unknown-order",
+        lambda r: r.update_order(uuid.uuid4(), "NEW"),
+        UnknownOrder,
+        "was never recorded",
+    ),
+    (
+        "negative-quantity",
+        lambda r: r.record_order(
+            Order(
+                trading_pair="XRP/USD",
+                exchange="kraken",
+                side="BUY",
+                order_type="MARKET",
+                quantity_ordered=Decimal("-1"),
+            )
+        ),
+        ValidationError,
+        "quantity_ordered: must be > 0",
+    ),
+    (
+        "non-numeric-quantity",
+        lambda r: r.record_fill(_fill(quantity_filled="ten")),
+        ValidationError,
+        "quantity_filled: 'ten' is not a number",
+    ),
+    (
+        "float-price",
+        lambda r: r.record_fill(_fill(fill_price=0.5)),
+        ValidationError,
+        "fill_price: must be Decimal, int or str",
+    ),
+    (
+        "nan-price",
+        lambda r: r.record_signal(_signal(proposed_sl_price=Decimal("NaN"))),
+        ValidationError,
+        "proposed_sl_price: must be finite",
+    ),
+    (
+        "nul-in-text",
+        lambda r: r.record_signal(_signal(strategy_id="a\x00b")),
+        ValidationError,
+        "strategy_id: contains a NUL",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "fragment"),
+    [pytest.param(*case[1:], id=case[0]) for case in LEDGER_CASES],
+)
+def test_hostile_ledger_event(
+    env: Env, call: Callable[[Recorder], None], error: type[Exception], fragment: str
+) -> None:
+    rec = env.rec
+    before = rec.stats()["ledger_accepted"]
+    with pytest.raises(error) as caught:
+        call(rec)
+    assert type(caught.value) is error
+    assert fragment in str(caught.value)
+    if isinstance(caught.value, ValidationError):
+        assert str(caught.value).startswith(caught.value.field + ":")
+    assert rec.stats()["ledger_accepted"] == before  # refused whole, nothing half-recorded
+    good = _signal()
+    rec.record_signal(good)
+    assert rec.flush(30)
+    with psycopg.connect(env.pg_dsn) as conn:
+        assert conn.execute("SELECT signal_id FROM signals").fetchall() == [(good.signal_id,)]
+        assert conn.execute("SELECT count(*) FROM fills").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM orders").fetchone() == (0,)
+
+
+# -- SQL-looking text in every text column: stored verbatim, never executed --------------
+
+INJECT = "x'); DROP TABLE signals; -- \" $$ $1 %s %(a)s \\' ; SELECT pg_sleep(5); /* \u2603"
+SHORT = "a'--/b\";DROP%s"  # fits VARCHAR(16)
+ID64 = ("'; DELETE FROM orders; --" + INJECT)[:64]
+
+
+def test_sql_looking_strings_in_every_text_column_are_stored_verbatim(env: Env) -> None:
+    rec = env.rec
+    assert len(SHORT) <= 16
+    signal = _signal(
+        trading_pair=SHORT,
+        exchange=ID64[:32],
+        strategy_id=ID64,
+        risk_check_details={INJECT: INJECT},
+    )
+    rec.record_signal(signal)
+    rec.update_signal_status(signal.signal_id, "REJECTED", INJECT, {"why": INJECT})
+    order = Order(
+        trading_pair=SHORT,
+        exchange=ID64[:32],
+        side="BUY",
+        order_type="LIMIT",
+        quantity_ordered=Decimal("2"),
+        limit_price=Decimal("0.5"),
+        signal_id=signal.signal_id,
+        created_at=T0,
+    )
+    rec.record_order(order)
+    rec.update_order(order.client_order_id, "NEW", exchange_order_id=ID64)
+    fill = Fill(
+        trading_pair=SHORT,
+        exchange=ID64[:32],
+        side="BUY",
+        quantity_filled=Decimal("2"),
+        fill_price=Decimal("0.5"),
+        commission_asset=SHORT,
+        client_order_id=order.client_order_id,
+        fill_id=ID64[::-1],
+        filled_at=T0,
+    )
+    rec.record_fill(fill)
+    rec.update_order(order.client_order_id, "FILLED", error_message=INJECT)
+    trade = Trade(
+        signal_id=None,
+        trading_pair=SHORT,
+        exchange=ID64[:32],
+        strategy_id=ID64,
+        side="SELL",
+        entry_timestamp=T0,
+        exit_timestamp=T0 + timedelta(seconds=1),
+        quantity=Decimal(1),
+        average_entry_price=Decimal(1),
+        average_exit_price=Decimal(1),
+        total_commission=Decimal(0),
+        realized_pnl=Decimal(0),
+        realized_pnl_pct=0.0,
+        exit_reason="MANUAL_CLOSE",
+    )
+    rec.record_trade(trade)
+    rec.ledger.record_log(
+        LogEntry(
+            source_module=ID64,
+            log_level="ERROR",
+            message=INJECT,
+            trading_pair=SHORT,
+            exception_type=INJECT,
+            stack_trace=INJECT,
+            context={INJECT: [INJECT]},
+            log_timestamp=T0,
+        )
+    )
+    rec.record_portfolio_snapshot(
+        PortfolioSnapshot(
+            total_equity=Decimal(1),
+            available_balance=Decimal(1),
+            total_exposure_pct=0.0,
+            daily_drawdown_pct=0.0,
+            weekly_drawdown_pct=0.0,
+            total_drawdown_pct=0.0,
+            positions={INJECT: {"qty": INJECT}},
+            snapshot_timestamp=T0,
+        )
+    )
+    config_hash = rec.record_configuration({INJECT: INJECT})
+    started = time.perf_counter()
+    assert rec.flush(30)
+    assert time.perf_counter() - started < 5  # no pg_sleep(5) ran
+    with psycopg.connect(env.pg_dsn) as conn:
+
+        def one(sql: str, *params: Any) -> tuple[Any, ...]:
+            rows = conn.execute(sql, params).fetchall()
+            assert len(rows) == 1, (sql, rows)
+            return rows[0]
+
+        assert one(
+            "SELECT trading_pair, exchange, strategy_id, rejection_reason, risk_check_details "
+            "FROM signals WHERE signal_id = %s",
+            signal.signal_id,
+        ) == (SHORT, ID64[:32], ID64, INJECT, {"why": INJECT})
+        assert one(
+            "SELECT trading_pair, exchange, exchange_order_id, error_message, status FROM orders"
+        ) == (SHORT, ID64[:32], ID64, INJECT, "FILLED")
+        assert one(
+            "SELECT trading_pair, exchange, fill_id, commission_asset, exchange_order_id FROM fills"
+        ) == (SHORT, ID64[:32], ID64[::-1], SHORT, ID64)
+        assert one(
+            "SELECT trading_pair, exchange, strategy_id FROM trades WHERE trade_id = %s",
+            trade.trade_id,
+        ) == (SHORT, ID64[:32], ID64)
+        assert one(
+            "SELECT source_module, message, trading_pair, exception_type, stack_trace, context "
+            "FROM system_logs WHERE log_level = 'ERROR'"
+        ) == (ID64, INJECT, SHORT, INJECT, INJECT, {INJECT: [INJECT]})
+        assert one("SELECT positions FROM portfolio_snapshots") == ({INJECT: {"qty": INJECT}},)
+        assert one(
+            "SELECT config_content FROM configurations WHERE config_hash = %s", config_hash
+        ) == ({INJECT: INJECT},)
+        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables").fetchall()}
+        assert {"signals", "orders", "fills", "trades", "system_logs"} <= tables
+    # The same strings as InfluxDB tags and string fields round-trip exactly too.
+    rec.record_system_metrics({"note": INJECT}, module_id=SHORT + " ,=x", timestamp=T0)
+    rec.record_features("XR P,USD", "v1", {"rsi_14": 1.5}, T0)
+    assert rec.flush(30)
+    metrics = env.influx.query("SELECT module_id, note FROM system_metrics", db=env.db)
+    assert metrics["results"][0]["series"][0]["values"][0][1:] == [SHORT + " ,=x", INJECT]
+    pairs = env.influx.query('SHOW TAG VALUES FROM features WITH KEY = "trading_pair"', db=env.db)
+    assert pairs["results"][0]["series"][0]["values"] == [["trading_pair", "XR P,USD"]]
+
+
+def test_symbol_with_space_comma_and_equals_is_escaped_end_to_end(env: Env) -> None:
+    """Kraken never sends such a symbol, but if an instrument does, its tag must not split."""
+    rec = env.rec
+    doge = _book(rec, "DOGE/USD")
+    odd = b"XR P,U=SD"
+    session = [f.replace(b"XRP/USD", odd) for _, f in SyntheticKraken(["XRP/USD"]).session(30)]
+    tops = [t for f in session for t in rec.on_market_frame(f)]
+    assert {t.symbol for t in tops} == {odd.decode()}
+    assert _book(rec, "DOGE/USD") == doge
+    assert rec.flush(30)
+    answer = env.influx.query(
+        'SHOW TAG VALUES FROM market_data_l2 WITH KEY = "trading_pair"', db=env.db
+    )
+    values = {v[1] for v in answer["results"][0]["series"][0]["values"]}
+    assert values == {"XRP/USD", "DOGE/USD", odd.decode()}
+    count = env.influx.query(
+        "SELECT count(is_snapshot) FROM market_data_l2 WHERE trading_pair = 'XR P,U=SD'",
+        db=env.db,
+    )
+    assert count["results"][0]["series"][0]["values"][0][1] == len(tops)
+    assert rec.stats()["series_lines_rejected"] == 0
