@@ -1,0 +1,101 @@
+"""What a trading loop pays per call with the whole recorder running (issue: p99 < 20 us
+for a book frame): a ``Recorder`` on the real PostgreSQL and InfluxDB, its background
+writers busy, and the bot's thread timing each call. ``extra_info`` carries the p99,
+which pytest-benchmark's own table does not show.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from galfriday_recorder import Fill, Order, Recorder, RecorderConfig
+from galfriday_recorder.services import InfluxService
+from galfriday_recorder.synth import SyntheticKraken
+
+ROUNDS = 20_000
+
+
+@pytest.fixture
+def rec(
+    pg_dsn: str, influx_service: InfluxService, influx_db: str, tmp_path: Path
+) -> Iterator[Recorder]:
+    cfg = RecorderConfig.load(
+        env={},
+        pg_dsn=pg_dsn,
+        influx_url=influx_service.url(),
+        influx_database=influx_db,
+        data_dir=tmp_path / "data",
+        metrics_interval_s=1.0,
+    )
+    with Recorder(cfg) as recorder:
+        yield recorder
+        assert recorder.flush(120)
+
+
+def _percentile_us(benchmark: Any, q: float) -> float:
+    data = sorted(benchmark.stats.stats.data)
+    return round(data[min(int(q * len(data)), len(data) - 1)] * 1e6, 2)
+
+
+def _measure(benchmark: Any, call: Callable[[], object]) -> None:
+    benchmark.pedantic(call, rounds=ROUNDS, iterations=1, warmup_rounds=200)
+    benchmark.extra_info["p50_us"] = _percentile_us(benchmark, 0.50)
+    benchmark.extra_info["p99_us"] = _percentile_us(benchmark, 0.99)
+
+
+@pytest.mark.benchmark(group="recorder: one call on the bot's thread, everything running")
+def test_call_on_market_frame(benchmark: Any, rec: Recorder) -> None:
+    frames = [f for _, f in SyntheticKraken(["XRP/USD", "DOGE/USD"], seed=4).session(ROUNDS + 500)]
+    for frame in frames[:4]:  # status, instrument and both snapshots
+        rec.on_market_frame(frame)
+    updates = itertools.cycle(f for f in frames[4:] if b'"book"' in f)
+    _measure(benchmark, lambda: rec.on_market_frame(next(updates)))
+    assert rec.stats()["market_malformed"] == 0
+
+
+@pytest.mark.benchmark(group="recorder: one call on the bot's thread, everything running")
+def test_call_record_fill(benchmark: Any, rec: Recorder) -> None:
+    order = Order(
+        trading_pair="XRP/USD",
+        exchange="kraken",
+        side="BUY",
+        order_type="LIMIT",
+        quantity_ordered=Decimal(ROUNDS + 300),
+        limit_price=Decimal("0.6"),
+    )
+    rec.record_order(order)
+    at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    fills = iter(
+        [
+            Fill(
+                trading_pair="XRP/USD",
+                exchange="kraken",
+                side="BUY",
+                quantity_filled=Decimal(1),
+                fill_price=Decimal("0.6"),
+                commission=Decimal("0.001"),
+                commission_asset="USD",
+                client_order_id=order.client_order_id,
+                filled_at=at,
+            )
+            for _ in range(ROUNDS + 250)
+        ]
+    )
+    _measure(benchmark, lambda: rec.record_fill(next(fills)))
+
+
+@pytest.mark.benchmark(group="recorder: one call on the bot's thread, everything running")
+def test_call_log_line(benchmark: Any, rec: Recorder) -> None:
+    bot = logging.getLogger("galfriday.bench")
+    bot.propagate = False
+    bot.setLevel(logging.INFO)
+    bot.addHandler(rec.log_handler())
+    _measure(benchmark, lambda: bot.info("order acknowledged", extra={"trading_pair": "XRP/USD"}))
