@@ -394,6 +394,7 @@ class Ledger:
         self._committed = 0
         self._batches = 0
         self._dead = 0
+        self._log_handlers: list[LedgerLogHandler] = []
         self._pg_connected = 0
         self._pg_errors = 0
         self._journal_errors = 0
@@ -512,6 +513,7 @@ class Ledger:
             "commit_latency_ms_p50": _percentile(latencies, 0.50),
             "commit_latency_ms_p99": _percentile(latencies, 0.99),
             "dead_letters": self._dead,
+            "log_records_dropped": sum(h.dropped for h in self._log_handlers),
             "pg_connected": self._pg_connected,
             "pg_errors": self._pg_errors,
         }
@@ -738,7 +740,10 @@ class Ledger:
             self._push(kind, record)
 
     def log_handler(self, level: int = logging.INFO) -> LedgerLogHandler:
-        return LedgerLogHandler(self, level)
+        """A handler for ``logging``; what it cannot record shows in ``stats()``."""
+        handler = LedgerLogHandler(self, level)
+        self._log_handlers.append(handler)
+        return handler
 
     def load_recovery_state(self) -> RecoveryState:
         """Flush what is pending (briefly), then read the recovery view from PostgreSQL."""

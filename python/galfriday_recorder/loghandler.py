@@ -37,6 +37,7 @@ _LEVELS = (
     (logging.INFO, "INFO"),
 )
 _guard = threading.local()
+_log = logging.getLogger(_OWN_LOGGER)
 _formatter = logging.Formatter()
 
 
@@ -66,8 +67,10 @@ class LedgerLogHandler(logging.Handler):
         _guard.active = True
         try:
             self._sink.record_log(self.entry(record))
-        except Exception:  # backpressure, closed ledger, odd record: never the caller's problem
+        except Exception as exc:  # backpressure, closed ledger, odd record: never the caller's
             self.dropped += 1
+            if self.dropped == 1:  # the ledger's own logger, which this handler skips
+                _log.warning("log records are being dropped (first: %s); see stats()", exc)
         finally:
             _guard.active = False
 

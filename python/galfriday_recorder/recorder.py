@@ -424,6 +424,7 @@ class Recorder:
             "journal_depth": int(stats.get("ledger_journal_depth", 0)),
             "spool_bytes": int(stats.get("series_spool_bytes", 0)),
             "lines_dropped": int(stats.get("series_lines_dropped", 0)),
+            "log_records_dropped": int(stats.get("ledger_log_records_dropped", 0)),
             "pg_write_latency_ms_p99": float(stats.get("ledger_commit_latency_ms_p99", 0.0)),
             "influx_write_latency_ms_p99": float(stats.get("series_write_latency_ms_p99", 0.0)),
             "api_error_rate": errors / max(ledger_tries + series_tries, 1),

@@ -113,5 +113,6 @@ def test_log_handler_never_recurses_and_never_raises(tmp_path: Path) -> None:
     refusing.emit(bad)
     assert [e.message for e in echo.entries] == ["once", "bad args %d ('x',)"]
     assert refusing.dropped == 2  # a ledger that is not running refuses; the caller is unharmed
+    assert closed.stats()["log_records_dropped"] == 2  # and says so where operators look
     with pytest.raises(RecorderError, match="not running"):
         closed.record_log(echo.entries[0])
