@@ -224,23 +224,7 @@ pub fn write(mant: u64, scale: u32, out: &mut Vec<u8>) {
 
 /// As [`write`], for the wider sums built in bars.
 pub fn write_u128(mant: u128, scale: u32, out: &mut Vec<u8>) {
-    let mut buf = itoa::Buffer::new();
-    let digits = buf.format(mant).as_bytes();
-    let scale = scale as usize;
-    if scale == 0 {
-        out.extend_from_slice(digits);
-        return;
-    }
-    if digits.len() > scale {
-        let (int, frac) = digits.split_at(digits.len() - scale);
-        out.extend_from_slice(int);
-        out.push(b'.');
-        out.extend_from_slice(frac);
-    } else {
-        out.extend_from_slice(b"0.");
-        out.resize(out.len() + (scale - digits.len()), b'0');
-        out.extend_from_slice(digits);
-    }
+    write_digits(itoa::Buffer::new().format(mant).as_bytes(), scale, out);
 }
 
 /// As [`write`], from cached mantissa digits (empty means 0).

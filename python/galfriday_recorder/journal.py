@@ -23,7 +23,6 @@ keeps a second process from sharing one journal.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import sqlite3
 import time
@@ -31,6 +30,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .errors import RecorderError
+from .filelock import lock_exclusive
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -73,13 +73,9 @@ class Journal:
 
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        os.fchmod(fd, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise JournalError(f"journal {self.path} is in use by another process") from None
+        fd = lock_exclusive(self.path)
+        if fd is None:
+            raise JournalError(f"journal {self.path} is in use by another process")
         self._lock_fd = fd
         try:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)

@@ -15,7 +15,6 @@ kernel releases it when the process dies, even by SIGKILL.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import gzip
 import logging
 import os
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import RecorderError
+from .filelock import lock_exclusive
 
 if TYPE_CHECKING:
     from .config import RecorderConfig
@@ -100,12 +100,9 @@ class Spool:
     def open(self) -> None:
         """Lock the directory, clear temp files a crash left, and index what is spooled."""
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise SpoolLocked(f"spool {self.directory} is in use by another process") from None
+        fd = lock_exclusive(self.directory / ".lock")
+        if fd is None:
+            raise SpoolLocked(f"spool {self.directory} is in use by another process")
         self._lock_fd = fd
         for path in self.directory.glob(f"{_TMP_PREFIX}*"):
             path.unlink(missing_ok=True)
@@ -244,14 +241,11 @@ def spool_status(config: RecorderConfig) -> dict[str, Any]:
 
 def _locked(directory: Path) -> bool:
     """True when a live recorder holds the spool's lock."""
-    try:
-        fd = os.open(directory / ".lock", os.O_RDWR)
-    except FileNotFoundError:
+    lock = directory / ".lock"
+    if not lock.exists():
         return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    fd = lock_exclusive(lock)
+    if fd is None:
         return True
-    finally:
-        os.close(fd)
+    os.close(fd)
     return False
