@@ -25,7 +25,22 @@ MAX_RETRY_AFTER_S = 300.0
 
 
 class TransportError(RecorderError):
-    """No HTTP answer: connection refused or reset, timeout, TLS failure."""
+    """No HTTP answer: connection refused or reset, timeout, TLS failure.
+
+    ``maybe_stored`` is False only when the request never reached the server (no
+    connection); a connection lost after sending may have left the lines stored.
+    """
+
+    def __init__(self, message: str, *, maybe_stored: bool) -> None:
+        super().__init__(message)
+        self.maybe_stored = maybe_stored
+
+
+def _transport_error(exc: Exception) -> TransportError:
+    return TransportError(
+        redact(f"{type(exc).__name__}: {exc}"),
+        maybe_stored=not isinstance(exc, urllib3.exceptions.ConnectTimeoutError),
+    )
 
 
 @dataclass(frozen=True)
@@ -95,7 +110,7 @@ class V1Transport:
         try:
             resp = self._http.request("POST", self._url, body=body, headers=self._headers)
         except urllib3.exceptions.HTTPError as exc:
-            raise TransportError(redact(f"{type(exc).__name__}: {exc}")) from None
+            raise _transport_error(exc) from None
         return Response(
             resp.status,
             resp.data.decode("utf-8", "replace"),
@@ -142,7 +157,7 @@ class V2Transport:
                 int(exc.status or 0), _text(exc.body), parse_retry_after(_header(exc.headers))
             )
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise TransportError(redact(f"{type(exc).__name__}: {exc}")) from None
+            raise _transport_error(exc) from None
         return Response(204, "")
 
     def close(self) -> None:

@@ -20,6 +20,13 @@ apart), and senders post them on executor threads:
   deleted only after its write succeeded; InfluxDB overwrites a point with the
   same series and timestamp, so a resend is harmless (at least once).
 
+A failed request does not prove the lines were not stored: InfluxDB 1.x shutting
+down answers 500 to writes it has already kept, and a timeout or a connection
+lost mid-request says nothing either way. ``lines_in_doubt`` counts the lines of
+such requests (once per request), so ``lines_dropped`` (lines the spool cap
+discarded unconfirmed) is an upper bound on what InfluxDB is missing, and
+``lines_dropped - lines_in_doubt`` a lower one.
+
 Memory stays bounded: beyond :data:`MAX_READY_BYTES` of batches waiting for a
 sender the oldest are spilled to the spool (a burst or a slow server; the spool
 replays them as soon as the senders catch up).
@@ -171,7 +178,15 @@ class SeriesWriter:
         self._tasks: set[asyncio.Task[None]] = set()
         self._latencies: deque[float] = deque(maxlen=_LATENCY_SAMPLES)
         self._counts = dict.fromkeys(
-            ("lines_written", "batches_written", "retries", "lines_spooled", "lines_rejected"), 0
+            (
+                "lines_written",
+                "batches_written",
+                "retries",
+                "lines_spooled",
+                "lines_rejected",
+                "lines_in_doubt",
+            ),
+            0,
         )
         self._lines_lost = 0  # could not even be spooled (disk error)
         self._transport: Transport | None = None
@@ -481,12 +496,12 @@ class SeriesWriter:
                 self._run(self._http, self._transport.send, data), limit
             )
         except asyncio.TimeoutError:
-            return _Failure(f"no complete answer within {limit:g} s")
+            return self._failed(lines, f"no complete answer within {limit:g} s", in_doubt=True)
         except TransportError as exc:
-            return _Failure(str(exc))
+            return self._failed(lines, str(exc), in_doubt=exc.maybe_stored)
         except Exception as exc:  # a bug must not kill the sender task: log, back off, retry
             log.exception("unexpected error writing to InfluxDB")
-            return _Failure(f"{type(exc).__name__}")
+            return self._failed(lines, f"{type(exc).__name__}", in_doubt=True)
         status, body = response.status, response.body.strip()
         if 200 <= status < 300:
             self._latencies.append((time.perf_counter() - started) * 1000.0)
@@ -503,9 +518,17 @@ class SeriesWriter:
         if status in (401, 403, 404):
             return _Failure(reason, response.retry_after, blocked=True)
         if status in (408, 429) or status >= 500:
-            return _Failure(reason, response.retry_after)
+            return self._failed(lines, reason, response.retry_after, in_doubt=status >= 500)
         self._reject(status, body, data, lines)
         return None
+
+    def _failed(
+        self, lines: int, reason: str, retry_after: float | None = None, *, in_doubt: bool
+    ) -> _Failure:
+        """A retryable failure; ``in_doubt`` when the server may have stored the lines."""
+        if in_doubt:
+            self._counts["lines_in_doubt"] += lines
+        return _Failure(reason, retry_after)
 
     def _reject(self, status: int, body: str, data: bytes, lines: int) -> None:
         """A final 4xx: count and log the rejected lines; InfluxDB kept the others."""

@@ -42,6 +42,7 @@ STAT_KEYS = (
     "series_lines_spooled",
     "series_lines_written",
     "series_lines_rejected",
+    "series_lines_in_doubt",
     "series_pending_lines",
     "series_spool_files",
     "series_influx_up",

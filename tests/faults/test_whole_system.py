@@ -11,7 +11,9 @@ clean close. Then both databases are read back:
 * every ledger event acknowledged (covered by a successful flush, or journaled when
   the first child was killed) is in PostgreSQL exactly once, and nothing is there that
   the children did not send;
-* every market point not counted as dropped is in InfluxDB, once;
+* every market point not counted as dropped is in InfluxDB, once; a dropped point may
+  be there too only if a request holding it failed in doubt (InfluxDB stopping answers
+  500 to writes it kept, or the connection went before the answer);
 * every trade's P&L equals a recomputation from its fills, exactly (Decimal).
 """
 
@@ -375,12 +377,19 @@ def test_one_session_through_every_fault_loses_nothing_acknowledged(
     trades = _check_pnl(pg_dsn)
 
     # -- series: every market point not counted as dropped is there once ---------------
+    # (Every point has its own series and timestamp, so a count is a count of distinct
+    # points: a resend overwrites, it cannot add one.)
     market_lines = quiesced["market_lines"] + done["market_lines"]
     dropped = quiesced["series_lines_dropped"] + done["series_lines_dropped"]
+    in_doubt = quiesced["series_lines_in_doubt"] + done["series_lines_in_doubt"]
     l2 = _influx_count(influx_service, influx_db, "market_data_l2", "is_snapshot")
     bars = _influx_count(influx_service, influx_db, "market_data_ohlcv", "close")
     assert quiesced["series_lines_rejected"] == done["series_lines_rejected"] == 0
-    assert l2 + bars == market_lines - dropped, (l2, bars, market_lines, dropped)
+    stored = l2 + bars
+    counts = (l2, bars, market_lines, dropped, in_doubt)
+    assert stored >= market_lines - dropped, counts
+    # Dropped points InfluxDB holds all the same came from requests that failed in doubt.
+    assert stored - (market_lines - dropped) <= min(dropped, in_doubt), counts
     assert done["series_spool_files"] == 0
     assert not list((data_dir / "spool").glob("*.lp.gz"))
 
@@ -397,7 +406,8 @@ def test_one_session_through_every_fault_loses_nothing_acknowledged(
         f"{len(acked | journaled)} acknowledged or journaled, {len(unacked_lost)} unacknowledged "
         f"events lost at SIGKILL; {trades} trades, P&L exact"
         f"\n  market: {market_lines} lines, {dropped} dropped at the spool cap, {l2} l2 + "
-        f"{bars} ohlcv points in InfluxDB\n  worst call from the trading loop: frame A "
+        f"{bars} ohlcv points in InfluxDB ({in_doubt} lines sent in doubt)"
+        f"\n  worst call from the trading loop: frame A "
         f"{a.last('worst_frame_ms'):.2f} ms, B {b.last('worst_frame_ms'):.2f} ms; ledger A "
         f"{a.last('worst_ledger_ms'):.2f} ms, B {b.last('worst_ledger_ms'):.2f} ms"
         f"\n  total {elapsed:.1f} s"
