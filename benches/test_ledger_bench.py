@@ -39,25 +39,12 @@ from galfriday_recorder.records import (
     Signal,
     SignalStatusUpdate,
 )
+from galfriday_recorder.synth import RoundTrip
 
 _T0 = datetime(2026, 11, 24, tzinfo=timezone.utc)
 CYCLES_PER_ROUND = 250
 ROUNDS = 5
 EVENTS_PER_CYCLE = 16
-
-
-def _fill(order: Order, qty: str, price: str, at: datetime) -> Fill:
-    return Fill(
-        client_order_id=order.client_order_id,
-        trading_pair="XRP/USD",
-        exchange="kraken",
-        side=order.side,
-        quantity_filled=Decimal(qty),
-        fill_price=Decimal(price),
-        commission=Decimal("0.0104"),
-        commission_asset="USD",
-        filled_at=at,
-    )
 
 
 def _log(message: str, signal: Signal, i: int) -> LogEntry:
@@ -77,38 +64,8 @@ def build_cycles(n: int, start: int = 0) -> list[list[tuple[str, Any]]]:
     cycles = []
     for i in range(start, start + n):
         at = _T0 + timedelta(seconds=i)
-        signal = Signal(
-            trading_pair="XRP/USD",
-            exchange="kraken",
-            strategy_id="mr_v1",
-            side="BUY",
-            entry_type="LIMIT",
-            proposed_entry_price=Decimal("0.5"),
-            proposed_sl_price=Decimal("0.45"),
-            proposed_tp_price=Decimal("0.6"),
-            created_at=at,
-        )
-        entry = Order(
-            trading_pair="XRP/USD",
-            exchange="kraken",
-            side="BUY",
-            order_type="LIMIT",
-            quantity_ordered=Decimal("100"),
-            limit_price=Decimal("0.5"),
-            signal_id=signal.signal_id,
-            created_at=at,
-        )
-        exit_ = Order(
-            trading_pair="XRP/USD",
-            exchange="kraken",
-            side="SELL",
-            order_type="TAKE_PROFIT",
-            quantity_ordered=Decimal("100"),
-            stop_price=Decimal("0.6"),
-            signal_id=signal.signal_id,
-            created_at=at,
-        )
-
+        trip = RoundTrip.at(at, "mr_v1")
+        signal, entry, exit_ = trip.signal, trip.entry, trip.exit
         cycles.append(
             [
                 ("signal", signal),
@@ -117,13 +74,12 @@ def build_cycles(n: int, start: int = 0) -> list[list[tuple[str, Any]]]:
                 ("log", _log("signal approved", signal, i)),
                 ("order", entry),
                 ("new", (entry.client_order_id, f"EN-{uuid.uuid4().hex[:12]}")),
-                ("fill", _fill(entry, "40", "0.5", at)),
-                ("fill", _fill(entry, "60", "0.499", at)),
+                *(("fill", fill) for fill in trip.entry_fills),
                 ("log", _log("entry filled", signal, i)),
                 ("order", exit_),
                 ("new", (exit_.client_order_id, f"EX-{uuid.uuid4().hex[:12]}")),
                 ("log", _log("exit placed", signal, i)),
-                ("fill", _fill(exit_, "100", "0.6", at)),
+                ("fill", trip.exit_fill),
                 ("log", _log("exit filled", signal, i)),
                 ("log", _log("cycle closed", signal, i)),
                 (
@@ -255,6 +211,8 @@ def test_bench_ledger_baseline_per_row_commit(benchmark: Any, pg_dsn: str) -> No
 def _call_cost(benchmark: Any, call: Callable[[Any], None], args: list[Any]) -> None:
     it = iter(args)
     benchmark.pedantic(lambda: call(next(it)), rounds=len(args), iterations=1)
+    if benchmark.disabled:  # --benchmark-disable: one call, nothing timed
+        return
     median_us = statistics.median(benchmark.stats.stats.data) * 1e6
     benchmark.extra_info["median_us"] = round(median_us, 3)
     print(f"\n{call.__name__}: median {median_us:.2f} us on the calling thread")

@@ -47,6 +47,8 @@ def _percentile_us(benchmark: Any, q: float) -> float:
 
 def _measure(benchmark: Any, call: Callable[[], object]) -> None:
     benchmark.pedantic(call, rounds=ROUNDS, iterations=1, warmup_rounds=200)
+    if benchmark.disabled:  # --benchmark-disable: one call, nothing timed
+        return
     benchmark.extra_info["p50_us"] = _percentile_us(benchmark, 0.50)
     benchmark.extra_info["p99_us"] = _percentile_us(benchmark, 0.99)
 

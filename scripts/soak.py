@@ -42,9 +42,9 @@ from typing import Any
 import psutil
 import psycopg
 
-from galfriday_recorder import Fill, Order, PortfolioSnapshot, Recorder, RecorderConfig, Signal
+from galfriday_recorder import PortfolioSnapshot, Recorder, RecorderConfig
 from galfriday_recorder.services import InfluxService, PostgresService
-from galfriday_recorder.synth import DEFAULT_PAIRS, SyntheticKraken
+from galfriday_recorder.synth import DEFAULT_PAIRS, RoundTrip, SyntheticKraken
 
 LOOP_SECONDS = 6.0  # seconds of book updates generated once and replayed
 
@@ -89,72 +89,8 @@ class Ledgerer:
 
     def cycle(self, now: datetime) -> None:
         self.n += 1
-        rec, i = self.rec, self.n
-        s = Signal(
-            trading_pair="XRP/USD",
-            exchange="kraken",
-            strategy_id="soak",
-            side="BUY",
-            entry_type="LIMIT",
-            proposed_entry_price=Decimal("0.5"),
-            proposed_sl_price=Decimal("0.45"),
-            proposed_tp_price=Decimal("0.55"),
-            created_at=now,
-        )
-        rec.record_signal(s)
-        rec.update_signal_status(s.signal_id, "APPROVED", None, {"i": i})
-        entry = Order(
-            trading_pair="XRP/USD",
-            exchange="kraken",
-            side="BUY",
-            order_type="LIMIT",
-            quantity_ordered=Decimal(10),
-            limit_price=Decimal("0.5"),
-            signal_id=s.signal_id,
-            created_at=now,
-        )
-        rec.record_order(entry)
-        rec.update_order(entry.client_order_id, "NEW", exchange_order_id=f"S{i}-E")
-        for qty in ("4", "6"):
-            rec.record_fill(
-                Fill(
-                    trading_pair="XRP/USD",
-                    exchange="kraken",
-                    side="BUY",
-                    quantity_filled=Decimal(qty),
-                    fill_price=Decimal("0.5"),
-                    commission=Decimal("0.001"),
-                    commission_asset="USD",
-                    client_order_id=entry.client_order_id,
-                    filled_at=now,
-                )
-            )
-        exit_ = Order(
-            trading_pair="XRP/USD",
-            exchange="kraken",
-            side="SELL",
-            order_type="TAKE_PROFIT",
-            quantity_ordered=Decimal(10),
-            stop_price=Decimal("0.55"),
-            signal_id=s.signal_id,
-            created_at=now,
-        )
-        rec.record_order(exit_)
-        rec.update_order(exit_.client_order_id, "NEW", exchange_order_id=f"S{i}-X")
-        rec.record_fill(
-            Fill(
-                trading_pair="XRP/USD",
-                exchange="kraken",
-                side="SELL",
-                quantity_filled=Decimal(10),
-                fill_price=Decimal("0.55"),
-                commission=Decimal("0.001"),
-                commission_asset="USD",
-                client_order_id=exit_.client_order_id,
-                filled_at=now,
-            )
-        )
-        self.log.info("soak cycle %d closed", i, extra={"trading_pair": "XRP/USD"})
+        RoundTrip.at(now, "soak").record(self.rec, (f"S{self.n}-E", f"S{self.n}-X"), i=self.n)
+        self.log.info("soak cycle %d closed", self.n, extra={"trading_pair": "XRP/USD"})
 
     def snapshot(self, now: datetime) -> None:
         self.rec.record_portfolio_snapshot(

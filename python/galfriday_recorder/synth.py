@@ -4,19 +4,30 @@ Books follow a random walk in integer ticks, so every price and quantity is
 exact at the pair's precision and every frame carries the checksum Kraken
 would send. Trades print at the touch; a 1-minute ``ohlc`` update closes each
 simulated minute. Everything is reproducible from the seed.
+
+:class:`RoundTrip` is the ledger's counterpart: one complete trade as records,
+for soak runs, benchmarks and fault tests that need many of them.
 """
 
 from __future__ import annotations
 
 import random
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from .records import Fill, Order, Signal
+
+if TYPE_CHECKING:
+    from .recorder import Recorder
+
 CHECKSUM_DEPTH = 10
+Level = tuple[int, int]  # (price mantissa, quantity mantissa)
 MINUTE_NS = 60_000_000_000
 
 
@@ -30,10 +41,10 @@ class PairSpec:
     start_price_ticks: int
 
     def price_text(self, ticks: int) -> str:
-        return _fixed(ticks, self.price_precision)
+        return fixed_text(ticks, self.price_precision)
 
     def qty_text(self, units: int) -> str:
-        return _fixed(units, self.qty_precision)
+        return fixed_text(units, self.qty_precision)
 
 
 DEFAULT_PAIRS: dict[str, PairSpec] = {
@@ -44,7 +55,8 @@ DEFAULT_PAIRS: dict[str, PairSpec] = {
 }
 
 
-def _fixed(value: int, decimals: int) -> str:
+def fixed_text(value: int, decimals: int) -> str:
+    """An integer mantissa as Kraken writes it, every decimal shown (``5, 3 -> 0.005``)."""
     if decimals == 0:
         return str(value)
     sign = "-" if value < 0 else ""
@@ -58,14 +70,21 @@ def rfc3339(ns: int) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{(ns // 1000) % 1_000_000:06d}Z"
 
 
-def kraken_checksum(spec: PairSpec, bids: dict[int, int], asks: dict[int, int]) -> int:
-    """CRC32 over the top 10 asks (low to high), then bids (high to low), as digits only."""
-    parts: list[str] = []
-    for levels, reverse in ((asks, False), (bids, True)):
-        for price in sorted(levels, reverse=reverse)[:CHECKSUM_DEPTH]:
-            for text in (spec.price_text(price), spec.qty_text(levels[price])):
-                parts.append(text.replace(".", "").lstrip("0"))
-    return zlib.crc32("".join(parts).encode())
+def book_checksum(asks: Sequence[Level], bids: Sequence[Level]) -> int:
+    """Kraken's CRC32 over the top 10 asks (low to high), then bids (high to low).
+
+    Kraken strips the point and leading zeros from each price and quantity, which
+    leaves exactly the decimal digits of the integer mantissas.
+    """
+    levels = [*asks[:CHECKSUM_DEPTH], *bids[:CHECKSUM_DEPTH]]
+    return zlib.crc32("".join(f"{price}{qty}" for price, qty in levels).encode())
+
+
+def _checksum(bids: dict[int, int], asks: dict[int, int]) -> int:
+    def top(side: dict[int, int], reverse: bool) -> list[Level]:
+        return [(p, side[p]) for p in sorted(side, reverse=reverse)[:CHECKSUM_DEPTH]]
+
+    return book_checksum(top(asks, False), top(bids, True))
 
 
 @dataclass
@@ -173,7 +192,7 @@ class SyntheticKraken:
                                 "symbol": book.spec.symbol,
                                 "bids": self._levels(book.spec, book.bids, True),
                                 "asks": self._levels(book.spec, book.asks, False),
-                                "checksum": kraken_checksum(book.spec, book.bids, book.asks),
+                                "checksum": _checksum(book.bids, book.asks),
                             }
                         ],
                     }
@@ -203,7 +222,7 @@ class SyntheticKraken:
                     {
                         "symbol": book.spec.symbol,
                         **changes,
-                        "checksum": kraken_checksum(book.spec, book.bids, book.asks),
+                        "checksum": _checksum(book.bids, book.asks),
                         "timestamp": rfc3339(self.now_ns),
                     }
                 ],
@@ -296,6 +315,90 @@ class SyntheticKraken:
                     yield self.now_ns, frame
             if i % 1000 == 999:
                 yield self.now_ns, b'{"channel":"heartbeat"}'
+
+
+@dataclass(frozen=True)
+class RoundTrip:
+    """One take-profit trade as the bot records it: signal, entry, fills, exit.
+
+    The entry fills in two parts, one paying its fee in the base asset, so the
+    trade's P&L exercises the fee conversion. All values are exact decimals.
+    """
+
+    signal: Signal
+    entry: Order
+    entry_fills: tuple[Fill, ...]
+    exit: Order
+    exit_fill: Fill
+
+    @classmethod
+    def at(cls, when: datetime, strategy_id: str = "synthetic") -> RoundTrip:
+        pair, qty = "XRP/USD", Decimal(10)
+        signal = Signal(
+            trading_pair=pair,
+            exchange="kraken",
+            strategy_id=strategy_id,
+            side="BUY",
+            entry_type="LIMIT",
+            proposed_entry_price=Decimal("0.5"),
+            proposed_sl_price=Decimal("0.45"),
+            proposed_tp_price=Decimal("0.55"),
+            created_at=when,
+        )
+
+        def order(side: str, order_type: str, limit: str | None, stop: str | None) -> Order:
+            return Order(
+                trading_pair=pair,
+                exchange="kraken",
+                side=side,
+                order_type=order_type,
+                quantity_ordered=qty,
+                limit_price=None if limit is None else Decimal(limit),
+                stop_price=None if stop is None else Decimal(stop),
+                signal_id=signal.signal_id,
+                created_at=when,
+            )
+
+        def fill(order: Order, *values: str, at: datetime = when) -> Fill:
+            quantity, price, fee, asset = values
+            return Fill(
+                trading_pair=pair,
+                exchange="kraken",
+                side=order.side,
+                quantity_filled=Decimal(quantity),
+                fill_price=Decimal(price),
+                commission=Decimal(fee),
+                commission_asset=asset,
+                client_order_id=order.client_order_id,
+                filled_at=at,
+            )
+
+        entry = order("BUY", "LIMIT", limit="0.5", stop=None)
+        exit_ = order("SELL", "TAKE_PROFIT", limit=None, stop="0.55")
+        return cls(
+            signal=signal,
+            entry=entry,
+            entry_fills=(
+                fill(entry, "4", "0.5", "0.0008", "USD"),
+                fill(entry, "6", "0.5012", "0.012", "XRP"),
+            ),
+            exit=exit_,
+            exit_fill=fill(
+                exit_, "10", "0.5501", "0.0143026", "USD", at=when + timedelta(milliseconds=500)
+            ),
+        )
+
+    def record(self, rec: Recorder, exchange_ids: tuple[str, str], **approval: Any) -> None:
+        """Make the ledger calls in the order the bot makes them (``approval``: risk checks)."""
+        rec.record_signal(self.signal)
+        rec.update_signal_status(self.signal.signal_id, "APPROVED", None, approval or None)
+        rec.record_order(self.entry)
+        rec.update_order(self.entry.client_order_id, "NEW", exchange_order_id=exchange_ids[0])
+        for fill in self.entry_fills:
+            rec.record_fill(fill)
+        rec.record_order(self.exit)
+        rec.update_order(self.exit.client_order_id, "NEW", exchange_order_id=exchange_ids[1])
+        rec.record_fill(self.exit_fill)
 
 
 class _Raw(str):

@@ -25,14 +25,13 @@ import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from galfriday_recorder import Fill, Order, Recorder, RecorderConfig, Signal
 from galfriday_recorder.demo import DemoStrategy
 from galfriday_recorder.records import PortfolioSnapshot
-from galfriday_recorder.synth import SyntheticKraken
+from galfriday_recorder.synth import RoundTrip, SyntheticKraken
 
 STAT_KEYS = (
     "market_book_messages",
@@ -151,72 +150,9 @@ def acknowledger(rec: Recorder, out: EventLog, stop: threading.Event) -> None:
 def ledger_cycle(
     rec: LoggedRecorder, bot_log: logging.Logger, out: EventLog, i: int, tag: str
 ) -> None:
-    """A full trade cycle by hand: signal, entry with two fills, take-profit exit."""
-    t0 = datetime(2026, 6, 1, tzinfo=timezone.utc) + timedelta(seconds=i)
-    signal = Signal(
-        trading_pair="XRP/USD",
-        exchange="kraken",
-        strategy_id="faults",
-        side="BUY",
-        entry_type="LIMIT",
-        proposed_entry_price=Decimal("0.5"),
-        proposed_sl_price=Decimal("0.45"),
-        proposed_tp_price=Decimal("0.55"),
-        created_at=t0,
-    )
-    rec.record_signal(signal)
-    rec.update_signal_status(signal.signal_id, "APPROVED", None, None)
-    entry = Order(
-        trading_pair="XRP/USD",
-        exchange="kraken",
-        side="BUY",
-        order_type="LIMIT",
-        quantity_ordered=Decimal("10"),
-        limit_price=Decimal("0.5"),
-        signal_id=signal.signal_id,
-        created_at=t0,
-    )
-    rec.record_order(entry)
-    rec.update_order(entry.client_order_id, "NEW", exchange_order_id=f"{tag}-E{i}")
-    for qty, price, fee, asset in (("4", "0.5", "0.0008", "USD"), ("6", "0.5012", "0.012", "XRP")):
-        rec.record_fill(
-            Fill(
-                trading_pair="XRP/USD",
-                exchange="kraken",
-                side="BUY",
-                quantity_filled=Decimal(qty),
-                fill_price=Decimal(price),
-                commission=Decimal(fee),
-                commission_asset=asset,
-                client_order_id=entry.client_order_id,
-                filled_at=t0,
-            )
-        )
-    exit_ = Order(
-        trading_pair="XRP/USD",
-        exchange="kraken",
-        side="SELL",
-        order_type="TAKE_PROFIT",
-        quantity_ordered=Decimal("10"),
-        stop_price=Decimal("0.55"),
-        signal_id=signal.signal_id,
-        created_at=t0,
-    )
-    rec.record_order(exit_)
-    rec.update_order(exit_.client_order_id, "NEW", exchange_order_id=f"{tag}-X{i}")
-    rec.record_fill(
-        Fill(
-            trading_pair="XRP/USD",
-            exchange="kraken",
-            side="SELL",
-            quantity_filled=Decimal("10"),
-            fill_price=Decimal("0.5501"),
-            commission=Decimal("0.0143026"),
-            commission_asset="USD",
-            client_order_id=exit_.client_order_id,
-            filled_at=t0 + timedelta(milliseconds=500),
-        )
-    )
+    """A full trade cycle by hand, then the bot's log line about it."""
+    trip = RoundTrip.at(datetime(2026, 6, 1, tzinfo=timezone.utc) + timedelta(seconds=i), "faults")
+    trip.record(rec, (f"{tag}-E{i}", f"{tag}-X{i}"))  # type: ignore[arg-type]
     message = f"{tag} cycle {i}"
     handler_dropped = rec.handler.dropped  # type: ignore[attr-defined]
     bot_log.info(message)

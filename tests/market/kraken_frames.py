@@ -7,36 +7,15 @@ pushed out of range are not deleted: clients truncate), each with the CRC32 of
 the resulting top 10. Numbers are written with full precision (``0.10000000``)
 as JSON numbers (v2) or quoted strings (v1), exactly as Kraken does.
 
-Used by the tests and benchmarks; pure standard library.
+Used by the tests and benchmarks; number, time and checksum text come from
+:mod:`galfriday_recorder.synth`, which writes the demo's v2 sessions.
 """
 
 from __future__ import annotations
 
 import random
-import zlib
-from datetime import datetime, timezone
 
-Level = tuple[int, int]  # (price mantissa, qty mantissa)
-
-
-def fmt(mant: int, scale: int) -> str:
-    """Mantissa at `scale` decimals as fixed-point text (``10000000, 8 -> 0.10000000``)."""
-    if scale == 0:
-        return str(mant)
-    digits = str(mant).rjust(scale + 1, "0")
-    return f"{digits[:-scale]}.{digits[-scale:]}"
-
-
-def checksum(asks: list[Level], bids: list[Level]) -> int:
-    """Kraken's CRC32: top 10 asks (low to high) then bids (high to low), digits only."""
-    parts = [f"{p}{q}" for p, q in asks[:10]] + [f"{p}{q}" for p, q in bids[:10]]
-    return zlib.crc32("".join(parts).encode())
-
-
-def iso(ns: int) -> str:
-    """RFC 3339 with microseconds, as Kraken v2 writes timestamps."""
-    dt = datetime.fromtimestamp(ns // 1_000_000_000, tz=timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{(ns % 1_000_000_000) // 1000:06d}Z"
+from galfriday_recorder.synth import Level, book_checksum, fixed_text, rfc3339
 
 
 class SyntheticBook:
@@ -76,13 +55,16 @@ class SyntheticBook:
 
     def expected_checksum(self) -> int:
         bids, asks = self.view()
-        return checksum(asks, bids)
+        return book_checksum(asks, bids)
 
     def _levels_json(self, levels: list[Level]) -> str:
-        return ",".join(f'{{"price":{fmt(p, self.ps)},"qty":{fmt(q, self.qs)}}}' for p, q in levels)
+        ps, qs = self.ps, self.qs
+        return ",".join(
+            f'{{"price":{fixed_text(p, ps)},"qty":{fixed_text(q, qs)}}}' for p, q in levels
+        )
 
     def _entry(self, bids: list[Level], asks: list[Level], with_ts: bool) -> str:
-        ts = f',"timestamp":"{iso(self.ts)}"' if with_ts else ""
+        ts = f',"timestamp":"{rfc3339(self.ts)}"' if with_ts else ""
         return (
             f'{{"symbol":"{self.symbol}","bids":[{self._levels_json(bids)}],'
             f'"asks":[{self._levels_json(asks)}],"checksum":{self.expected_checksum()}{ts}}}'
@@ -155,7 +137,9 @@ class SyntheticBook:
     def _v1_levels(self, levels: list[Level], republish: bool = False) -> str:
         ts = f"{self.ts // 1_000_000_000}.{(self.ts // 1000) % 1_000_000:06d}"
         r = ',"r"' if republish else ""
-        return ",".join(f'["{fmt(p, self.ps)}","{fmt(q, self.qs)}","{ts}"{r}]' for p, q in levels)
+        return ",".join(
+            f'["{fixed_text(p, self.ps)}","{fixed_text(q, self.qs)}","{ts}"{r}]' for p, q in levels
+        )
 
     def v1_snapshot_frame(self, channel_id: int = 336) -> str:
         bids, asks = self.view()
@@ -199,7 +183,7 @@ def trade_frame(symbol: str, trades: list[tuple[str, str, int]]) -> str:
     """v2 trade frame from (price text, qty text, timestamp ns)."""
     items = ",".join(
         f'{{"symbol":"{symbol}","side":"buy","price":{p},"qty":{q},"ord_type":"limit",'
-        f'"trade_id":{i},"timestamp":"{iso(ts)}"}}'
+        f'"trade_id":{i},"timestamp":"{rfc3339(ts)}"}}'
         for i, (p, q, ts) in enumerate(trades)
     )
     return f'{{"channel":"trade","type":"update","data":[{items}]}}'
@@ -211,7 +195,7 @@ def ohlc_frame(
     return (
         f'{{"channel":"ohlc","type":"update","data":[{{"symbol":"{symbol}","open":{o},'
         f'"high":{h},"low":{low},"close":{c},"trades":3,"volume":{v},"vwap":{c},'
-        f'"interval_begin":"{iso(begin_ns)}","interval":{minutes},"timestamp":"{iso(begin_ns)}"}}]}}'
+        f'"interval_begin":"{rfc3339(begin_ns)}","interval":{minutes},"timestamp":"{rfc3339(begin_ns)}"}}]}}'
     )
 
 

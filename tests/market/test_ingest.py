@@ -8,9 +8,7 @@ from decimal import Decimal
 import pytest
 from kraken_frames import (
     SyntheticBook,
-    fmt,
     instrument_frame,
-    iso,
     multi_symbol_frame,
     ohlc_frame,
     trade_frame,
@@ -23,6 +21,7 @@ from galfriday_recorder._core import (
     RecorderError,
     UnknownSymbol,
 )
+from galfriday_recorder.synth import fixed_text, rfc3339
 
 # Kraken's documented v2 checksum example (docs "Spot Websockets (v2) Book Checksum").
 DOC_BIDS = [
@@ -321,14 +320,14 @@ def test_v1_book_frames() -> None:
     sb.asks[sb.mid + 1] = 50_000_000
     sb.bids[sb.mid - 1] = 25_000_000
     frame = (
-        f'[336,{{"a":[["{fmt(sb.mid + 1, 5)}","0.50000000","1700000000.000001","r"]]}},'
-        f'{{"b":[["{fmt(sb.mid - 1, 5)}","0.25000000","1700000000.000002"]],'
+        f'[336,{{"a":[["{fixed_text(sb.mid + 1, 5)}","0.50000000","1700000000.000001","r"]]}},'
+        f'{{"b":[["{fixed_text(sb.mid - 1, 5)}","0.25000000","1700000000.000002"]],'
         f'"c":"{sb.expected_checksum()}"}},"book-10","XBT/USD"]'
     )
     [top] = rec.ingest(frame)
     assert top.checksum_ok
     assert top.timestamp_ns >= 1_700_000_000_000_002_000
-    assert top.bid_price == Decimal(fmt(sb.mid - 1, 5))
+    assert top.bid_price == Decimal(fixed_text(sb.mid - 1, 5))
 
 
 def test_ignored_frames_return_nothing() -> None:
@@ -350,9 +349,10 @@ def test_timestamps_strictly_increase_per_symbol() -> None:
     rec = MarketRecorder()
     rec.ingest(sb.snapshot_frame(), received_at_ns=5_000)
     entry = sb.set_level("bid", sb.mid - 1, 11)
-    e1 = entry.replace(f'"timestamp":"{iso(sb.ts)}"', '"timestamp":"2023-10-06T17:35:55.440295Z"')
+    kraken_ts = '"timestamp":"2023-10-06T17:35:55.440295Z"'
+    e1 = entry.replace(f'"timestamp":"{rfc3339(sb.ts)}"', kraken_ts)
     entry2 = sb.set_level("bid", sb.mid - 1, 12)
-    e2 = entry2.replace(f'"timestamp":"{iso(sb.ts)}"', '"timestamp":"2023-10-06T17:35:55.440295Z"')
+    e2 = entry2.replace(f'"timestamp":"{rfc3339(sb.ts)}"', kraken_ts)
     [t1] = rec.ingest(sb.update_frame(e1))
     [t2] = rec.ingest(sb.update_frame(e2))
     assert t1.timestamp_ns == 1_696_613_755_440_295_000
