@@ -94,10 +94,17 @@ def test_call_record_fill(benchmark: Any, rec: Recorder) -> None:
     _measure(benchmark, lambda: rec.record_fill(next(fills)))
 
 
+class _Discard(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        pass
+
+
 @pytest.mark.benchmark(group="recorder: one call on the bot's thread, everything running")
-def test_call_log_line(benchmark: Any, rec: Recorder) -> None:
-    bot = logging.getLogger("galfriday.bench")
+@pytest.mark.parametrize("handler", ["ledger", "discard"])
+def test_call_log_line(benchmark: Any, rec: Recorder, handler: str) -> None:
+    """A log line into system_logs, beside its floor: ``logging`` with a do-nothing handler."""
+    bot = logging.getLogger(f"galfriday.bench.{handler}")
     bot.propagate = False
     bot.setLevel(logging.INFO)
-    bot.addHandler(rec.log_handler())
+    bot.addHandler(rec.log_handler() if handler == "ledger" else _Discard())
     _measure(benchmark, lambda: bot.info("order acknowledged", extra={"trading_pair": "XRP/USD"}))

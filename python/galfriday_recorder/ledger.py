@@ -720,6 +720,14 @@ class Ledger:
     def record_log(self, entry: LogEntry) -> None:
         self._record_plain("log", entry, LogEntry)
 
+    def record_log_later(self, build: Callable[[], LogEntry]) -> None:
+        """Queue a log entry that the journaler builds (the logging handler's cheap path)."""
+        if not callable(build):
+            raise ValidationError("build", f"must be callable, not {type(build).__name__}")
+        with self._lock:
+            self._admit()
+            self._push("log", build)
+
     def record_configuration(self, content: Mapping[str, Any]) -> str:
         """Store a configuration and make it the single active one; return its SHA-256."""
         if not isinstance(content, Mapping):
@@ -943,6 +951,9 @@ class Ledger:
                 batch.append(pop())
         if not batch:
             return
+        for i, (kind, event, at) in enumerate(batch):
+            if callable(event):  # record_log_later; built once, even if the append is retried
+                batch[i] = (kind, _built(event), at)
         rows = [encode_event(kind, event) for kind, event, _at in batch]
         try:
             self._journal.append(rows)
@@ -1117,6 +1128,18 @@ def _status_after_fill(status: str, complete: bool) -> str:
     if complete:
         return "FILLED"
     return status if status == "PENDING_CANCEL" else "PARTIALLY_FILLED"
+
+
+def _built(build: Callable[[], LogEntry]) -> LogEntry:
+    """A deferred log entry; one that cannot be built leaves a row saying so (seqs stay dense)."""
+    try:
+        return build()
+    except Exception as exc:
+        return LogEntry(
+            source_module=_SOURCE,
+            log_level="ERROR",
+            message=f"a log record could not be recorded: {type(exc).__name__}: {exc}"[:2000],
+        )
 
 
 def encode_event(kind: str, event: Any) -> tuple[str, bytes]:

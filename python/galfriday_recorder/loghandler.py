@@ -1,9 +1,14 @@
 """``LedgerLogHandler``: Python logging into the ``system_logs`` table.
 
-``emit`` only builds a record and hands it to the ledger's non-blocking queue.
-It never raises into the caller (a refused record is counted in ``dropped``)
-and never logs about itself: a thread-local flag stops re-entry, and records of
-the ledger's own logger are skipped so a PostgreSQL outage cannot feed itself.
+``emit`` formats the message (and any traceback) on the caller's thread, as
+:class:`logging.handlers.QueueHandler` does, so later changes to the arguments
+cannot alter it, and hands the rest to the ledger's non-blocking queue: the
+:class:`~galfriday_recorder.records.LogEntry` is built and validated on the
+ledger's own thread, which keeps a log line's cost to the trading loop close
+to that of ``logging`` itself. ``emit`` never raises into the caller (a refused
+or unbuildable record is counted in ``dropped``) and never logs about itself: a
+thread-local flag stops re-entry, and records of the ledger's own logger are
+skipped so a PostgreSQL outage cannot feed itself.
 
 Context: ``trading_pair``, ``signal_id`` and ``order_pk`` from ``extra=`` go to
 their columns (when they have the column's type; otherwise into the context);
@@ -13,12 +18,13 @@ JSONB ``context`` (values that JSON cannot hold are stored as ``str``).
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 
@@ -42,7 +48,8 @@ _formatter = logging.Formatter()
 
 
 class LogSink(Protocol):
-    def record_log(self, entry: LogEntry) -> None: ...
+    def record_log_later(self, build: Callable[[], LogEntry]) -> None:
+        """Queue ``build`` to be called off the caller's thread."""
 
 
 def level_name(levelno: int) -> str:
@@ -59,46 +66,54 @@ class LedgerLogHandler(logging.Handler):
     def __init__(self, sink: LogSink, level: int = logging.INFO) -> None:
         super().__init__(level)
         self._sink = sink
-        self.dropped = 0
+        self._refused = 0  # caller threads
+        self._unbuildable = 0  # the ledger's thread
+
+    @property
+    def dropped(self) -> int:
+        """Records not recorded: refused by the ledger, or impossible to turn into a row."""
+        return self._refused + self._unbuildable
 
     def emit(self, record: logging.LogRecord) -> None:
         if getattr(_guard, "active", False) or record.name.startswith(_OWN_LOGGER):
             return
         _guard.active = True
         try:
-            self._sink.record_log(self.entry(record))
+            attrs = record.__dict__
+            extra = {k: attrs[k] for k in attrs.keys() - _STANDARD_ATTRS}
+            given = extra.get("context")
+            if isinstance(given, Mapping):
+                extra["context"] = dict(given)  # the caller may change it once we return
+            taken = _Taken(
+                record.name,
+                record.levelno,
+                record.created,
+                _message(record),
+                extra,
+                *self._trace(record),
+            )
+            self._sink.record_log_later(functools.partial(self._build, taken))
         except Exception as exc:  # backpressure, closed ledger, odd record: never the caller's
-            self.dropped += 1
-            if self.dropped == 1:  # the ledger's own logger, which this handler skips
-                _log.warning("log records are being dropped (first: %s); see stats()", exc)
+            self._refused += 1
+            self._first_drop(exc)
         finally:
             _guard.active = False
 
-    def entry(self, record: logging.LogRecord) -> LogEntry:
-        extra = {k: v for k, v in record.__dict__.items() if k not in _STANDARD_ATTRS}
-        context: dict[str, Any] = {}
-        given = extra.pop("context", None)
-        if isinstance(given, Mapping):
-            context.update(given)
-        elif given is not None:
-            context["context"] = given
-        trading_pair = extra.pop("trading_pair", None)
-        if trading_pair is not None and not (
-            isinstance(trading_pair, str) and 0 < len(trading_pair) <= 16
-        ):
-            context["trading_pair"], trading_pair = trading_pair, None
-        signal_id = extra.pop("signal_id", None)
-        if signal_id is not None and not isinstance(signal_id, uuid.UUID):
-            try:
-                signal_id = uuid.UUID(str(signal_id))
-            except ValueError:
-                context["signal_id"], signal_id = signal_id, None
-        order_pk = extra.pop("order_pk", None)
-        if order_pk is not None and (
-            isinstance(order_pk, bool) or not isinstance(order_pk, int) or not 0 < order_pk < 2**31
-        ):
-            context["order_pk"], order_pk = order_pk, None
-        context.update(extra)
+    def _first_drop(self, exc: Exception) -> None:
+        if self.dropped == 1:  # the ledger's own logger, which this handler skips
+            _log.warning("log records are being dropped (first: %s); see stats()", exc)
+
+    def _build(self, taken: _Taken) -> LogEntry:
+        """Called on the ledger's thread; a record no row can hold is counted as dropped."""
+        try:
+            return _entry(taken)
+        except Exception as exc:
+            self._unbuildable += 1
+            self._first_drop(exc)
+            raise
+
+    def _trace(self, record: logging.LogRecord) -> tuple[str | None, str | None]:
+        """The exception type and the formatted traceback and stack, if the record has them."""
         exc_type = stack = None
         if record.exc_info and record.exc_info[0] is not None:
             cls = record.exc_info[0]
@@ -110,22 +125,65 @@ class LedgerLogHandler(logging.Handler):
             stack = (self.formatter or _formatter).formatException(record.exc_info)
         if record.stack_info:
             stack = f"{stack}\n{record.stack_info}" if stack else record.stack_info
+        return exc_type, stack
+
+
+class _Taken(NamedTuple):
+    """What ``emit`` keeps of a record: not the record, whose traceback holds frames alive."""
+
+    name: str
+    levelno: int
+    created: float
+    message: str
+    extra: dict[str, Any]
+    exc_type: str | None
+    stack: str | None
+
+
+def _entry(taken: _Taken) -> LogEntry:
+    extra = dict(taken.extra)
+    context: dict[str, Any] = {}
+    given = extra.pop("context", None)
+    if isinstance(given, Mapping):
+        context.update(given)
+    elif given is not None:
+        context["context"] = given
+    trading_pair = extra.pop("trading_pair", None)
+    if trading_pair is not None and not (
+        isinstance(trading_pair, str) and 0 < len(trading_pair) <= 16
+    ):
+        context["trading_pair"], trading_pair = trading_pair, None
+    signal_id = extra.pop("signal_id", None)
+    if signal_id is not None and not isinstance(signal_id, uuid.UUID):
         try:
-            message = record.getMessage()
-        except Exception:  # bad %-args: keep the template rather than lose the record
-            message = f"{record.msg!s} {record.args!r}"
-        return LogEntry(
-            source_module=record.name[:64] or "root",
-            log_level=level_name(record.levelno),
-            message=message.replace("\x00", "\\x00"),
-            trading_pair=trading_pair,
-            signal_id=signal_id,
-            order_pk=order_pk,
-            exception_type=exc_type,
-            stack_trace=stack,
-            context=_jsonable(context) if context else None,
-            log_timestamp=datetime.fromtimestamp(record.created, timezone.utc),
-        )
+            signal_id = uuid.UUID(str(signal_id))
+        except ValueError:
+            context["signal_id"], signal_id = signal_id, None
+    order_pk = extra.pop("order_pk", None)
+    if order_pk is not None and (
+        isinstance(order_pk, bool) or not isinstance(order_pk, int) or not 0 < order_pk < 2**31
+    ):
+        context["order_pk"], order_pk = order_pk, None
+    context.update(extra)
+    return LogEntry(
+        source_module=taken.name[:64] or "root",
+        log_level=level_name(taken.levelno),
+        message=taken.message.replace("\x00", "\\x00"),
+        trading_pair=trading_pair,
+        signal_id=signal_id,
+        order_pk=order_pk,
+        exception_type=taken.exc_type,
+        stack_trace=taken.stack,
+        context=_jsonable(context) if context else None,
+        log_timestamp=datetime.fromtimestamp(taken.created, timezone.utc),
+    )
+
+
+def _message(record: logging.LogRecord) -> str:
+    try:
+        return record.getMessage()
+    except Exception:  # bad %-args: keep the template rather than lose the record
+        return f"{record.msg!s} {record.args!r}"
 
 
 def _jsonable(context: dict[str, Any]) -> dict[str, Any]:

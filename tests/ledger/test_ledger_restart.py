@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -88,7 +89,8 @@ class _Echo:
     def __init__(self) -> None:
         self.entries: list[LogEntry] = []
 
-    def record_log(self, entry: LogEntry) -> None:
+    def record_log_later(self, build: Callable[[], LogEntry]) -> None:
+        entry = build()
         self.entries.append(entry)
         logging.getLogger("bot.echo").warning("recording %s", entry.message)
 

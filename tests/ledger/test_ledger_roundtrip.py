@@ -293,20 +293,23 @@ def test_log_handler_records_context_and_exceptions(ledger: Ledger, pg_dsn: str)
     handler = ledger.log_handler(logging.INFO)
     logger.addHandler(handler)
     sid = uuid.uuid4()
+    words, context = ["placed"], {"spread": "0.001"}
     try:
         logger.debug("not recorded: below the handler's level")
         logger.info(
             "entry %s",
-            "placed",
+            words,
             extra={
                 "trading_pair": "XRP/USD",
                 "signal_id": str(sid),
                 "order_pk": 7,
-                "context": {"spread": "0.001"},
+                "context": context,
                 "latency_ms": 3.5,
                 "when": T0,
             },
         )
+        # The row is built later, on the ledger's thread, from what the call passed then.
+        words[0], context["spread"], context["late"] = "changed", "0.5", True
         try:
             raise ValueError("boom")
         except ValueError:
@@ -325,7 +328,7 @@ def test_log_handler_records_context_and_exceptions(ledger: Ledger, pg_dsn: str)
     assert info[:7] == (
         "bot.strategy",
         "INFO",
-        "entry placed",
+        "entry ['placed']",
         "XRP/USD",
         sid,
         7,
@@ -337,3 +340,28 @@ def test_log_handler_records_context_and_exceptions(ledger: Ledger, pg_dsn: str)
     assert error[7] == "ValueError"
     assert 'raise ValueError("boom")' in error[8]
     assert handler.dropped == 0
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+
+def test_a_log_record_no_row_can_hold_is_counted_and_said(ledger: Ledger, pg_dsn: str) -> None:
+    logger = logging.getLogger("bot.odd")
+    handler = ledger.log_handler(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        logger.warning("before")
+        logger.warning("odd", extra={"thing": _Unprintable()})  # returns: never the caller's
+        logger.warning("after")
+    finally:
+        logger.removeHandler(handler)
+    assert ledger.flush(timeout=30)  # the odd one still takes its place in the journal
+    got = rows(pg_dsn, "SELECT source_module, message FROM system_logs ORDER BY log_timestamp")
+    assert [m for src, m in got if src == "bot.odd"] == ["before", "after"]
+    [said] = [m for src, m in got if src == "galfriday_recorder.ledger"]
+    assert said.startswith("a log record could not be recorded: ")
+    assert "_Unprintable" in said
+    assert handler.dropped == 1
+    assert ledger.stats()["log_records_dropped"] == 1
