@@ -8,7 +8,9 @@ and filled, six log lines and a portfolio snapshot.
 - ``ledger-commit`` group: the same 250 cycles through the ledger (journal +
   group commit + ``flush``) and, as the baseline, the same events each written
   by its own single-row statement and COMMIT (the ledger's own SQL).
-  ``extra_info`` carries events/s, the ratio and the ledger's commit latency.
+  ``extra_info`` carries events/s, the ratio and the ledger's commit latency. A
+  third entry times each event kind's statement on its own, to show where a
+  group's time goes in PostgreSQL.
 - ``ledger-call`` group: what one ledger call costs the calling thread (no I/O
   happens there), for a plain log entry and for a fill through the order state
   machine.
@@ -16,6 +18,7 @@ and filled, six log lines and a portfolio snapshot.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
 import uuid
@@ -29,7 +32,7 @@ import psycopg
 import pytest
 
 from galfriday_recorder.config import RecorderConfig
-from galfriday_recorder.ledger import STATEMENTS, Bulk, Ledger, encode_event
+from galfriday_recorder.ledger import KIND_ORDER, STATEMENTS, Bulk, Ledger, encode_event
 from galfriday_recorder.records import (
     Fill,
     LogEntry,
@@ -206,6 +209,44 @@ def test_bench_ledger_baseline_per_row_commit(benchmark: Any, pg_dsn: str) -> No
     rate = events_per_round * len(timings) / sum(timings)
     benchmark.extra_info.update({"events_per_round": events_per_round, "events_per_s": round(rate)})
     print(f"\nper-row INSERT+COMMIT baseline: {rate:,.0f} events/s")
+
+
+@pytest.mark.benchmark(group="ledger-commit")
+def test_bench_ledger_server_time_per_kind(benchmark: Any, pg_dsn: str) -> None:
+    """Where a group's time goes in PostgreSQL: each kind's statement timed on its own.
+
+    Groups of ``commit_max_events`` journal-form events in the committer's kind order,
+    one transaction each, without the pipeline (so each statement can be timed).
+    """
+    rounds = iter(range(100, 100 + ROUNDS + 1))
+    spent: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    group = RecorderConfig().commit_max_events
+    conn = psycopg.connect(pg_dsn)
+
+    def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
+        cycles = build_cycles(CYCLES_PER_ROUND, start=next(rounds) * CYCLES_PER_ROUND)
+        events = [_journal_form(step) for cycle in cycles for step in cycle]
+        return ([(seq, kind, payload) for seq, (kind, payload) in enumerate(events, 1)],), {}
+
+    def run(events: list[tuple[int, str, bytes]]) -> None:
+        for start in range(0, len(events), group):
+            ordered = sorted(events[start : start + group], key=lambda e: KIND_ORDER[e[1]])
+            with conn.transaction(), conn.cursor() as cur:
+                for kind, same in itertools.groupby(ordered, key=lambda e: e[1]):
+                    batch = [(seq, payload) for seq, _kind, payload in same]
+                    handler = STATEMENTS[kind]
+                    assert isinstance(handler, Bulk)
+                    began = time.perf_counter()
+                    cur.execute(handler.sql, handler.params(batch))
+                    spent[kind] = spent.get(kind, 0.0) + time.perf_counter() - began
+                    counts[kind] = counts.get(kind, 0) + len(batch)
+
+    with conn:
+        benchmark.pedantic(run, setup=setup, rounds=ROUNDS, iterations=1)
+    per_event = {kind: round(spent[kind] / counts[kind] * 1e6, 1) for kind in spent}
+    benchmark.extra_info.update({f"{kind}_us": us for kind, us in per_event.items()})
+    print(f"\nPostgreSQL time per event, by kind (us): {per_event}")
 
 
 def _call_cost(benchmark: Any, call: Callable[[Any], None], args: list[Any]) -> None:

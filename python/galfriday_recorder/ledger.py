@@ -298,7 +298,7 @@ _CONFIG: tuple[Statement, ...] = (
 # only depend on kinds written before them (orders need their signal, fills and
 # trades their orders), and order updates and fills commute: each sets the status
 # only if it is newer than orders.ledger_seq.
-_KIND_ORDER = {
+KIND_ORDER = {
     kind: i
     for i, kind in enumerate(
         (
@@ -1054,7 +1054,7 @@ class Ledger:
         """Commit one group; on a refused event fall back to one savepoint per event."""
         started = time.perf_counter()
         try:
-            ordered = sorted(rows, key=lambda r: _KIND_ORDER.get(r[1], -1))
+            ordered = sorted(rows, key=lambda r: KIND_ORDER.get(r[1], -1))
             async with conn.transaction(), conn.pipeline():
                 cur = conn.cursor()
                 for kind, group in itertools.groupby(ordered, key=lambda r: r[1]):
@@ -1173,4 +1173,4 @@ def _dead_letter_log(seq: int, kind: str, reason: str) -> dict[str, Any]:
     }
 
 
-__all__ = ["ORDER_TRANSITIONS", "STATEMENTS", "Ledger", "encode_event"]
+__all__ = ["KIND_ORDER", "ORDER_TRANSITIONS", "STATEMENTS", "Ledger", "encode_event"]
