@@ -326,6 +326,7 @@ impl PyMarketRecorder {
         precisions = None,
         l2_sample_interval_ms = 0,
         l2_mode = "full",
+        max_buffer_bytes = 64 << 20,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -337,6 +338,7 @@ impl PyMarketRecorder {
         precisions: Option<HashMap<String, (u32, u32)>>,
         l2_sample_interval_ms: u64,
         l2_mode: &str,
+        max_buffer_bytes: usize,
     ) -> PyResult<Self> {
         let mode = L2Mode::parse(l2_mode).ok_or_else(|| {
             PyValueError::new_err(format!(
@@ -352,6 +354,7 @@ impl PyMarketRecorder {
             precisions: precisions.unwrap_or_default(),
             l2_sample_interval_ms,
             l2_mode: mode,
+            max_buffer_bytes,
         };
         let core = MarketCore::new(cfg).map_err(PyValueError::new_err)?;
         Ok(PyMarketRecorder {
@@ -432,6 +435,7 @@ impl PyMarketRecorder {
             ("book_messages", c.book_messages),
             ("snapshots", c.snapshots),
             ("lines", c.lines),
+            ("lines_dropped", c.lines_dropped),
             ("l2_points", c.l2_points),
             ("l2_sampled_out", c.l2_sampled_out),
             ("buffered_bytes", buffered as u64),

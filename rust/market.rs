@@ -55,6 +55,9 @@ pub struct Config {
     /// 0 records every book message; otherwise at most one point per symbol per interval.
     pub l2_sample_interval_ms: u64,
     pub l2_mode: L2Mode,
+    /// Encoded bytes held until a drain; past this, new lines are dropped and counted,
+    /// so a stalled drain costs data, never unbounded memory.
+    pub max_buffer_bytes: usize,
 }
 
 impl Default for Config {
@@ -68,6 +71,7 @@ impl Default for Config {
             precisions: HashMap::new(),
             l2_sample_interval_ms: 0,
             l2_mode: L2Mode::Full,
+            max_buffer_bytes: 64 << 20,
         }
     }
 }
@@ -152,6 +156,7 @@ pub struct Counters {
     pub book_messages: u64,
     pub snapshots: u64,
     pub lines: u64,
+    pub lines_dropped: u64,
     pub l2_points: u64,
     pub l2_sampled_out: u64,
     pub malformed: u64,
@@ -453,7 +458,10 @@ impl MarketCore {
             (_, None) => true,
             (_, Some(last)) => self.sample_ns == 0 || ts.saturating_sub(last) >= self.sample_ns,
         };
-        if record {
+        if record && self.buf.len() >= self.cfg.max_buffer_bytes {
+            st.last_recorded = Some(ts);
+            self.counters.lines_dropped += 1;
+        } else if record {
             st.last_recorded = Some(ts);
             let full = self.cfg.l2_mode == L2Mode::Full;
             write_l2(
@@ -610,19 +618,34 @@ impl MarketCore {
         Ok(())
     }
 
+    /// Start a `market_data_ohlcv` line, or count it dropped when the buffer is full.
+    fn ohlcv_line(&mut self, interval: &[u8], pair_tag: &[u8]) -> Option<&mut Vec<u8>> {
+        if self.buf.len() >= self.cfg.max_buffer_bytes {
+            self.counters.lines_dropped += 1;
+            return None;
+        }
+        self.counters.lines += 1;
+        let out = &mut self.buf;
+        out.extend_from_slice(b"market_data_ohlcv,exchange=");
+        out.extend_from_slice(&self.exchange_tag);
+        out.extend_from_slice(b",interval=");
+        out.extend_from_slice(interval);
+        out.extend_from_slice(b",trading_pair=");
+        out.extend_from_slice(pair_tag);
+        Some(out)
+    }
+
     fn write_bar(&mut self, symbol: &str, interval_idx: usize, bar: &Bar) {
         let (Some(st), Some((name, _))) =
             (self.symbols.get(symbol), self.interval_ns.get(interval_idx))
         else {
             return;
         };
-        let out = &mut self.buf;
-        out.extend_from_slice(b"market_data_ohlcv,exchange=");
-        out.extend_from_slice(&self.exchange_tag);
-        out.extend_from_slice(b",interval=");
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b",trading_pair=");
-        out.extend_from_slice(&st.pair_tag);
+        let (interval, pair_tag) = (name.clone().into_bytes(), st.pair_tag.clone());
+        self.counters.bars += 1;
+        let Some(out) = self.ohlcv_line(&interval, &pair_tag) else {
+            return;
+        };
         for (key, v) in [
             (&b" open="[..], bar.open),
             (b",high=", bar.high),
@@ -634,8 +657,6 @@ impl MarketCore {
             v.write(out);
         }
         lineproto::write_timestamp(bar.start_ns, out);
-        self.counters.lines += 1;
-        self.counters.bars += 1;
     }
 
     fn on_ohlc(&mut self, o: OhlcMsg<'_>) -> Result<(), CoreError> {
@@ -646,13 +667,11 @@ impl MarketCore {
             &self.interval_ns,
             &o.symbol,
         )?;
-        let out = &mut self.buf;
-        out.extend_from_slice(b"market_data_ohlcv,exchange=");
-        out.extend_from_slice(&self.exchange_tag);
-        out.extend_from_slice(b",interval=");
-        out.extend_from_slice(bars::minutes_tag(o.interval_minutes).as_bytes());
-        out.extend_from_slice(b",trading_pair=");
-        out.extend_from_slice(&st.pair_tag);
+        let pair_tag = st.pair_tag.clone();
+        let interval = bars::minutes_tag(o.interval_minutes);
+        let Some(out) = self.ohlcv_line(interval.as_bytes(), &pair_tag) else {
+            return Ok(());
+        };
         for (key, v) in [
             (&b" open="[..], o.open),
             (b",high=", o.high),
@@ -664,7 +683,6 @@ impl MarketCore {
             fixed::write(v.mant, v.scale, out);
         }
         lineproto::write_timestamp(o.interval_begin_ns, out);
-        self.counters.lines += 1;
         Ok(())
     }
 
@@ -1036,6 +1054,30 @@ mod tests {
         );
         assert_eq!(core.flush_bars(), 1);
         assert!(drain(&mut core).contains("volume=1 1704067260000000000"));
+    }
+
+    #[test]
+    fn a_full_buffer_drops_and_counts_new_lines_until_drained() {
+        let mut core = MarketCore::new(Config {
+            ohlcv_intervals: vec!["1m".into()],
+            max_buffer_bytes: 1,
+            ..Config::default()
+        })
+        .unwrap();
+        core.ingest(DOC.as_bytes(), Some(1)); // the first line fits: the buffer was empty
+        let ohlc = r#"{"channel":"ohlc","type":"update","data":[{"symbol":"BTC/USD","open":1,"high":2,"low":1,"close":2,"trades":3,"volume":4,"vwap":1.5,"interval_begin":"2024-01-01T00:00:00Z","interval":1,"timestamp":"2024-01-01T00:01:00Z"}]}"#;
+        let out = core.ingest(ohlc.as_bytes(), None);
+        assert!(out.error.is_none(), "{:?}", out.error);
+        let out = core.ingest(DOC.as_bytes(), Some(2));
+        assert!(out.error.is_none() && out.tops.len() == 1); // the book still moves on
+        assert_eq!(
+            (core.counters().lines, core.counters().lines_dropped),
+            (1, 2)
+        );
+        assert_eq!(drain(&mut core).lines().count(), 1);
+        core.ingest(DOC.as_bytes(), Some(3));
+        assert_eq!(drain(&mut core).lines().count(), 1);
+        assert_eq!(core.counters().lines_dropped, 2);
     }
 
     proptest! {

@@ -117,6 +117,7 @@ class MarketRecorder:
         precisions: Mapping[str, tuple[int, int]] | None = None,
         l2_sample_interval_ms: int = 0,
         l2_mode: str = "full",
+        max_buffer_bytes: int = 67108864,
     ) -> MarketRecorder: ...
     def ingest(self, frame: bytes | str, received_at_ns: int | None = None) -> list[BookTop]:
         """Handle one raw frame; one ``BookTop`` per symbol whose book it touched.
@@ -127,7 +128,11 @@ class MarketRecorder:
     def book(self, symbol: str) -> BookView:
         """A copy of one symbol's book; ``UnknownSymbol`` if it has none."""
     def drain(self) -> bytes:
-        """Every line encoded since the last drain, as one bytes object."""
+        """Every line encoded since the last drain, as one bytes object.
+
+        At ``max_buffer_bytes`` undrained, new lines are dropped and counted in
+        ``stats()["lines_dropped"]``: a stalled drain costs data, not memory.
+        """
     def flush_bars(self) -> int:
         """Emit every open OHLCV bar into the buffer now (shutdown); returns how many."""
     def symbols(self) -> list[str]: ...

@@ -59,6 +59,10 @@ class RecorderConfig:
     batch_max_lines: int = 5000
     batch_interval_s: float = 1.0
     spool_max_bytes: int = 1024 * 1024 * 1024
+    # Lines held in memory until the background loop takes them (the market core's
+    # buffer, the series writer's hand-off: each). Only a stalled loop reaches it;
+    # past it new lines are dropped and counted rather than memory growing.
+    buffer_max_bytes: int = 64 * 1024 * 1024
 
     # Market data
     exchange: str = "kraken"
@@ -80,6 +84,7 @@ class RecorderConfig:
             "commit_max_events",
             "batch_max_lines",
             "spool_max_bytes",
+            "buffer_max_bytes",
             "book_depth",
             "l2_levels",
         ):

@@ -86,6 +86,7 @@ class Recorder:
             imbalance_levels=cfg.imbalance_levels,
             ohlcv_intervals=cfg.ohlcv_intervals,
             l2_sample_interval_ms=cfg.l2_sample_interval_ms,
+            max_buffer_bytes=cfg.buffer_max_bytes,
         )
         self.ledger = Ledger(cfg, self._loop)
         self.series = SeriesWriter(cfg, self._loop)
@@ -231,7 +232,10 @@ class Recorder:
     async def _drain_market(self) -> None:
         while True:
             await asyncio.sleep(_DRAIN_INTERVAL_S)
-            self._drain_now()
+            try:
+                self._drain_now()
+            except Exception:  # a dead drain would leave the core to drop every line
+                log.exception("draining market lines failed")
 
     # -- ledger -----------------------------------------------------------
     def record_signal(self, signal: Signal) -> None:
@@ -423,7 +427,9 @@ class Recorder:
             ),
             "journal_depth": int(stats.get("ledger_journal_depth", 0)),
             "spool_bytes": int(stats.get("series_spool_bytes", 0)),
-            "lines_dropped": int(stats.get("series_lines_dropped", 0)),
+            "lines_dropped": int(
+                stats.get("series_lines_dropped", 0) + stats.get("market_lines_dropped", 0)
+            ),
             "log_records_dropped": int(stats.get("ledger_log_records_dropped", 0)),
             "pg_write_latency_ms_p99": float(stats.get("ledger_commit_latency_ms_p99", 0.0)),
             "influx_write_latency_ms_p99": float(stats.get("series_write_latency_ms_p99", 0.0)),

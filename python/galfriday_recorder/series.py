@@ -29,7 +29,8 @@ discarded unconfirmed) is an upper bound on what InfluxDB is missing, and
 
 Memory stays bounded: beyond :data:`MAX_READY_BYTES` of batches waiting for a
 sender the oldest are spilled to the spool (a burst or a slow server; the spool
-replays them as soon as the senders catch up).
+replays them as soon as the senders catch up), and should the loop itself stall,
+``write`` drops (and counts) what arrives past ``buffer_max_bytes`` untaken.
 """
 
 from __future__ import annotations
@@ -189,6 +190,8 @@ class SeriesWriter:
             0,
         )
         self._lines_lost = 0  # could not even be spooled (disk error)
+        self._lines_shed = 0  # handed over past buffer_max_bytes
+        self._shed_warned = False
         self._transport: Transport | None = None
         self._http: concurrent.futures.ThreadPoolExecutor | None = None
         self._disk_pool: concurrent.futures.ThreadPoolExecutor | None = None
@@ -224,11 +227,24 @@ class SeriesWriter:
         """
         if self._closed:
             raise SeriesWriterClosed("write() after close(): the lines would never be sent")
+        if self._inbox_bytes >= self._config.buffer_max_bytes:  # only if the loop stalls
+            self._shed(lines)
+            return
         self._inbox.append((lines, market))
         self._inbox_bytes += len(lines)
         if self._inbox_bytes >= WAKE_BYTES and not self._wake_armed and self._waker is not None:
             self._wake_armed = True
             self._waker()
+
+    def _shed(self, lines: bytes) -> None:
+        self._lines_shed += lines.count(b"\n") or 1
+        if not self._shed_warned:
+            self._shed_warned = True
+            log.error(
+                "%d bytes handed over and not taken: the background loop is stalled; "
+                "dropping new lines (counted in lines_dropped)",
+                self._inbox_bytes,
+            )
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until all lines handed over so far are in InfluxDB or in the spool.
@@ -270,7 +286,7 @@ class SeriesWriter:
             **self._counts,
             "spool_bytes": self._spool.bytes,
             "spool_files": self._spool.files,
-            "lines_dropped": self._spool.lines_dropped + self._lines_lost,
+            "lines_dropped": self._spool.lines_dropped + self._lines_lost + self._lines_shed,
             "write_latency_ms_p50": _percentile(latencies, 0.50),
             "write_latency_ms_p99": _percentile(latencies, 0.99),
             "influx_up": int(self._up),

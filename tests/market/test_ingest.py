@@ -531,6 +531,25 @@ def test_stats_and_symbols() -> None:
     assert rec.symbols() == ["BTC/USD", "ETH/USD"]
 
 
+def test_an_undrained_buffer_stops_at_its_cap_and_counts_what_it_drops() -> None:
+    sb = SyntheticBook(symbol="XRP/USD", mid=62_345, price_decimals=5, seed=3)
+    rec = MarketRecorder(max_buffer_bytes=4096)
+    rec.ingest(sb.snapshot_frame())
+    for frame in sb.cyclic_updates(100):  # 200 frames
+        rec.ingest(frame)  # nobody drains: the bot keeps trading, memory stays put
+    s = rec.stats()
+    assert s["book_messages"] == 201
+    assert s["lines"] + s["lines_dropped"] == 201
+    assert s["lines_dropped"] > 150
+    assert rec.book("XRP/USD").checksum() == sb.expected_checksum()
+    lines = rec.drain().splitlines(keepends=True)
+    assert len(lines) == s["lines"]
+    # Lines stop once the cap is reached; the last one to fit may cross it.
+    assert 4096 <= s["buffered_bytes"] < 4096 + len(lines[-1])
+    rec.ingest(sb.cyclic_updates(1)[0])
+    assert rec.stats()["lines"] == s["lines"] + 1  # drained: room again
+
+
 def test_threads_share_one_recorder() -> None:
     rec = MarketRecorder()
     books = [SyntheticBook(symbol=f"S{i}/USD", seed=i) for i in range(4)]

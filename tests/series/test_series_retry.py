@@ -5,10 +5,12 @@ Throughout, ``write()`` must stay fast: the bot's loop never waits on the networ
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import ssl
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from lpkit import FakeInflux, Reply, numbered, wait_for
 
 from galfriday_recorder import series
 from galfriday_recorder.config import RecorderConfig
+from galfriday_recorder.runtime import BackgroundLoop
 from galfriday_recorder.series import SENDERS, SeriesWriter
 from galfriday_recorder.services import free_port
 from galfriday_recorder.spool import spool_status
@@ -133,6 +136,33 @@ def test_a_server_that_never_answers_sends_data_to_the_spool_then_replays(
     assert stats["influx_up"] == 1
     assert stats["spool_files"] == stats["lines_dropped"] == 0
     assert spool_status(writer._config)["files"] == 0
+
+
+def test_a_stalled_loop_caps_the_hand_off_and_counts_what_it_drops(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = RecorderConfig.load(
+        env={}, influx_url="", data_dir=tmp_path, buffer_max_bytes=10_000, batch_interval_s=0.05
+    )
+    loop = BackgroundLoop("stalled")
+    loop.start()
+    gate = threading.Event()
+    with FakeInflux(lambda n, lines: Reply(204)) as fake:
+        writer = SeriesWriter(dataclasses.replace(config, influx_url=fake.url()), loop)
+        writer.start()
+        loop.call_soon(gate.wait)  # a bug or a long GIL hold: the loop takes nothing
+        with caplog.at_level(logging.ERROR, logger="galfriday_recorder.series"):
+            worst = _produce(writer, 2000)
+        dropped = writer.stats()["lines_dropped"]
+        gate.set()
+        assert writer.close(timeout=10)
+    loop.stop()
+    assert worst < MAX_WRITE_CALL_S
+    kept = 2000 - dropped
+    # Hand-offs stop once 10,000 bytes wait untaken; the last one to fit may cross it.
+    assert 10_000 <= len(numbered(kept)) < 10_000 + len(numbered(10, kept))
+    assert sorted(fake.stored) == sorted(numbered(kept).splitlines())  # the first ones, all
+    assert caplog.text.count("background loop is stalled") == 1
 
 
 def test_a_refused_connection_spools_without_doubt(tmp_path: Path) -> None:
