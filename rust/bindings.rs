@@ -326,7 +326,7 @@ impl PyMarketRecorder {
         precisions = None,
         l2_sample_interval_ms = 0,
         l2_mode = "full",
-        max_buffer_bytes = 64 << 20,
+        max_buffer_bytes = 67_108_864,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
