@@ -92,26 +92,19 @@ mod tests {
         assert_eq!(kraken_checksum(&asks, &bids), 3_310_070_434);
     }
 
-    /// A v1-style book (quoted strings, 5 price decimals as in Kraken's v1
-    /// guide); expected value computed independently with Python's
-    /// `zlib.crc32` over the documented string construction.
+    /// Kraken's documented v1 book state (docs "Spot Websockets (v1) Book
+    /// Checksum"): asks 0.05005..0.05050, bids 0.05000..0.04950 without
+    /// 0.04985, every volume 0.00000500.
+    fn doc_v1_book() -> (Vec<Level>, Vec<Level>) {
+        let side = |prices: &[u64]| prices.iter().map(|&p| Level::new(p, 500)).collect();
+        let asks: Vec<u64> = (0..10).map(|i| 5005 + 5 * i).collect();
+        let bids = [5000, 4995, 4990, 4980, 4975, 4970, 4965, 4960, 4955, 4950];
+        (side(&asks), side(&bids))
+    }
+
     #[test]
-    fn kraken_v1_style_example() {
-        let asks = levels(&[
-            ("0.05005", "0.00000500"),
-            ("0.05010", "0.00000500"),
-            ("0.05120", "0.00000500"),
-        ]);
-        let bids = levels(&[
-            ("0.05000", "0.00000304"),
-            ("0.04990", "0.00000500"),
-            ("0.04765", "0.00000500"),
-        ]);
-        // "5005500" "5010500" "5120500" "5000304" "4990500" "4765500"
-        assert_eq!(
-            kraken_checksum(&asks, &bids),
-            crc32fast::hash(b"500550050105005120500500030449905004765500")
-        );
-        assert_eq!(kraken_checksum(&asks, &bids), 1_178_058_795);
+    fn kraken_v1_documented_example() {
+        let (asks, bids) = doc_v1_book();
+        assert_eq!(kraken_checksum(&asks, &bids), 974_947_235);
     }
 }

@@ -1015,21 +1015,30 @@ mod tests {
         assert_eq!(core.counters().unknown_symbol, 2);
     }
 
+    /// Kraken's documented v1 checksum example (974947235) as frames: a
+    /// snapshot one bid short, then the update (a republish) that completes it.
     #[test]
     fn v1_snapshot_and_update() {
         let mut core = MarketCore::new(Config::default()).unwrap();
-        let snap = r#"[0,{"as":[["0.05005","0.00000500","1582905487.684110"],["0.05010","0.00000500","1582905486.187983"]],"bs":[["0.05000","0.00000304","1582905488.256342"]]},"book-10","BTC/USD"]"#;
-        let out = core.ingest(snap.as_bytes(), None);
-        assert!(out.error.is_none());
-        assert_eq!(out.tops[0].timestamp_ns, 1_582_905_488_256_342_000);
-        // after the update: asks 0.05005/500, 0.05010/500; bids 0.05000/304, 0.04990/500
-        let want = crc32fast::hash(b"5005500501050050003044990500");
-        let upd = format!(
-            r#"[0,{{"b":[["0.04990","0.00000500","1582905489.000001","r"]],"c":"{want}"}},"book-10","BTC/USD"]"#
+        let level = |p: u64| format!(r#"["0.0{p}","0.00000500","1582905487.684110"]"#);
+        let asks: Vec<String> = (0..10).map(|i| level(5005 + 5 * i)).collect();
+        let bids: Vec<String> = [5000, 4995, 4990, 4980, 4975, 4970, 4965, 4960, 4955]
+            .into_iter()
+            .map(level)
+            .collect();
+        let snap = format!(
+            r#"[0,{{"as":[{}],"bs":[{}]}},"book-10","BTC/USD"]"#,
+            asks.join(","),
+            bids.join(",")
         );
+        let out = core.ingest(snap.as_bytes(), None);
+        assert!(out.error.is_none(), "{:?}", out.error);
+        assert_eq!(out.tops[0].timestamp_ns, 1_582_905_487_684_110_000);
+        let upd = r#"[0,{"b":[["0.04950","0.00000500","1582905489.000001","r"]],"c":"974947235"},"book-10","BTC/USD"]"#;
         let out = core.ingest(upd.as_bytes(), None);
         assert!(out.error.is_none(), "{:?}", out.error);
         assert!(out.tops[0].checksum_ok);
+        assert_eq!(checksum_of(&core, "BTC/USD"), 974_947_235);
     }
 
     #[test]
