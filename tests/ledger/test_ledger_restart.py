@@ -11,10 +11,11 @@ import pytest
 from ledgerkit import make_fill, make_order, make_signal, rows
 
 from galfriday_recorder.config import RecorderConfig
-from galfriday_recorder.errors import IllegalTransition, RecorderError
+from galfriday_recorder.errors import IllegalTransition, RecorderError, UnknownOrder
 from galfriday_recorder.ledger import Ledger
 from galfriday_recorder.loghandler import LedgerLogHandler
 from galfriday_recorder.records import LogEntry
+from galfriday_recorder.services import PostgresService
 
 UNREACHABLE = "postgresql://postgres@/postgres?host=/nonexistent-galfriday-socket-dir"
 
@@ -81,6 +82,47 @@ def test_state_from_the_journal_while_postgres_is_down(pg_dsn: str, tmp_path: Pa
         ("FILLED", Decimal(10), "E-1")
     ]
     assert rows(pg_dsn, "SELECT count(*) FROM fills") == [(2,)]
+
+
+def test_state_from_postgres_merges_in_once_it_answers(
+    pg_service: PostgresService | None, pg_dsn: str, tmp_path: Path
+) -> None:
+    if pg_service is None:
+        pytest.skip("needs the embedded PostgreSQL to stop and start it")
+    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
+    first = _started(config)
+    signal = make_signal()
+    first.record_signal(signal)
+    entry = make_order(signal, quantity_ordered=Decimal(10))
+    first.record_order(entry)
+    first.update_order(entry.client_order_id, "NEW", exchange_order_id="E-OLD")
+    first.record_fill(make_fill(entry, "4", "0.5"))
+    assert first.close(timeout=30)
+
+    pg_service.stop()
+    try:
+        second = _started(config)  # a restart before PostgreSQL is back: it knows no orders
+        other = make_order(quantity_ordered=Decimal(3))
+        second.record_order(other)
+        second.update_order(other.client_order_id, "NEW", exchange_order_id="E-NEW")
+        # An order from before the restart is unknown until PostgreSQL answers: a clear
+        # error to the caller, nothing recorded, nothing else harmed.
+        with pytest.raises(UnknownOrder):
+            second.record_fill(make_fill(entry, "6", "0.5"))
+    finally:
+        pg_service.start()
+    assert second.flush(timeout=60)  # reconnected, and the state from PostgreSQL merged in
+    late = make_fill(entry, "6", "0.5", client_order_id=None, exchange_order_id="E-OLD")
+    second.record_fill(late)
+    second.record_fill(make_fill(other, "3", "0.5"))  # what it learned meanwhile still stands
+    with pytest.raises(IllegalTransition):
+        second.update_order(other.client_order_id, "NEW")
+    assert second.close(timeout=30)
+    assert rows(
+        pg_dsn,
+        "SELECT exchange_order_id, status, quantity_filled FROM orders ORDER BY exchange_order_id",
+    ) == [("E-NEW", "FILLED", Decimal(3)), ("E-OLD", "FILLED", Decimal(10))]
+    assert rows(pg_dsn, "SELECT count(*) FROM fills") == [(3,)]
 
 
 class _Echo:
