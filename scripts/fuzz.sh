@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Longer fuzzing on demand (`make fuzz`): the frame parser and the line encoder, with atheris.
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]   (default 600; CI runs each for ~10-20 s in pytest)
-# Seeds are read from the corpora in the repo (tests/market/corpus, tests/faults/corpus);
+# Seeds are read from the corpora in the repo (tests/market/corpus_ingest, tests/market/corpus_lineproto);
 # new interesting inputs go to .fuzz/<target>/ (not committed: copy the ones worth keeping).
 # A crash leaves its input as .fuzz/<target>/crash-* and makes this script fail.
 set -euo pipefail
@@ -22,6 +22,6 @@ run() {  # name, harness, seed corpus, max_len
   fi
   grep -E "^(Done|stat::number_of_executed_units|stat::peak_rss_mb)" "$work/log.txt" || true
 }
-run ingest tests/market/fuzz_ingest.py tests/market/corpus 4096
-run lineproto tests/faults/fuzz_lineproto.py tests/faults/corpus 512
+run ingest tests/market/fuzz_ingest.py tests/market/corpus_ingest 4096
+run lineproto tests/market/fuzz_lineproto.py tests/market/corpus_lineproto 512
 exit "$status"

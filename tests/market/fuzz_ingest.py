@@ -1,6 +1,6 @@
 """atheris fuzz target: no input to `MarketRecorder.ingest` may crash or corrupt.
 
-Run: ``python tests/market/fuzz_ingest.py WORKDIR tests/market/corpus -max_total_time=20``
+Run: ``python tests/market/fuzz_ingest.py WORKDIR tests/market/corpus_ingest -max_total_time=20``
 (libFuzzer options; new inputs go to WORKDIR, the seed corpus stays read-only).
 The Rust extension is not coverage-instrumented, so the harness turns each
 outcome (error kind and the part of the frame it names, counters that moved,

@@ -1,7 +1,8 @@
 """atheris fuzz target for the line-protocol encoder (``galfriday_recorder._core.encode_line``).
 
-Run: ``python tests/faults/fuzz_lineproto.py WORKDIR tests/faults/corpus -max_total_time=20``
-(libFuzzer options; new inputs go to WORKDIR, the seed corpus stays read-only).
+Run: ``python tests/market/fuzz_lineproto.py WORKDIR tests/market/corpus_lineproto`` plus
+libFuzzer options such as ``-max_total_time=20`` (new inputs go to WORKDIR, the seed corpus
+stays read-only).
 
 Each input becomes a measurement, a tag set, a field set (floats including NaN and
 infinities, 64-bit and larger ints, bools, strings, Decimals, None) and a timestamp.
