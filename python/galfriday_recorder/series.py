@@ -513,6 +513,9 @@ class SeriesWriter:
             )
         except asyncio.TimeoutError:
             return self._failed(lines, f"no complete answer within {limit:g} s", in_doubt=True)
+        except asyncio.CancelledError:  # close() with the request out: it may still land
+            self._counts["lines_in_doubt"] += lines
+            raise
         except TransportError as exc:
             return self._failed(lines, str(exc), in_doubt=exc.maybe_stored)
         except Exception as exc:  # a bug must not kill the sender task: log, back off, retry

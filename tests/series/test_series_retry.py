@@ -165,6 +165,17 @@ def test_a_stalled_loop_caps_the_hand_off_and_counts_what_it_drops(
     assert caplog.text.count("background loop is stalled") == 1
 
 
+def test_close_with_a_request_out_spools_its_lines_in_doubt(tmp_path: Path) -> None:
+    with FakeInflux(lambda n, lines: Reply(hang=True)) as fake:
+        writer = _writer(fake.url(), tmp_path, influx_timeout_s=30.0)
+        writer.write(numbered(50))
+        assert wait_for(lambda: len(fake.log) == 1, 5)  # the request is at the server
+        assert not writer.close(timeout=0.5)
+    stats = writer.stats()
+    assert stats["lines_in_doubt"] == 50  # the server may still store them
+    assert spool_status(writer._config)["lines"] == 50  # and they will be sent again
+
+
 def test_a_refused_connection_spools_without_doubt(tmp_path: Path) -> None:
     writer = _writer(f"http://127.0.0.1:{free_port()}", tmp_path)
     assert _produce(writer, 30) < MAX_WRITE_CALL_S
