@@ -56,6 +56,7 @@ class RecorderConfig:
     influx_password: str = field(default="", repr=False)
     influx_token: str = field(default="", repr=False)
     influx_timeout_s: float = 10.0
+    influx_ca_file: str = ""  # PEM bundle that signs InfluxDB's certificate; "" = system store
     batch_max_lines: int = 5000
     batch_interval_s: float = 1.0
     spool_max_bytes: int = 1024 * 1024 * 1024
@@ -106,6 +107,8 @@ class RecorderConfig:
             )
         if any(n <= 0 or n > self.book_depth for n in self.imbalance_levels):
             raise ConfigError(f"imbalance_levels must lie in 1..{self.book_depth}")
+        if self.influx_ca_file and not Path(self.influx_ca_file).is_file():
+            raise ConfigError(f"influx_ca_file {self.influx_ca_file!r} is not a file")
         if self.influx_url and not self.influx_url.startswith(("http://", "https://")):
             raise ConfigError(
                 f"influx_url must start with http:// or https://: {redact(self.influx_url)}"

@@ -28,7 +28,8 @@ class TransportError(RecorderError):
     """No HTTP answer: connection refused or reset, timeout, TLS failure.
 
     ``maybe_stored`` is False only when the request never reached the server (no
-    connection); a connection lost after sending may have left the lines stored.
+    connection, or a TLS handshake that failed); a connection lost after sending may
+    have left the lines stored.
     """
 
     def __init__(self, message: str, *, maybe_stored: bool) -> None:
@@ -39,7 +40,9 @@ class TransportError(RecorderError):
 def _transport_error(exc: Exception) -> TransportError:
     return TransportError(
         redact(f"{type(exc).__name__}: {exc}"),
-        maybe_stored=not isinstance(exc, urllib3.exceptions.ConnectTimeoutError),
+        maybe_stored=not isinstance(
+            exc, (urllib3.exceptions.ConnectTimeoutError, urllib3.exceptions.SSLError)
+        ),
     )
 
 
@@ -101,7 +104,11 @@ class V1Transport:
         elif config.influx_token:
             self._headers["Authorization"] = f"Token {config.influx_token}"
         self._http = urllib3.PoolManager(
-            num_pools=1, maxsize=pool_size, timeout=_timeout(config), retries=False
+            num_pools=1,
+            maxsize=pool_size,
+            timeout=_timeout(config),
+            retries=False,
+            ca_certs=config.influx_ca_file or None,
         )
 
     def send(self, data: bytes) -> Response:
@@ -144,6 +151,7 @@ class V2Transport:
             enable_gzip=True,
             retries=False,
             connection_pool_maxsize=pool_size,
+            ssl_ca_cert=config.influx_ca_file or None,
         )
         self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
 
@@ -153,8 +161,12 @@ class V2Transport:
         try:
             self._write_api.write(self._bucket, self._org, record=data)  # default precision: ns
         except ApiException as exc:
+            if not exc.status:  # the client's wrapping of a TLS failure: no request was sent
+                raise TransportError(
+                    redact(f"no HTTP answer: {exc.reason}"), maybe_stored=False
+                ) from None
             return Response(
-                int(exc.status or 0), _text(exc.body), parse_retry_after(_header(exc.headers))
+                int(exc.status), _text(exc.body), parse_retry_after(_header(exc.headers))
             )
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise _transport_error(exc) from None

@@ -9,6 +9,7 @@ apart), and senders post them on executor threads:
 * 2xx: done. 400 and other final 4xx: the server's message is logged with the
   rejected lines, which are counted and not retried (InfluxDB stores the good
   lines of a partial write). 413: the batch is split in halves, recursively.
+  Anything else (a 3xx from a proxy or a wrong URL) is treated like a 401.
 * 5xx, 408, 429, timeouts, connection errors: retried with exponential backoff
   and jitter, honouring ``Retry-After``, for at most :data:`FRESH_RETRY_BUDGET_S`
   so fresh data never queues behind a dead server; then the batch goes to the
@@ -534,7 +535,7 @@ class SeriesWriter:
                     return failure
             return None
         reason = f"HTTP {status}: {body[:200]}"
-        if status in (401, 403, 404):
+        if status in (401, 403, 404) or not 400 <= status < 600:  # 3xx: a proxy or a wrong URL
             return _Failure(reason, response.retry_after, blocked=True)
         if status in (408, 429) or status >= 500:
             return self._failed(lines, reason, response.retry_after, in_doubt=status >= 500)

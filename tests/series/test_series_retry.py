@@ -225,9 +225,21 @@ def test_a_400_without_details_rejects_the_batch_without_retrying(
     assert "probe,src=t f=0i" in caplog.text
 
 
-def test_an_https_url_is_served_over_verified_tls(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_redirect_spools_and_rejects_nothing(tmp_path: Path) -> None:
+    moved = Reply(301, {"Location": "https://elsewhere/write"})
+    with FakeInflux(lambda n, lines: moved if n == 0 else Reply(204)) as fake:
+        writer = _writer(fake.url(), tmp_path)
+        writer.write(numbered(5))
+        assert not writer.flush(timeout=1)  # a redirect needs a human: spooled, probed slowly
+        stats = writer.stats()
+        assert (stats["lines_rejected"], stats["lines_spooled"], stats["influx_up"]) == (0, 5, 0)
+        assert writer.drain_spool(timeout=15)  # the next probe is answered: nothing was lost
+        assert writer.close(timeout=5)
+    assert sorted(fake.stored) == sorted(numbered(5).splitlines())
+
+
+@pytest.mark.parametrize("api", ["v1", "v2"])
+def test_an_https_url_is_served_over_verified_tls(tmp_path: Path, api: str) -> None:
     openssl = shutil.which("openssl")
     if openssl is None:
         pytest.skip("openssl is needed to make a test certificate")
@@ -256,10 +268,17 @@ def test_an_https_url_is_served_over_verified_tls(
     )
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(cert, key)
-    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # trust the test certificate, verify it
     with FakeInflux(lambda n, lines: Reply(204), tls=tls) as fake:
         assert fake.url().startswith("https://")
-        writer = _writer(fake.url(), tmp_path / "data")
+        # Not signed by anything the system trusts: refused before a byte of data is sent.
+        untrusted = _writer(fake.url(), tmp_path / "untrusted", influx_api=api)
+        untrusted.write(numbered(10))
+        assert not untrusted.close(timeout=5)
+        assert fake.log == []
+        stats = untrusted.stats()
+        assert (stats["lines_spooled"], stats["lines_in_doubt"]) == (10, 0)
+        # With its CA named, the same server is verified and written to.
+        writer = _writer(fake.url(), tmp_path / "data", influx_api=api, influx_ca_file=str(cert))
         writer.write(numbered(10))
         assert writer.close(timeout=10)
     assert sorted(fake.stored) == sorted(numbered(10).splitlines())
