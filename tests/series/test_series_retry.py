@@ -176,8 +176,9 @@ def test_close_with_a_request_out_spools_its_lines_in_doubt(tmp_path: Path) -> N
     assert spool_status(writer._config)["lines"] == 50  # and they will be sent again
 
 
-def test_a_refused_connection_spools_without_doubt(tmp_path: Path) -> None:
-    writer = _writer(f"http://127.0.0.1:{free_port()}", tmp_path)
+@pytest.mark.parametrize("api", ["v1", "v2"])
+def test_a_refused_connection_spools_without_doubt(tmp_path: Path, api: str) -> None:
+    writer = _writer(f"http://127.0.0.1:{free_port()}", tmp_path, influx_api=api)
     assert _produce(writer, 30) < MAX_WRITE_CALL_S
     assert not writer.close(timeout=10)
     stats = writer.stats()
