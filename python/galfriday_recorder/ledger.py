@@ -378,6 +378,9 @@ class Ledger:
         self._by_exchange_id: dict[str, uuid.UUID] = {}
         self._terminal: collections.deque[uuid.UUID] = collections.deque()
         self._cycles: dict[uuid.UUID, Cycle] = {}
+        # Fills of orders whose signal is not known yet: PostgreSQL has not been read
+        # since the start. They join their signal's cycle once it has (_load_pg_state).
+        self._unlinked: list[tuple[_OrderState, Fill]] = []
         self._started = False
         self._closed = False
         self._state_loaded = False
@@ -819,6 +822,8 @@ class Ledger:
     def _apply_to_cycle(self, state: _OrderState, fill: Fill, *, emit: bool) -> Trade | None:
         signal = state.signal
         if signal is None:
+            if state.order.signal_id is not None and not self._state_loaded:
+                self._unlinked.append((state, fill))
             return None
         cycle = self._cycles.get(signal.signal_id)
         if cycle is None:
@@ -852,9 +857,18 @@ class Ledger:
 
     def _load_pg_state(self, connect_timeout: int) -> None:
         """Seed the state machines from PostgreSQL; what is already known wins (it is newer)."""
+        with self._lock:
+            waiting = [str(st.order.client_order_id) for st, _fill in self._unlinked]
         try:
             with psycopg.connect(self._config.pg_dsn, connect_timeout=connect_timeout) as conn:
                 state = load_recovery_state(conn)
+                stored = set(
+                    conn.execute(
+                        "SELECT o.client_order_id::text, f.fill_id FROM fills f "
+                        "JOIN orders o USING (order_pk) WHERE o.client_order_id::text = ANY(%s)",
+                        (waiting,),
+                    ).fetchall()
+                )
         except psycopg.Error as exc:
             log.warning(
                 "ledger state not loaded from PostgreSQL yet (%s): %s",
@@ -875,6 +889,24 @@ class Ledger:
             for cycle in state.open_cycles:
                 self._cycles.setdefault(cycle.signal_id, cycle)
             self._state_loaded = True
+            self._link_unlinked(stored)
+
+    def _link_unlinked(self, stored: set[tuple[str, str]]) -> None:
+        """Apply the fills that waited for their signal, in the order they came.
+
+        A fill PostgreSQL already holds (journaled by a process that crashed after
+        committing it) is in the cycle read from PostgreSQL: not applied twice.
+        """
+        for state, fill in self._unlinked:
+            sid = state.order.signal_id
+            if state.signal is None and sid is not None and sid in self._signals:
+                state.signal = self._signals[sid].signal
+            if state.signal is None or (str(state.order.client_order_id), fill.fill_id) in stored:
+                continue
+            trade = self._apply_to_cycle(state, fill, emit=True)
+            if trade is not None:
+                self._push("trade", trade)
+        self._unlinked.clear()
 
     def _replay_journal_into_state(self) -> None:
         """Apply journaled, uncommitted events to the state machines (nothing is re-emitted).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -109,6 +110,12 @@ def test_state_from_postgres_merges_in_once_it_answers(
         # error to the caller, nothing recorded, nothing else harmed.
         with pytest.raises(UnknownOrder):
             second.record_fill(make_fill(entry, "6", "0.5"))
+        # A stop for the old signal, placed and filled meanwhile: its fill waits for the
+        # signal's cycle, which only PostgreSQL knows.
+        stop = make_order(signal, side="SELL", order_type="STOP_LOSS", quantity_ordered=Decimal(4))
+        second.record_order(stop)
+        second.update_order(stop.client_order_id, "NEW", exchange_order_id="X-NEW")
+        second.record_fill(make_fill(stop, "4", "0.45", commission=Decimal("0.01")))
     finally:
         pg_service.start()
     assert second.flush(timeout=60)  # reconnected, and the state from PostgreSQL merged in
@@ -121,8 +128,64 @@ def test_state_from_postgres_merges_in_once_it_answers(
     assert rows(
         pg_dsn,
         "SELECT exchange_order_id, status, quantity_filled FROM orders ORDER BY exchange_order_id",
-    ) == [("E-NEW", "FILLED", Decimal(3)), ("E-OLD", "FILLED", Decimal(10))]
-    assert rows(pg_dsn, "SELECT count(*) FROM fills") == [(3,)]
+    ) == [
+        ("E-NEW", "FILLED", Decimal(3)),
+        ("E-OLD", "FILLED", Decimal(10)),
+        ("X-NEW", "FILLED", Decimal(4)),
+    ]
+    assert rows(pg_dsn, "SELECT count(*) FROM fills") == [(4,)]
+    # The stop closed the 4 bought before the restart: (1.80 - 2.00) - 0.01, exactly.
+    assert rows(pg_dsn, "SELECT signal_id, quantity, realized_pnl, exit_reason FROM trades") == [
+        (signal.signal_id, Decimal(4), Decimal("-0.21"), "SL_HIT")
+    ]
+
+
+def test_a_fill_both_journaled_and_committed_counts_once_after_a_late_merge(
+    pg_service: PostgresService | None, pg_dsn: str, tmp_path: Path
+) -> None:
+    """A crash between PostgreSQL's commit and the journal's delete, then a restart
+    without PostgreSQL: the replayed fill is in the cycle PostgreSQL rebuilds, once."""
+    if pg_service is None:
+        pytest.skip("needs the embedded PostgreSQL to stop and start it")
+    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
+    journal, saved = config.journal_path.parent, tmp_path / "journal-before-commit"
+    signal = make_signal()
+    entry = make_order(signal, quantity_ordered=Decimal(10))
+    first = _started(config)
+    first.record_signal(signal)
+    first.record_order(entry)
+    first.record_fill(make_fill(entry, "10", "0.5"))
+    assert first.close(timeout=30)
+
+    pg_service.stop()
+    try:
+        offline = _started(config)  # a partial exit while PostgreSQL is down: journaled only
+        exit_ = make_order(signal, side="SELL", order_type="LIMIT", quantity_ordered=Decimal(4))
+        offline.record_order(exit_)
+        offline.record_fill(make_fill(exit_, "4", "0.6"))
+        assert not offline.close(timeout=0.5)
+    finally:
+        pg_service.start()
+    shutil.copytree(journal, saved)
+    assert _started(config).close(timeout=30)  # committed, and forgotten by the journal
+    shutil.rmtree(journal)
+    shutil.copytree(saved, journal)  # ... as if the process died before forgetting them
+
+    pg_service.stop()
+    try:
+        again = _started(config)  # replays the exit fill, which waits for its signal
+    finally:
+        pg_service.start()
+    assert again.flush(timeout=60)
+    rest = make_order(signal, side="SELL", order_type="LIMIT", quantity_ordered=Decimal(6))
+    again.record_order(rest)
+    again.record_fill(make_fill(rest, "6", "0.7"))
+    assert again.close(timeout=30)
+    # 4 at 0.6 and 6 at 0.7 against 10 at 0.5: 2.4 + 4.2 - 5.0; the replayed 4 counted once.
+    assert rows(pg_dsn, "SELECT quantity, average_exit_price, realized_pnl FROM trades") == [
+        (Decimal(10), Decimal("0.66"), Decimal("1.6"))
+    ]
+    assert rows(pg_dsn, "SELECT count(*) FROM system_logs WHERE log_level = 'WARNING'") == [(0,)]
 
 
 class _Echo:
