@@ -7,6 +7,7 @@ import shutil
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ledgerkit import make_fill, make_order, make_signal, rows
@@ -15,7 +16,7 @@ from galfriday_recorder.config import RecorderConfig
 from galfriday_recorder.errors import IllegalTransition, RecorderError, UnknownOrder
 from galfriday_recorder.ledger import Ledger
 from galfriday_recorder.loghandler import LedgerLogHandler
-from galfriday_recorder.records import LogEntry
+from galfriday_recorder.records import LogEntry, Order, Signal
 from galfriday_recorder.services import PostgresService
 
 UNREACHABLE = "postgresql://postgres@/postgres?host=/nonexistent-galfriday-socket-dir"
@@ -27,16 +28,25 @@ def _started(config: RecorderConfig) -> Ledger:
     return ledger
 
 
-def test_state_from_postgres_continues_an_open_cycle(pg_dsn: str, tmp_path: Path) -> None:
-    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
+def _bought(
+    config: RecorderConfig, qty: str, price: str, exchange_order_id: str | None, **fill: Any
+) -> tuple[Signal, Order]:
+    """A first session: a signal and its 10-lot entry order, filled ``qty``, all committed."""
     first = _started(config)
     signal = make_signal()
     first.record_signal(signal)
     entry = make_order(signal, quantity_ordered=Decimal(10))
     first.record_order(entry)
-    first.update_order(entry.client_order_id, "NEW", exchange_order_id="E-ENTRY")
-    first.record_fill(make_fill(entry, "4", "1.5", commission=Decimal("0.01")))
+    if exchange_order_id is not None:
+        first.update_order(entry.client_order_id, "NEW", exchange_order_id=exchange_order_id)
+    first.record_fill(make_fill(entry, qty, price, **fill))
     assert first.close(timeout=30)
+    return signal, entry
+
+
+def test_state_from_postgres_continues_an_open_cycle(pg_dsn: str, tmp_path: Path) -> None:
+    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
+    signal, entry = _bought(config, "4", "1.5", "E-ENTRY", commission=Decimal("0.01"))
 
     second = _started(config)
     # Known after the restart: by exchange id, with what had filled already.
@@ -91,14 +101,7 @@ def test_state_from_postgres_merges_in_once_it_answers(
     if pg_service is None:
         pytest.skip("needs the embedded PostgreSQL to stop and start it")
     config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
-    first = _started(config)
-    signal = make_signal()
-    first.record_signal(signal)
-    entry = make_order(signal, quantity_ordered=Decimal(10))
-    first.record_order(entry)
-    first.update_order(entry.client_order_id, "NEW", exchange_order_id="E-OLD")
-    first.record_fill(make_fill(entry, "4", "0.5"))
-    assert first.close(timeout=30)
+    signal, entry = _bought(config, "4", "0.5", "E-OLD")
 
     pg_service.stop()
     try:
@@ -149,13 +152,7 @@ def test_a_fill_both_journaled_and_committed_counts_once_after_a_late_merge(
         pytest.skip("needs the embedded PostgreSQL to stop and start it")
     config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
     journal, saved = config.journal_path.parent, tmp_path / "journal-before-commit"
-    signal = make_signal()
-    entry = make_order(signal, quantity_ordered=Decimal(10))
-    first = _started(config)
-    first.record_signal(signal)
-    first.record_order(entry)
-    first.record_fill(make_fill(entry, "10", "0.5"))
-    assert first.close(timeout=30)
+    signal, _entry = _bought(config, "10", "0.5", None)
 
     pg_service.stop()
     try:
