@@ -56,7 +56,8 @@ def render(data: dict[str, Any]) -> str:
             stats = b["stats"]
             ratio = ""
             if baseline is not None and b is not baseline:
-                ratio = f"{baseline['stats']['median'] / stats['median']:.1f}x faster"
+                speedup = baseline["stats"]["median"] / stats["median"]
+                ratio = f"{speedup:.1f}x faster" if speedup >= 1 else f"{1 / speedup:.1f}x slower"
             figures = ", ".join(f"{k}={v}" for k, v in sorted(b.get("extra_info", {}).items()))
             rows.append(
                 f"| {group} | {b['name']} | {_fmt_time(stats['median'])} | "

@@ -1,7 +1,8 @@
 """What a trading loop pays per call with the whole recorder running (issue: p99 < 20 us
 for a book frame): a ``Recorder`` on the real PostgreSQL and InfluxDB, its background
 writers busy, and the bot's thread timing each call. ``extra_info`` carries the p99,
-which pytest-benchmark's own table does not show.
+which pytest-benchmark's own table does not show. A log line is measured beside
+its floor, the same line through ``logging`` into a handler that does nothing.
 """
 
 from __future__ import annotations
@@ -99,8 +100,8 @@ class _Discard(logging.Handler):
         pass
 
 
-@pytest.mark.benchmark(group="recorder: one call on the bot's thread, everything running")
-@pytest.mark.parametrize("handler", ["ledger", "discard"])
+@pytest.mark.benchmark(group="recorder: one log line through logging, everything running")
+@pytest.mark.parametrize("handler", ["ledger", "do_nothing_baseline"])
 def test_call_log_line(benchmark: Any, rec: Recorder, handler: str) -> None:
     """A log line into system_logs, beside its floor: ``logging`` with a do-nothing handler."""
     bot = logging.getLogger(f"galfriday.bench.{handler}")
