@@ -135,6 +135,22 @@ class Journal:
         self.last_seq = last
         return first, last
 
+    def rewrite(self, rows: list[Row], dead: list[tuple[Row, str]]) -> None:
+        """Replace events in place, keeping their sequence numbers (held events, resolved);
+        ``dead`` (the original row, why) go to the dead letters in the same transaction."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(
+                "UPDATE events SET kind = ?, payload = ? WHERE seq = ?",
+                [(kind, payload, seq) for seq, kind, payload in rows],
+            )
+            self._dead_letter(dead)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
     def pending(self, after: int, limit: int) -> list[Row]:
         """Journaled events not yet committed, oldest first."""
         cur = self.db.execute(
@@ -155,18 +171,21 @@ class Journal:
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
-            if dead:
-                now = time.time()
-                db.executemany(
-                    "INSERT OR REPLACE INTO dead_letters (seq, kind, payload, error, failed_at) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    [(seq, kind, payload, error, now) for (seq, kind, payload), error in dead],
-                )
+            self._dead_letter(dead)
             db.execute("DELETE FROM events WHERE seq <= ?", (upto,))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    def _dead_letter(self, dead: list[tuple[Row, str]]) -> None:
+        if dead:
+            now = time.time()
+            self.db.executemany(
+                "INSERT OR REPLACE INTO dead_letters (seq, kind, payload, error, failed_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(seq, kind, payload, error, now) for (seq, kind, payload), error in dead],
+            )
 
     def dead_letters(self) -> list[tuple[int, str, bytes, str]]:
         return self.db.execute(

@@ -26,6 +26,11 @@ moves to the journal's ``dead_letters`` table and a ``system_logs`` row says
 why; the rest commits. Connection failures are retried with exponential backoff
 (capped at 2 s) while the journal keeps growing up to ``journal_max_bytes``,
 where new events raise :class:`LedgerBackpressure`.
+
+Until PostgreSQL has been read once (a start while it is down), a fill or status
+update for an order or signal only it knows is *held*: journaled as it comes,
+and validated by the committer, in journal order, once the state is in; a
+refusal then becomes a dead letter, since the caller has returned.
 """
 
 from __future__ import annotations
@@ -381,6 +386,12 @@ class Ledger:
         # Fills of orders whose signal is not known yet: PostgreSQL has not been read
         # since the start. They join their signal's cycle once it has (_load_pg_state).
         self._unlinked: list[tuple[_OrderState, Fill]] = []
+        # Held events: a fill or status update for an order or signal the ledger cannot
+        # see until PostgreSQL answers. Journaled as they come, validated once it does.
+        # Keys ("o:", "x:", "s:" + id) of those not yet resolved: later calls for the
+        # same order or signal are held too, so they apply in the order they came.
+        self._held_keys: collections.Counter[str] = collections.Counter()
+        self._held_pending = 0
         self._started = False
         self._closed = False
         self._state_loaded = False
@@ -516,6 +527,7 @@ class Ledger:
             "commit_latency_ms_p50": _percentile(latencies, 0.50),
             "commit_latency_ms_p99": _percentile(latencies, 0.99),
             "dead_letters": self._dead,
+            "held": self._held_pending,
             "log_records_dropped": sum(h.dropped for h in self._log_handlers),
             "pg_connected": self._pg_connected,
             "pg_errors": self._pg_errors,
@@ -544,6 +556,24 @@ class Ledger:
             self._parked = False
             assert self._wake_soon is not None
             self._wake_soon(self._wake)
+
+    def _must_hold(self, keys: list[str], *, known: bool) -> bool:
+        """Hold an event PostgreSQL's state is needed for, or that follows one held."""
+        if self._held_keys and any(key in self._held_keys for key in keys):
+            return True
+        return not known and not self._state_loaded
+
+    def _hold(self, call: str, record: Any, keys: list[str]) -> None:
+        self._held_keys.update(keys)
+        self._held_pending += 1
+        self._push("held", (record, {"held": call, "held_keys": keys}))
+
+    def _release_held(self, keys: list[str]) -> None:
+        self._held_keys.subtract(keys)
+        for key in keys:
+            if self._held_keys[key] <= 0:
+                del self._held_keys[key]
+        self._held_pending -= 1
 
     def _refuse(
         self, exc: RecorderError, *, signal_id: uuid.UUID | None = None, **context: Any
@@ -585,20 +615,27 @@ class Ledger:
         )
         with self._lock:
             self._admit()
-            state = self._signals.get(update.signal_id)
-            if state is None:
-                raise ValidationError("signal_id", f"unknown signal {update.signal_id}")
-            if status not in SIGNAL_TRANSITIONS[state.status]:
-                raise self._refuse(
-                    IllegalTransition(
-                        f"signal {update.signal_id}: {state.status} -> {status} is not allowed"
-                    ),
-                    signal_id=update.signal_id,
-                    old_status=state.status,
-                    new_status=status,
-                )
-            state.status = status
-            self._push("signal_status", update)
+            keys = [f"s:{update.signal_id}"]
+            if self._must_hold(keys, known=update.signal_id in self._signals):
+                self._hold("signal_status", update, keys)
+                return
+            self._push("signal_status", self._signal_status(update))
+
+    def _signal_status(self, update: SignalStatusUpdate) -> SignalStatusUpdate:
+        state = self._signals.get(update.signal_id)
+        if state is None:
+            raise ValidationError("signal_id", f"unknown signal {update.signal_id}")
+        if update.status not in SIGNAL_TRANSITIONS[state.status]:
+            raise self._refuse(
+                IllegalTransition(
+                    f"signal {update.signal_id}: {state.status} -> {update.status} is not allowed"
+                ),
+                signal_id=update.signal_id,
+                old_status=state.status,
+                new_status=update.status,
+            )
+        state.status = update.status
+        return update
 
     def record_order(self, order: Order) -> None:
         _require(order, Order, "order")
@@ -639,79 +676,98 @@ class Ledger:
         with self._lock:
             self._admit()
             state = self._orders.get(update.client_order_id)
-            if state is None:
-                raise UnknownOrder(f"order {update.client_order_id} was never recorded")
-            if status not in ORDER_TRANSITIONS[state.status]:
-                raise self._refuse(
-                    IllegalTransition(
-                        f"order {update.client_order_id}: {state.status} -> "
-                        f"{status} is not allowed; the order is unchanged"
-                    ),
-                    signal_id=state.order.signal_id,
-                    client_order_id=str(update.client_order_id),
-                    old_status=state.status,
-                    new_status=status,
+            keys = _order_keys(update.client_order_id, update.exchange_order_id, state)
+            if self._must_hold(keys, known=state is not None):
+                self._hold("order_update", update, keys)
+                return
+            self._push("order_update", self._order_update(update))
+
+    def _order_update(self, update: OrderUpdate) -> OrderUpdate:
+        state = self._orders.get(update.client_order_id)
+        if state is None:
+            raise UnknownOrder(f"order {update.client_order_id} was never recorded")
+        status = update.status
+        if status not in ORDER_TRANSITIONS[state.status]:
+            raise self._refuse(
+                IllegalTransition(
+                    f"order {update.client_order_id}: {state.status} -> "
+                    f"{status} is not allowed; the order is unchanged"
+                ),
+                signal_id=state.order.signal_id,
+                client_order_id=str(update.client_order_id),
+                old_status=state.status,
+                new_status=status,
+            )
+        eid = update.exchange_order_id
+        if eid is not None and eid != state.exchange_order_id:
+            if state.exchange_order_id is not None or eid in self._by_exchange_id:
+                raise ValidationError(
+                    "exchange_order_id", f"{eid!r} conflicts with a known exchange order id"
                 )
-            eid = update.exchange_order_id
-            if eid is not None and eid != state.exchange_order_id:
-                if state.exchange_order_id is not None or eid in self._by_exchange_id:
-                    raise ValidationError(
-                        "exchange_order_id", f"{eid!r} conflicts with a known exchange order id"
-                    )
-                state.exchange_order_id = eid
-                self._by_exchange_id[eid] = update.client_order_id
-            self._set_status(state, status)
-            self._push("order_update", update)
+            state.exchange_order_id = eid
+            self._by_exchange_id[eid] = update.client_order_id
+        self._set_status(state, status)
+        return update
 
     def record_fill(self, fill: Fill) -> None:
         """Record an execution; ignored (not doubled) if its ``(exchange, fill_id)`` is known."""
         _require(fill, Fill, "fill")
         with self._lock:
             self._admit()
-            state = self._order_of(fill)
-            if fill.fill_id in state.fill_ids:
-                self._duplicates += 1
+            cid = fill.client_order_id
+            if cid is None and fill.exchange_order_id is not None:
+                cid = self._by_exchange_id.get(fill.exchange_order_id)
+            state = self._orders.get(cid) if cid is not None else None
+            keys = _order_keys(fill.client_order_id, fill.exchange_order_id, state)
+            sid = state.order.signal_id if state is not None else None
+            # The fill's trade cycle is its signal's: one only PostgreSQL may know.
+            known = state is not None and (sid is None or sid in self._signals)
+            if self._must_hold(keys, known=known):
+                self._hold("fill", fill, keys)
                 return
-            order = state.order
-            for name in ("side", "trading_pair", "exchange"):
-                if getattr(fill, name) != getattr(order, name):
-                    raise ValidationError(
-                        name,
-                        f"{getattr(fill, name)!r} differs from the "
-                        f"order's {getattr(order, name)!r}",
-                    )
-            if state.status == "REJECTED":
-                raise self._refuse(
-                    IllegalTransition(
-                        f"order {order.client_order_id} was REJECTED; it cannot fill"
-                    ),
-                    signal_id=order.signal_id,
-                    client_order_id=str(order.client_order_id),
-                )
-            filled = state.filled + fill.quantity_filled
-            if filled > order.quantity_ordered:
+            events = self._fill(fill)
+            for kind, event in events:
+                self._push(kind, event)
+
+    def _fill(self, fill: Fill) -> list[tuple[str, Any]]:
+        """Validate and apply a fill: its event and the trade it closes; none if a duplicate."""
+        state = self._order_of(fill)
+        if fill.fill_id in state.fill_ids:
+            self._duplicates += 1
+            return []
+        order = state.order
+        for name in ("side", "trading_pair", "exchange"):
+            if getattr(fill, name) != getattr(order, name):
                 raise ValidationError(
-                    "quantity_filled",
-                    f"fills total {filled}, more than the order's {order.quantity_ordered}",
+                    name,
+                    f"{getattr(fill, name)!r} differs from the order's {getattr(order, name)!r}",
                 )
-            status = _status_after_fill(state.status, filled == order.quantity_ordered)
-            state.filled = filled
-            state.fill_ids.add(fill.fill_id)
-            self._set_status(state, status)
-            self._push(
-                "fill",
-                (
-                    fill,
-                    {
-                        "order_client_id": order.client_order_id,
-                        "order_exchange_id": state.exchange_order_id,
-                        "order_status": status,
-                    },
-                ),
+        if state.status == "REJECTED":
+            raise self._refuse(
+                IllegalTransition(f"order {order.client_order_id} was REJECTED; it cannot fill"),
+                signal_id=order.signal_id,
+                client_order_id=str(order.client_order_id),
             )
-            trade = self._apply_to_cycle(state, fill, emit=True)
-            if trade is not None:
-                self._push("trade", trade)
+        filled = state.filled + fill.quantity_filled
+        if filled > order.quantity_ordered:
+            raise ValidationError(
+                "quantity_filled",
+                f"fills total {filled}, more than the order's {order.quantity_ordered}",
+            )
+        status = _status_after_fill(state.status, filled == order.quantity_ordered)
+        state.filled = filled
+        state.fill_ids.add(fill.fill_id)
+        self._set_status(state, status)
+        extra = {
+            "order_client_id": order.client_order_id,
+            "order_exchange_id": state.exchange_order_id,
+            "order_status": status,
+        }
+        events: list[tuple[str, Any]] = [("fill", (fill, extra))]
+        trade = self._apply_to_cycle(state, fill, emit=True)
+        if trade is not None:
+            events.append(("trade", trade))
+        return events
 
     def record_trade(self, trade: Trade) -> None:
         """Record a trade cycle the bot computed itself (idempotent on ``trade_id``)."""
@@ -821,9 +877,13 @@ class Ledger:
 
     def _apply_to_cycle(self, state: _OrderState, fill: Fill, *, emit: bool) -> Trade | None:
         signal = state.signal
-        if signal is None:
-            if state.order.signal_id is not None and not self._state_loaded:
+        sid = state.order.signal_id
+        if signal is None and sid is not None:
+            if sid in self._signals:  # recorded before its signal was known
+                signal = state.signal = self._signals[sid].signal
+            elif not self._state_loaded:  # a replayed fill: it joins once PostgreSQL is read
                 self._unlinked.append((state, fill))
+        if signal is None:
             return None
         cycle = self._cycles.get(signal.signal_id)
         if cycle is None:
@@ -897,16 +957,13 @@ class Ledger:
         A fill PostgreSQL already holds (journaled by a process that crashed after
         committing it) is in the cycle read from PostgreSQL: not applied twice.
         """
-        for state, fill in self._unlinked:
-            sid = state.order.signal_id
-            if state.signal is None and sid is not None and sid in self._signals:
-                state.signal = self._signals[sid].signal
-            if state.signal is None or (str(state.order.client_order_id), fill.fill_id) in stored:
+        unlinked, self._unlinked = self._unlinked, []
+        for state, fill in unlinked:
+            if (str(state.order.client_order_id), fill.fill_id) in stored:
                 continue
             trade = self._apply_to_cycle(state, fill, emit=True)
             if trade is not None:
                 self._push("trade", trade)
-        self._unlinked.clear()
 
     def _replay_journal_into_state(self) -> None:
         """Apply journaled, uncommitted events to the state machines (nothing is re-emitted).
@@ -921,7 +978,10 @@ class Ledger:
             after = rows[-1][0]
 
     def _replay_event(self, kind: str, p: dict[str, Any]) -> None:
-        if kind == "signal":
+        if kind == "held":  # validated once PostgreSQL's state is in (_resolve_held)
+            self._held_keys.update(p["held_keys"])
+            self._held_pending += 1
+        elif kind == "signal":
             signal = Signal(**p)
             if signal.signal_id not in self._signals:
                 self._remember_signal(signal, signal.status)
@@ -1013,8 +1073,18 @@ class Ledger:
             conn = await self._connection()
             high = self._journal.last_seq
             rows = self._journal.pending(self._done_seq, limit)
+            everything = len(rows) < limit  # all of the journal up to ``high``
+            first_held = next((i for i, row in enumerate(rows) if row[1] == "held"), None)
+            if first_held is not None and not self._state_loaded:
+                rows, everything = rows[:first_held], False  # the rest waits for the state
+                if not rows:
+                    await asyncio.sleep(_BACKOFF_CAP)
+                    continue
             try:
-                dead = await self._commit(conn, rows) if rows else []
+                if first_held is not None and self._state_loaded:
+                    rows = self._resolve_held(rows, await _stored_fills(conn, rows))
+                live = [row for row in rows if row[1] != _NOTHING]
+                dead = await self._commit(conn, live) if live else []
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 await self._disconnected(exc)
                 continue
@@ -1026,17 +1096,74 @@ class Ledger:
                 await self._disconnected(exc)
                 await asyncio.sleep(_BACKOFF_CAP)
                 continue
-            done = high if len(rows) < limit else rows[-1][0]
+            done = high if everything else rows[-1][0]
             if rows:
                 self._journal.done(rows[-1][0], dead)
                 self._maybe_checkpoint()
             self._pending_events -= len(rows)
             self._pending_bytes -= sum(len(r[2]) for r in rows)
-            self._committed += len(rows) - len(dead)
+            self._committed += len(live) - len(dead)
             self._dead += len(dead)
             with self._done_cond:
                 self._done_seq = done
                 self._done_cond.notify_all()
+
+    def _resolve_held(self, rows: list[Row], stored: set[tuple[str, str]]) -> list[Row]:
+        """Validate held events now that PostgreSQL's state is in, in journal order.
+
+        Each becomes, in place (same seq), the event its call would have made; one
+        already applied (a fill in ``stored``, PostgreSQL's ``(exchange, fill_id)``;
+        a status the order or signal already has) becomes nothing; one refused
+        becomes nothing too, and goes to the dead letters with a system_logs row
+        saying why (its caller had no error).
+        """
+        out: list[Row] = []
+        rewritten: list[Row] = []
+        refused: list[tuple[Row, str]] = []
+        for row in rows:
+            seq, kind, payload = row
+            if kind != "held":
+                out.append(row)
+                continue
+            held = orjson.loads(payload)
+            call, keys = held.pop("held"), held.pop("held_keys")
+            with self._lock:
+                self._release_held(keys)
+                try:
+                    events = self._apply_held(call, held, stored)
+                except (RecorderError, ValueError, TypeError, KeyError) as exc:
+                    events = []
+                    refused.append((row, f"{type(exc).__name__}: {exc}"))
+                    self._push("log", _held_refusal(seq, call, exc))
+                for later in events[1:]:
+                    self._push(*later)
+            new = (seq, *encode_event(*events[0])) if events else (seq, _NOTHING, payload)
+            self._pending_bytes += len(new[2]) - len(payload)
+            rewritten.append(new)
+            out.append(new)
+        self._journal.rewrite(rewritten, refused)
+        self._dead += len(refused)
+        return out
+
+    def _apply_held(
+        self, call: str, held: dict[str, Any], stored: set[tuple[str, str]]
+    ) -> list[tuple[str, Any]]:
+        if call == "fill":
+            fill = Fill(**{name: held[name] for name in _FILL_FIELDS})
+            return [] if (fill.exchange, fill.fill_id) in stored else self._fill(fill)
+        if call == "order_update":
+            update = OrderUpdate(**held)
+            order = self._orders.get(update.client_order_id)
+            if order is not None and order.status == update.status:
+                return []
+            return [("order_update", self._order_update(update))]
+        if call == "signal_status":
+            status = SignalStatusUpdate(**held)
+            signal = self._signals.get(status.signal_id)
+            if signal is not None and signal.status == status.status:
+                return []
+            return [("signal_status", self._signal_status(status))]
+        raise ValidationError("held", f"unknown held call {call!r}")
 
     def _maybe_checkpoint(self) -> None:
         """Start a journal checkpoint on a worker thread once the WAL is big enough."""
@@ -1160,6 +1287,47 @@ def _status_after_fill(status: str, complete: bool) -> str:
     if complete:
         return "FILLED"
     return status if status == "PENDING_CANCEL" else "PARTIALLY_FILLED"
+
+
+_NOTHING = "none"  # a resolved held event that writes nothing
+
+
+def _order_keys(
+    client_order_id: uuid.UUID | None, exchange_order_id: str | None, state: _OrderState | None
+) -> list[str]:
+    """The held-event keys that name one order: both its ids, as far as they are known."""
+    keys = {f"o:{client_order_id}"} if client_order_id is not None else set()
+    if exchange_order_id is not None:
+        keys.add(f"x:{exchange_order_id}")
+    if state is not None:
+        keys.add(f"o:{state.order.client_order_id}")
+        if state.exchange_order_id is not None:
+            keys.add(f"x:{state.exchange_order_id}")
+    return sorted(keys)
+
+
+async def _stored_fills(
+    conn: psycopg.AsyncConnection[Any], rows: list[Row]
+) -> set[tuple[str, str]]:
+    """``(exchange, fill_id)`` of the held fills in ``rows`` that PostgreSQL already has."""
+    held = [orjson.loads(payload) for _seq, kind, payload in rows if kind == "held"]
+    fill_ids = [p["fill_id"] for p in held if p["held"] == "fill"]
+    if not fill_ids:
+        return set()
+    cur = await conn.execute(
+        "SELECT exchange, fill_id FROM fills WHERE fill_id = ANY(%s)", (fill_ids,)
+    )
+    return {(exchange, fill_id) for exchange, fill_id in await cur.fetchall()}
+
+
+def _held_refusal(seq: int, call: str, exc: Exception) -> LogEntry:
+    return LogEntry(
+        source_module=_SOURCE,
+        log_level="ERROR",
+        message=f"held {call} (ledger event {seq}) refused once PostgreSQL's state was read: "
+        f"{type(exc).__name__}: {exc}"[:2000],
+        context={"journal_seq": seq, "call": call},
+    )
 
 
 def _built(build: Callable[[], LogEntry]) -> LogEntry:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 from collections.abc import Callable
@@ -13,7 +14,7 @@ import pytest
 from ledgerkit import make_fill, make_order, make_signal, rows
 
 from galfriday_recorder.config import RecorderConfig
-from galfriday_recorder.errors import IllegalTransition, RecorderError, UnknownOrder
+from galfriday_recorder.errors import IllegalTransition, RecorderError
 from galfriday_recorder.ledger import Ledger
 from galfriday_recorder.loghandler import LedgerLogHandler
 from galfriday_recorder.records import LogEntry, Order, Signal
@@ -95,9 +96,11 @@ def test_state_from_the_journal_while_postgres_is_down(pg_dsn: str, tmp_path: Pa
     assert rows(pg_dsn, "SELECT count(*) FROM fills") == [(2,)]
 
 
-def test_state_from_postgres_merges_in_once_it_answers(
+def test_events_for_what_only_postgres_knows_are_held_until_it_answers(
     pg_service: PostgresService | None, pg_dsn: str, tmp_path: Path
 ) -> None:
+    """A restart before PostgreSQL is back: calls about orders and signals only it knows
+    are journaled at once (acknowledged), then validated in order once it answers."""
     if pg_service is None:
         pytest.skip("needs the embedded PostgreSQL to stop and start it")
     config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
@@ -105,42 +108,72 @@ def test_state_from_postgres_merges_in_once_it_answers(
 
     pg_service.stop()
     try:
-        second = _started(config)  # a restart before PostgreSQL is back: it knows no orders
-        other = make_order(quantity_ordered=Decimal(3))
+        second = _started(config)
+        other = make_order(quantity_ordered=Decimal(3))  # one it knows: validated at once
         second.record_order(other)
         second.update_order(other.client_order_id, "NEW", exchange_order_id="E-NEW")
-        # An order from before the restart is unknown until PostgreSQL answers: a clear
-        # error to the caller, nothing recorded, nothing else harmed.
-        with pytest.raises(UnknownOrder):
-            second.record_fill(make_fill(entry, "6", "0.5"))
-        # A stop for the old signal, placed and filled meanwhile: its fill waits for the
-        # signal's cycle, which only PostgreSQL knows.
-        stop = make_order(signal, side="SELL", order_type="STOP_LOSS", quantity_ordered=Decimal(4))
+        second.record_fill(make_fill(other, "3", "0.5"))
+        with pytest.raises(IllegalTransition):
+            second.update_order(other.client_order_id, "NEW")
+        # ... and ones it does not know yet: no error now, each checked later, in order.
+        second.update_order(entry.client_order_id, "NEW")  # it is PARTIALLY_FILLED: refused
+        more = make_fill(entry, "2", "0.5", client_order_id=None, exchange_order_id="E-OLD")
+        second.record_fill(more)
+        second.record_fill(more)  # a duplicate report: ignored
+        stop = make_order(signal, side="SELL", order_type="STOP_LOSS", quantity_ordered=Decimal(6))
         second.record_order(stop)
         second.update_order(stop.client_order_id, "NEW", exchange_order_id="X-NEW")
-        second.record_fill(make_fill(stop, "4", "0.45", commission=Decimal("0.01")))
+        second.record_fill(make_fill(stop, "6", "0.45", commission=Decimal("0.01")))
+        assert second.stats()["held"] == 4
     finally:
         pg_service.start()
-    assert second.flush(timeout=60)  # reconnected, and the state from PostgreSQL merged in
-    late = make_fill(entry, "6", "0.5", client_order_id=None, exchange_order_id="E-OLD")
-    second.record_fill(late)
-    second.record_fill(make_fill(other, "3", "0.5"))  # what it learned meanwhile still stands
-    with pytest.raises(IllegalTransition):
-        second.update_order(other.client_order_id, "NEW")
+    assert second.flush(timeout=60)
+    second.record_fill(make_fill(entry, "4", "0.5"))  # validated at once again
+    assert second.flush(timeout=30)
+    [(_seq, kind, _payload, error)] = second.dead_letters()
+    assert kind == "held"
+    assert error.startswith("IllegalTransition: ")
     assert second.close(timeout=30)
+    stats = second.stats()
+    assert (stats["held"], stats["dead_letters"], stats["duplicates_ignored"]) == (0, 1, 1)
     assert rows(
         pg_dsn,
         "SELECT exchange_order_id, status, quantity_filled FROM orders ORDER BY exchange_order_id",
     ) == [
         ("E-NEW", "FILLED", Decimal(3)),
         ("E-OLD", "FILLED", Decimal(10)),
-        ("X-NEW", "FILLED", Decimal(4)),
+        ("X-NEW", "FILLED", Decimal(6)),
     ]
-    assert rows(pg_dsn, "SELECT count(*) FROM fills") == [(4,)]
-    # The stop closed the 4 bought before the restart: (1.80 - 2.00) - 0.01, exactly.
+    assert rows(pg_dsn, "SELECT count(*) FROM fills") == [(5,)]
+    # The stop closed the 6 bought (4 before the restart, 2 after): 2.70 - 3.00 - 0.01.
     assert rows(pg_dsn, "SELECT signal_id, quantity, realized_pnl, exit_reason FROM trades") == [
-        (signal.signal_id, Decimal(4), Decimal("-0.21"), "SL_HIT")
+        (signal.signal_id, Decimal(6), Decimal("-0.31"), "SL_HIT")
     ]
+    [said] = rows(pg_dsn, "SELECT message FROM system_logs WHERE log_level = 'ERROR'")
+    assert said[0].startswith("held order_update")
+
+
+def test_a_call_after_held_ones_for_the_same_order_waits_its_turn(
+    pg_service: PostgresService | None, pg_dsn: str, tmp_path: Path
+) -> None:
+    if pg_service is None:
+        pytest.skip("needs the embedded PostgreSQL to stop and start it")
+    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
+    _signal, entry = _bought(config, "4", "0.5", "E-1")
+    pg_service.stop()
+    try:
+        offline = _started(config)
+        offline.record_fill(make_fill(entry, "6", "0.5"))  # held: completes the order
+        assert not offline.close(timeout=0.2)
+    finally:
+        pg_service.start()
+    ledger = _started(config)  # reads PostgreSQL; the held fill is not resolved yet
+    # A cancel now must not overtake the fill it follows: FILLED -> CANCELED is refused,
+    # at once or (held behind the fill) when it is resolved.
+    with contextlib.suppress(IllegalTransition):
+        ledger.update_order(entry.client_order_id, "CANCELED")
+    assert ledger.close(timeout=30)
+    assert rows(pg_dsn, "SELECT status, quantity_filled FROM orders") == [("FILLED", Decimal(10))]
 
 
 def test_a_fill_both_journaled_and_committed_counts_once_after_a_late_merge(
