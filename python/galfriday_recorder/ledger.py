@@ -557,16 +557,18 @@ class Ledger:
             assert self._wake_soon is not None
             self._wake_soon(self._wake)
 
-    def _must_hold(self, keys: list[str], *, known: bool) -> bool:
-        """Hold an event PostgreSQL's state is needed for, or that follows one held."""
-        if self._held_keys and any(key in self._held_keys for key in keys):
-            return True
-        return not known and not self._state_loaded
+    def _holding(self) -> bool:
+        """Whether a call may have to be held (the common case answers no at once)."""
+        return not self._state_loaded or bool(self._held_keys)
 
-    def _hold(self, call: str, record: Any, keys: list[str]) -> None:
+    def _held(self, call: str, record: Any, keys: list[str], *, known: bool) -> bool:
+        """Hold an event PostgreSQL's state is needed for, or that follows one held."""
+        if not any(key in self._held_keys for key in keys) and (known or self._state_loaded):
+            return False
         self._held_keys.update(keys)
         self._held_pending += 1
         self._push("held", (record, {"held": call, "held_keys": keys}))
+        return True
 
     def _release_held(self, keys: list[str]) -> None:
         self._held_keys.subtract(keys)
@@ -615,9 +617,12 @@ class Ledger:
         )
         with self._lock:
             self._admit()
-            keys = [f"s:{update.signal_id}"]
-            if self._must_hold(keys, known=update.signal_id in self._signals):
-                self._hold("signal_status", update, keys)
+            if self._holding() and self._held(
+                "signal_status",
+                update,
+                [f"s:{update.signal_id}"],
+                known=update.signal_id in self._signals,
+            ):
                 return
             self._push("signal_status", self._signal_status(update))
 
@@ -675,11 +680,11 @@ class Ledger:
         )
         with self._lock:
             self._admit()
-            state = self._orders.get(update.client_order_id)
-            keys = _order_keys(update.client_order_id, update.exchange_order_id, state)
-            if self._must_hold(keys, known=state is not None):
-                self._hold("order_update", update, keys)
-                return
+            if self._holding():
+                state = self._orders.get(update.client_order_id)
+                keys = _order_keys(update.client_order_id, update.exchange_order_id, state)
+                if self._held("order_update", update, keys, known=state is not None):
+                    return
             self._push("order_update", self._order_update(update))
 
     def _order_update(self, update: OrderUpdate) -> OrderUpdate:
@@ -714,20 +719,21 @@ class Ledger:
         _require(fill, Fill, "fill")
         with self._lock:
             self._admit()
-            cid = fill.client_order_id
-            if cid is None and fill.exchange_order_id is not None:
-                cid = self._by_exchange_id.get(fill.exchange_order_id)
-            state = self._orders.get(cid) if cid is not None else None
-            keys = _order_keys(fill.client_order_id, fill.exchange_order_id, state)
-            sid = state.order.signal_id if state is not None else None
-            # The fill's trade cycle is its signal's: one only PostgreSQL may know.
-            known = state is not None and (sid is None or sid in self._signals)
-            if self._must_hold(keys, known=known):
-                self._hold("fill", fill, keys)
+            if self._holding() and self._held_fill(fill):
                 return
-            events = self._fill(fill)
-            for kind, event in events:
+            for kind, event in self._fill(fill):
                 self._push(kind, event)
+
+    def _held_fill(self, fill: Fill) -> bool:
+        cid = fill.client_order_id
+        if cid is None and fill.exchange_order_id is not None:
+            cid = self._by_exchange_id.get(fill.exchange_order_id)
+        state = self._orders.get(cid) if cid is not None else None
+        sid = state.order.signal_id if state is not None else None
+        # The fill's trade cycle is its signal's: one only PostgreSQL may know.
+        known = state is not None and (sid is None or sid in self._signals)
+        keys = _order_keys(fill.client_order_id, fill.exchange_order_id, state)
+        return self._held("fill", fill, keys, known=known)
 
     def _fill(self, fill: Fill) -> list[tuple[str, Any]]:
         """Validate and apply a fill: its event and the trade it closes; none if a duplicate."""
