@@ -211,7 +211,7 @@ def test_bench_ledger_baseline_per_row_commit(benchmark: Any, pg_dsn: str) -> No
     print(f"\nper-row INSERT+COMMIT baseline: {rate:,.0f} events/s")
 
 
-@pytest.mark.benchmark(group="ledger-commit")
+@pytest.mark.benchmark(group="ledger: PostgreSQL time per event kind")
 def test_bench_ledger_server_time_per_kind(benchmark: Any, pg_dsn: str) -> None:
     """Where a group's time goes in PostgreSQL: each kind's statement timed on its own.
 
