@@ -360,6 +360,11 @@ class _OrderState:
         self.fill_ids: set[str] = set()
 
 
+# A replayed row (kind, payload), or a replayed fill whose order is known but whose
+# signal's cycle is not (the order state has it; only the cycle waits).
+_Deferred = tuple[str, dict[str, Any]] | tuple[_OrderState, Fill]
+
+
 def _percentile(values: list[float], q: float) -> float:
     if not values:
         return 0.0
@@ -383,9 +388,10 @@ class Ledger:
         self._by_exchange_id: dict[str, uuid.UUID] = {}
         self._terminal: collections.deque[uuid.UUID] = collections.deque()
         self._cycles: dict[uuid.UUID, Cycle] = {}
-        # Fills of orders whose signal is not known yet: PostgreSQL has not been read
-        # since the start. They join their signal's cycle once it has (_load_pg_state).
-        self._unlinked: list[tuple[_OrderState, Fill]] = []
+        # Journal replay that needs PostgreSQL's state, which a start without it lacks
+        # (_load_pg_state applies it, in journal order, once read): rows for orders or
+        # signals only PostgreSQL knows, and fills whose signal's cycle only it knows.
+        self._replay_later: list[_Deferred] = []
         # Held events: a fill or status update for an order or signal the ledger cannot
         # see until PostgreSQL answers. Journaled as they come, validated once it does.
         # Keys ("o:", "x:", "s:" + id) of those not yet resolved: later calls for the
@@ -888,7 +894,7 @@ class Ledger:
             if sid in self._signals:  # recorded before its signal was known
                 signal = state.signal = self._signals[sid].signal
             elif not self._state_loaded:  # a replayed fill: it joins once PostgreSQL is read
-                self._unlinked.append((state, fill))
+                self._replay_later.append((state, fill))
         if signal is None:
             return None
         cycle = self._cycles.get(signal.signal_id)
@@ -924,17 +930,11 @@ class Ledger:
     def _load_pg_state(self, connect_timeout: int) -> None:
         """Seed the state machines from PostgreSQL; what is already known wins (it is newer)."""
         with self._lock:
-            waiting = [str(st.order.client_order_id) for st, _fill in self._unlinked]
+            waiting = [_replayed_fill_id(item) for item in self._replay_later]
         try:
             with psycopg.connect(self._config.pg_dsn, connect_timeout=connect_timeout) as conn:
                 state = load_recovery_state(conn)
-                stored = set(
-                    conn.execute(
-                        "SELECT o.client_order_id::text, f.fill_id FROM fills f "
-                        "JOIN orders o USING (order_pk) WHERE o.client_order_id::text = ANY(%s)",
-                        (waiting,),
-                    ).fetchall()
-                )
+                stored = set(conn.execute(_STORED_FILLS, ([f for f in waiting if f],)).fetchall())
         except psycopg.Error as exc:
             log.warning(
                 "ledger state not loaded from PostgreSQL yet (%s): %s",
@@ -955,21 +955,24 @@ class Ledger:
             for cycle in state.open_cycles:
                 self._cycles.setdefault(cycle.signal_id, cycle)
             self._state_loaded = True
-            self._link_unlinked(stored)
+            self._replay_deferred(stored)
 
-    def _link_unlinked(self, stored: set[tuple[str, str]]) -> None:
-        """Apply the fills that waited for their signal, in the order they came.
+    def _replay_deferred(self, stored: set[tuple[str, str]]) -> None:
+        """Apply the replay that waited for PostgreSQL's state, in journal order.
 
         A fill PostgreSQL already holds (journaled by a process that crashed after
-        committing it) is in the cycle read from PostgreSQL: not applied twice.
+        committing it) is in the state read from it: not applied twice.
         """
-        unlinked, self._unlinked = self._unlinked, []
-        for state, fill in unlinked:
-            if (str(state.order.client_order_id), fill.fill_id) in stored:
-                continue
-            trade = self._apply_to_cycle(state, fill, emit=True)
-            if trade is not None:
-                self._push("trade", trade)
+        deferred, self._replay_later = self._replay_later, []
+        for item in deferred:
+            if isinstance(item[0], _OrderState):  # the order is known: only the cycle waited
+                state, fill = item
+                if (fill.exchange, fill.fill_id) not in stored:
+                    self._apply_to_cycle(state, fill, emit=False)
+            else:
+                kind, p = item
+                if kind != "fill" or (p["exchange"], p["fill_id"]) not in stored:
+                    self._replay_event(kind, p)
 
     def _replay_journal_into_state(self) -> None:
         """Apply journaled, uncommitted events to the state machines (nothing is re-emitted).
@@ -983,6 +986,15 @@ class Ledger:
                     self._replay_event(kind, orjson.loads(payload))
             after = rows[-1][0]
 
+    def _replay_needs_pg(self, kind: str, p: dict[str, Any]) -> bool:
+        """A replayed row about an order or signal that only PostgreSQL (not yet read) has."""
+        if self._state_loaded:
+            return False
+        if kind == "signal_status":
+            return uuid.UUID(p["signal_id"]) not in self._signals
+        key = "client_order_id" if kind == "order_update" else "order_client_id"
+        return uuid.UUID(p[key]) not in self._orders
+
     def _replay_event(self, kind: str, p: dict[str, Any]) -> None:
         if kind == "held":  # validated once PostgreSQL's state is in (_resolve_held)
             self._held_keys.update(p["held_keys"])
@@ -991,6 +1003,8 @@ class Ledger:
             signal = Signal(**p)
             if signal.signal_id not in self._signals:
                 self._remember_signal(signal, signal.status)
+        elif kind in ("signal_status", "order_update", "fill") and self._replay_needs_pg(kind, p):
+            self._replay_later.append((kind, p))
         elif kind == "signal_status":
             sig = self._signals.get(uuid.UUID(p["signal_id"]))
             if sig is not None and p["status"] in SIGNAL_TRANSITIONS[sig.status]:
@@ -1312,6 +1326,9 @@ def _order_keys(
     return sorted(keys)
 
 
+_STORED_FILLS = "SELECT exchange, fill_id FROM fills WHERE fill_id = ANY(%s)"
+
+
 async def _stored_fills(
     conn: psycopg.AsyncConnection[Any], rows: list[Row]
 ) -> set[tuple[str, str]]:
@@ -1320,10 +1337,15 @@ async def _stored_fills(
     fill_ids = [p["fill_id"] for p in held if p["held"] == "fill"]
     if not fill_ids:
         return set()
-    cur = await conn.execute(
-        "SELECT exchange, fill_id FROM fills WHERE fill_id = ANY(%s)", (fill_ids,)
-    )
+    cur = await conn.execute(_STORED_FILLS, (fill_ids,))
     return {(exchange, fill_id) for exchange, fill_id in await cur.fetchall()}
+
+
+def _replayed_fill_id(item: _Deferred) -> str | None:
+    if isinstance(item[0], _OrderState):
+        return item[1].fill_id
+    kind, p = item
+    return p["fill_id"] if kind == "fill" else None
 
 
 def _held_refusal(seq: int, call: str, exc: Exception) -> LogEntry:

@@ -153,6 +153,43 @@ def test_events_for_what_only_postgres_knows_are_held_until_it_answers(
     assert said[0].startswith("held order_update")
 
 
+def test_journaled_fills_for_orders_only_postgres_knows_join_their_cycle_once_read(
+    pg_service: PostgresService | None, pg_dsn: str, tmp_path: Path
+) -> None:
+    """Fills journaled during an outage, then a restart before PostgreSQL is back: the
+    replay waits for its state, and the cycle comes out exact."""
+    if pg_service is None:
+        pytest.skip("needs the embedded PostgreSQL to stop and start it")
+    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
+    first = _started(config)
+    signal = make_signal()
+    first.record_signal(signal)
+    entry = make_order(signal, quantity_ordered=Decimal(10))
+    first.record_order(entry)
+    first.record_fill(make_fill(entry, "4", "0.5"))
+    assert first.flush(timeout=30)  # committed: after a restart only PostgreSQL knows them
+    pg_service.stop()
+    try:
+        first.record_fill(make_fill(entry, "3", "0.5"))  # journaled, not committed
+        exit_ = make_order(signal, side="SELL", quantity_ordered=Decimal(2))
+        first.record_order(exit_)
+        first.record_fill(make_fill(exit_, "2", "0.6"))
+        assert not first.close(timeout=0.5)
+        second = _started(config)  # replays: the entry's order and the exit's signal unknown
+    finally:
+        pg_service.start()
+    assert second.flush(timeout=60)
+    rest = make_order(signal, side="SELL", quantity_ordered=Decimal(5))
+    second.record_order(rest)
+    second.record_fill(make_fill(rest, "5", "0.7"))
+    assert second.close(timeout=30)
+    # 7 bought at 0.5; 2 sold at 0.6 and 5 at 0.7: 1.2 + 3.5 - 3.5.
+    assert rows(pg_dsn, "SELECT quantity, average_exit_price, realized_pnl FROM trades") == [
+        (Decimal(7), Decimal("0.671428571428571429"), Decimal("1.2"))
+    ]
+    assert rows(pg_dsn, "SELECT count(*) FROM system_logs WHERE log_level = 'WARNING'") == [(0,)]
+
+
 def test_a_call_after_held_ones_for_the_same_order_waits_its_turn(
     pg_service: PostgresService | None, pg_dsn: str, tmp_path: Path
 ) -> None:
