@@ -12,31 +12,19 @@ import logging
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from galfriday_recorder import Fill, Order, Recorder, RecorderConfig
-from galfriday_recorder.services import InfluxService
 from galfriday_recorder.synth import SyntheticKraken
 
 ROUNDS = 20_000
 
 
 @pytest.fixture
-def rec(
-    pg_dsn: str, influx_service: InfluxService, influx_db: str, tmp_path: Path
-) -> Iterator[Recorder]:
-    cfg = RecorderConfig.load(
-        env={},
-        pg_dsn=pg_dsn,
-        influx_url=influx_service.url(),
-        influx_database=influx_db,
-        data_dir=tmp_path / "data",
-        metrics_interval_s=1.0,
-    )
-    with Recorder(cfg) as recorder:
+def rec(recorder_config: Callable[..., RecorderConfig]) -> Iterator[Recorder]:
+    with Recorder(recorder_config(metrics_interval_s=1.0)) as recorder:
         yield recorder
         assert recorder.flush(120)
 

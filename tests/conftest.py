@@ -13,12 +13,14 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
+from galfriday_recorder.config import RecorderConfig
 from galfriday_recorder.migrate import migrate
 from galfriday_recorder.services import (
     InfluxService,
@@ -97,6 +99,25 @@ def influx_db(influx_service: InfluxService) -> Iterator[str]:
     influx_service.create_database(name)
     yield name
     influx_service.query(f'DROP DATABASE "{name}"')
+
+
+@pytest.fixture
+def recorder_config(
+    pg_dsn: str, influx_service: InfluxService, influx_db: str, tmp_path: Path
+) -> Callable[..., RecorderConfig]:
+    """Makes a config on this test's database and InfluxDB, data under ``tmp_path``."""
+
+    def make(**overrides: Any) -> RecorderConfig:
+        return RecorderConfig.load(
+            env={},
+            pg_dsn=pg_dsn,
+            influx_url=influx_service.url(),
+            influx_database=influx_db,
+            data_dir=tmp_path / "data",
+            **overrides,
+        )
+
+    return make
 
 
 @pytest.fixture(scope="session")

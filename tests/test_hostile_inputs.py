@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -56,18 +55,12 @@ class Env:
 
 @pytest.fixture
 def env(
-    pg_dsn: str, influx_service: InfluxService, influx_db: str, tmp_path: Path
+    recorder_config: Callable[..., RecorderConfig],
+    pg_dsn: str,
+    influx_service: InfluxService,
+    influx_db: str,
 ) -> Iterator[Env]:
-    config = RecorderConfig.load(
-        env={},
-        pg_dsn=pg_dsn,
-        influx_url=influx_service.url(),
-        influx_database=influx_db,
-        data_dir=tmp_path / "data",
-        batch_interval_s=0.1,
-        metrics_interval_s=3600.0,
-        ohlcv_intervals=(),
-    )
+    config = recorder_config(batch_interval_s=0.1, metrics_interval_s=3600.0, ohlcv_intervals=())
     session = [f for _, f in SyntheticKraken(["XRP/USD", "DOGE/USD"], seed=5).session(400)]
     rec = Recorder(config).start()
     for frame in session[:250]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -28,19 +28,8 @@ from galfriday_recorder.synth import SyntheticKraken
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
-def _config(
-    pg_dsn: str, influx: InfluxService, db: str, tmp_path: Path, **extra: object
-) -> RecorderConfig:
-    return RecorderConfig.load(
-        env={},
-        pg_dsn=pg_dsn,
-        influx_url=influx.url(),
-        influx_database=db,
-        data_dir=tmp_path / "data",
-        metrics_interval_s=0.2,
-        batch_interval_s=0.1,
-        **extra,
-    )
+def _config(make: Callable[..., RecorderConfig], **extra: object) -> RecorderConfig:
+    return make(metrics_interval_s=0.2, batch_interval_s=0.1, **extra)
 
 
 def _counts(dsn: str) -> dict[str, int]:
@@ -49,9 +38,12 @@ def _counts(dsn: str) -> dict[str, int]:
 
 
 def test_every_method_lands_in_every_table_and_measurement(
-    pg_dsn: str, influx_service: InfluxService, influx_db: str, tmp_path: Path
+    recorder_config: Callable[..., RecorderConfig],
+    pg_dsn: str,
+    influx_service: InfluxService,
+    influx_db: str,
 ) -> None:
-    cfg = _config(pg_dsn, influx_service, influx_db, tmp_path)
+    cfg = _config(recorder_config)
     market = SyntheticKraken(["XRP/USD"], seed=3, step_ns=1_000_000_000)
     with Recorder(cfg) as rec:
         tops = [t for _, f in market.session(200) for t in rec.on_market_frame(f)]
@@ -216,12 +208,10 @@ def test_every_method_lands_in_every_table_and_measurement(
     assert own["results"][0]["series"][0]["values"][0][1] >= 1
 
 
-def test_bad_input_raises_and_harms_nothing(
-    pg_dsn: str, influx_service: InfluxService, influx_db: str, tmp_path: Path
-) -> None:
+def test_bad_input_raises_and_harms_nothing(recorder_config: Callable[..., RecorderConfig]) -> None:
     from galfriday_recorder import MalformedFrame, UnknownSymbol, ValidationError
 
-    cfg = _config(pg_dsn, influx_service, influx_db, tmp_path)
+    cfg = _config(recorder_config)
     market = SyntheticKraken(["XRP/USD"], seed=5)
     with Recorder(cfg) as rec:
         frames = [f for _, f in market.session(50)]
@@ -254,15 +244,15 @@ def test_bad_input_raises_and_harms_nothing(
 
 @pytest.mark.faults
 def test_bot_loop_never_waits_while_both_databases_are_down(
+    recorder_config: Callable[..., RecorderConfig],
     pg_service: PostgresService | None,
     pg_dsn: str,
     influx_service: InfluxService,
     influx_db: str,
-    tmp_path: Path,
 ) -> None:
     if pg_service is None:
         pytest.skip("needs the embedded PostgreSQL to stop and start it")
-    cfg = _config(pg_dsn, influx_service, influx_db, tmp_path, l2_levels=2)
+    cfg = _config(recorder_config, l2_levels=2)
     frames = [f for _, f in SyntheticKraken(["XRP/USD", "DOGE/USD"], seed=9).session(100_000)]
     snapshots = len(range(0, len(frames), 10))
     lateness: list[float] = []
