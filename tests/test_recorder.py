@@ -314,3 +314,21 @@ def test_bot_loop_never_waits_while_both_databases_are_down(
     assert points["system_metrics"] >= snapshots
     assert stats["series_lines_dropped"] == 0
     assert points["market_data_l2"] == stats["market_book_messages"]
+
+
+def test_a_full_market_buffer_is_counted_and_said(
+    recorder_config: Callable[..., RecorderConfig], caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = recorder_config(buffer_max_bytes=2048, metrics_interval_s=0.1)
+    frames = [f for _, f in SyntheticKraken(["XRP/USD"], seed=2).session(500)]
+    with (
+        caplog.at_level(logging.WARNING, logger="galfriday_recorder.recorder"),
+        Recorder(cfg) as rec,
+    ):
+        for frame in frames:  # far faster than one 20 ms drain: the buffer fills
+            rec.on_market_frame(frame)
+        assert rec.stats()["market_lines_dropped"] > 0
+        deadline = time.monotonic() + 5
+        while "market lines dropped" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert "market lines dropped since the last sample" in caplog.text

@@ -440,12 +440,24 @@ class Recorder:
 
     async def _sample_metrics(self) -> None:
         self._process.cpu_percent(None)
+        market_dropped = 0
         while True:
             await asyncio.sleep(self.config.metrics_interval_s)
             try:
                 self.record_system_metrics(self._self_metrics(), module_id="recorder")
             except Exception:
                 log.exception("self-metrics sample failed")
+            # The core cannot log: say here when its buffer was full (the series writer
+            # logs its own drops).
+            dropped = self.market.stats()["lines_dropped"]
+            if dropped > market_dropped:
+                log.warning(
+                    "%d market lines dropped since the last sample: the core's buffer was "
+                    "at buffer_max_bytes (%d) because nothing drained it",
+                    dropped - market_dropped,
+                    self.config.buffer_max_bytes,
+                )
+            market_dropped = dropped
 
 
 def _remaining(deadline: float | None) -> float | None:
