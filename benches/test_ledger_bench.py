@@ -32,6 +32,7 @@ import psycopg
 import pytest
 
 from galfriday_recorder.config import RecorderConfig
+from galfriday_recorder.lab.synth import RoundTrip
 from galfriday_recorder.ledger import KIND_ORDER, STATEMENTS, Bulk, Ledger, encode_event
 from galfriday_recorder.records import (
     Fill,
@@ -42,7 +43,6 @@ from galfriday_recorder.records import (
     Signal,
     SignalStatusUpdate,
 )
-from galfriday_recorder.synth import RoundTrip
 
 _T0 = datetime(2026, 11, 24, tzinfo=timezone.utc)
 CYCLES_PER_ROUND = 250

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from galfriday_recorder import Fill, Order, Recorder, RecorderConfig
-from galfriday_recorder.synth import SyntheticKraken
+from galfriday_recorder.lab.synth import SyntheticKraken
 
 ROUNDS = 20_000
 

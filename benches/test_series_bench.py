@@ -27,8 +27,8 @@ import psutil
 import pytest
 
 from galfriday_recorder.config import RecorderConfig
+from galfriday_recorder.lab.services import InfluxService, VictoriaMetricsService
 from galfriday_recorder.series import SeriesWriter
-from galfriday_recorder.services import InfluxService, VictoriaMetricsService
 
 POINTS = 100_000
 CHUNK = 100

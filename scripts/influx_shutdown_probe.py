@@ -19,7 +19,7 @@ from pathlib import Path
 
 import urllib3
 
-from galfriday_recorder.services import InfluxService
+from galfriday_recorder.lab.services import InfluxService
 
 BATCH = 4000
 

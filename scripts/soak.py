@@ -43,8 +43,8 @@ import psutil
 import psycopg
 
 from galfriday_recorder import PortfolioSnapshot, Recorder, RecorderConfig
-from galfriday_recorder.services import InfluxService, PostgresService
-from galfriday_recorder.synth import DEFAULT_PAIRS, RoundTrip, SyntheticKraken
+from galfriday_recorder.lab.services import InfluxService, PostgresService
+from galfriday_recorder.lab.synth import DEFAULT_PAIRS, RoundTrip, SyntheticKraken
 
 LOOP_SECONDS = 6.0  # seconds of book updates generated once and replayed
 

@@ -21,12 +21,12 @@ import psycopg
 import pytest
 
 from galfriday_recorder.config import RecorderConfig
-from galfriday_recorder.migrate import migrate
-from galfriday_recorder.services import (
+from galfriday_recorder.lab.services import (
     InfluxService,
     PostgresService,
     VictoriaMetricsService,
 )
+from galfriday_recorder.migrate import migrate
 
 EXTERNAL_PG = os.environ.get("GALFRIDAY_TEST_PG_DSN")
 

@@ -13,9 +13,9 @@ import orjson
 import psycopg
 import pytest
 
+from galfriday_recorder.lab.services import LocalServices
+from galfriday_recorder.lab.synth import SyntheticKraken
 from galfriday_recorder.report import SEED_MEASUREMENTS, SEED_TABLES, measurement_counts
-from galfriday_recorder.services import LocalServices
-from galfriday_recorder.synth import SyntheticKraken
 
 ROW = re.compile(r"^  (\w+)\s+([\d,]+)(?:\s+(\w+)\s+([\d,]+))?$")
 

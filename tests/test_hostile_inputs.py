@@ -37,8 +37,8 @@ from galfriday_recorder import (
     UnknownSymbol,
     ValidationError,
 )
-from galfriday_recorder.services import InfluxService
-from galfriday_recorder.synth import SyntheticKraken
+from galfriday_recorder.lab.services import InfluxService
+from galfriday_recorder.lab.synth import SyntheticKraken
 
 T0 = datetime(2026, 2, 1, tzinfo=timezone.utc)
 TEN_MB = 10 * 1024 * 1024

@@ -21,9 +21,9 @@ from galfriday_recorder import (
     Signal,
     Trade,
 )
+from galfriday_recorder.lab.services import InfluxService, PostgresService
+from galfriday_recorder.lab.synth import SyntheticKraken
 from galfriday_recorder.report import SEED_MEASUREMENTS, SEED_TABLES, measurement_counts
-from galfriday_recorder.services import InfluxService, PostgresService
-from galfriday_recorder.synth import SyntheticKraken
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from galfriday_recorder.services import InfluxService, PostgresService, VictoriaMetricsService
+from galfriday_recorder.lab.services import InfluxService, PostgresService, VictoriaMetricsService
 
 
 def test_influxdb_round_trip(influx_service: InfluxService, influx_db: str) -> None:

@@ -14,8 +14,8 @@ from psycopg import sql
 
 from .config import RecorderConfig, redact
 from .errors import RecorderError
+from .lab.services import LocalServices, free_port
 from .report import SEED_MEASUREMENTS, SEED_TABLES, build_report, measurement_counts, table_counts
-from .services import LocalServices, free_port
 
 DEFAULT_HOME = Path(".galfriday")
 
@@ -138,7 +138,7 @@ def _summary(
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_session
+    from .lab.demo import run_session
     from .recorder import Recorder
 
     pairs = [p.strip() for p in args.pairs.split(",") if p.strip()]

@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from galfriday_recorder import Fill, Order, Recorder, RecorderConfig, Signal
-from galfriday_recorder.demo import DemoStrategy
+from galfriday_recorder.lab.demo import DemoStrategy
+from galfriday_recorder.lab.synth import RoundTrip, SyntheticKraken
 from galfriday_recorder.records import PortfolioSnapshot
-from galfriday_recorder.synth import RoundTrip, SyntheticKraken
 
 STAT_KEYS = (
     "market_book_messages",

@@ -23,9 +23,9 @@ import psycopg
 import pytest
 
 from galfriday_recorder import PortfolioSnapshot, Recorder, RecorderConfig
-from galfriday_recorder.services import InfluxService
+from galfriday_recorder.lab.services import InfluxService
+from galfriday_recorder.lab.synth import SyntheticKraken
 from galfriday_recorder.spool import spool_status
-from galfriday_recorder.synth import SyntheticKraken
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]
 

@@ -37,7 +37,7 @@ import orjson
 import psycopg
 import pytest
 
-from galfriday_recorder.services import InfluxService, PostgresService
+from galfriday_recorder.lab.services import InfluxService, PostgresService
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(240)]
 

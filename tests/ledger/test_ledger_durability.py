@@ -22,9 +22,9 @@ from ledgerkit import make_fill, make_order, make_signal, rows
 
 from galfriday_recorder.config import RecorderConfig
 from galfriday_recorder.errors import LedgerBackpressure
+from galfriday_recorder.lab.services import PostgresService
 from galfriday_recorder.ledger import Ledger
 from galfriday_recorder.records import LogEntry
-from galfriday_recorder.services import PostgresService
 
 UNREACHABLE = "postgresql://postgres@/postgres?host=/nonexistent-galfriday-socket-dir"
 

@@ -8,14 +8,14 @@ the resulting top 10. Numbers are written with full precision (``0.10000000``)
 as JSON numbers (v2) or quoted strings (v1), exactly as Kraken does.
 
 Used by the tests and benchmarks; number, time and checksum text come from
-:mod:`galfriday_recorder.synth`, which writes the demo's v2 sessions.
+:mod:`galfriday_recorder.lab.synth`, which writes the demo's v2 sessions.
 """
 
 from __future__ import annotations
 
 import random
 
-from galfriday_recorder.synth import Level, book_checksum, fixed_text, rfc3339
+from galfriday_recorder.lab.synth import Level, book_checksum, fixed_text, rfc3339
 
 
 class SyntheticBook:

@@ -21,7 +21,7 @@ from galfriday_recorder._core import (
     RecorderError,
     UnknownSymbol,
 )
-from galfriday_recorder.synth import fixed_text, rfc3339
+from galfriday_recorder.lab.synth import fixed_text, rfc3339
 
 # Kraken's documented v2 checksum example (docs "Spot Websockets (v2) Book Checksum").
 DOC_BIDS = [

@@ -14,8 +14,8 @@ import pytest
 from lpkit import numbered
 
 from galfriday_recorder.config import RecorderConfig
+from galfriday_recorder.lab.services import InfluxService, free_port
 from galfriday_recorder.series import SeriesWriter
-from galfriday_recorder.services import InfluxService, free_port
 from galfriday_recorder.spool import spool_status
 
 pytestmark = pytest.mark.faults

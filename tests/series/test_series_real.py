@@ -13,8 +13,8 @@ import pytest
 from lpkit import lp, wait_for
 
 from galfriday_recorder.config import RecorderConfig
+from galfriday_recorder.lab.services import InfluxService, VictoriaMetricsService
 from galfriday_recorder.series import SeriesWriter, spool_replay
-from galfriday_recorder.services import InfluxService, VictoriaMetricsService
 from galfriday_recorder.spool import Spool, SpoolLocked, spool_status
 
 T0 = 1_732_400_000_123_456_789

@@ -19,9 +19,9 @@ from lpkit import FakeInflux, Reply, numbered, wait_for
 
 from galfriday_recorder import series
 from galfriday_recorder.config import RecorderConfig
+from galfriday_recorder.lab.services import free_port
 from galfriday_recorder.runtime import BackgroundLoop
 from galfriday_recorder.series import SENDERS, SeriesWriter
-from galfriday_recorder.services import free_port
 from galfriday_recorder.spool import spool_status
 
 MAX_WRITE_CALL_S = 0.05  # generous: a GIL switch interval is 5 ms; the typical call is ~1 µs

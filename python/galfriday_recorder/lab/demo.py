@@ -20,9 +20,9 @@ from datetime import datetime, timezone
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
-from ._core import BookTop
-from .recorder import Recorder
-from .records import Fill, Order, PortfolioSnapshot, Signal
+from .._core import BookTop
+from ..recorder import Recorder
+from ..records import Fill, Order, PortfolioSnapshot, Signal
 from .synth import DEFAULT_PAIRS, SyntheticKraken
 
 log = logging.getLogger("galfriday.strategy")

@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .records import Fill, Order, Signal
+from ..records import Fill, Order, Signal
 
 if TYPE_CHECKING:
-    from .recorder import Recorder
+    from ..recorder import Recorder
 
 CHECKSUM_DEPTH = 10
 Level = tuple[int, int]  # (price mantissa, quantity mantissa)

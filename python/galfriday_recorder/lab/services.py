@@ -24,7 +24,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .errors import ServiceError
+from ..errors import ServiceError
 
 _START_TIMEOUT_S = 60.0
 
