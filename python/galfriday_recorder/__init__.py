@@ -22,12 +22,14 @@ from .errors import (
 )
 from .ledger import Ledger
 from .loghandler import LedgerLogHandler
+from .query import AsyncQuery, Query
 from .recorder import FlushReport, Recorder
 from .records import Fill, LogEntry, Order, PortfolioSnapshot, Signal, Trade
 from .series import SeriesWriter, SeriesWriterClosed
 from .spool import SpoolLocked
 
 __all__ = [
+    "AsyncQuery",
     "BookOutOfSync",
     "BookTop",
     "BookView",
@@ -45,6 +47,7 @@ __all__ = [
     "MigrationError",
     "Order",
     "PortfolioSnapshot",
+    "Query",
     "Recorder",
     "RecorderConfig",
     "RecorderError",

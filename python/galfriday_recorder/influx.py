@@ -20,6 +20,7 @@ import urllib3
 
 from .config import RecorderConfig, redact
 from .errors import RecorderError
+from .influxql import auth_headers
 
 MAX_RETRY_AFTER_S = 300.0
 
@@ -95,14 +96,7 @@ class V1Transport:
             "Content-Type": "text/plain; charset=utf-8",
             "Content-Encoding": "gzip",
         }
-        if config.influx_username or config.influx_password:
-            self._headers.update(
-                urllib3.util.make_headers(
-                    basic_auth=f"{config.influx_username}:{config.influx_password}"
-                )
-            )
-        elif config.influx_token:
-            self._headers["Authorization"] = f"Token {config.influx_token}"
+        self._headers.update(auth_headers(config))
         self._http = urllib3.PoolManager(
             num_pools=1,
             maxsize=pool_size,

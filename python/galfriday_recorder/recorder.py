@@ -32,6 +32,7 @@ from .config import RecorderConfig, redact
 from .ledger import Ledger
 from .loghandler import LedgerLogHandler
 from .migrate import migrate
+from .query import AsyncQuery, Query
 from .records import Fill, Order, PortfolioSnapshot, Signal, Trade
 from .recovery import RecoveryState
 from .runtime import BackgroundLoop
@@ -289,6 +290,15 @@ class Recorder:
 
     def load_recovery_state(self) -> RecoveryState:
         return self.ledger.load_recovery_state()
+
+    # -- reads ------------------------------------------------------------
+    def query(self) -> Query:
+        """Reads on the caller's thread, on a connection of their own (close it when done)."""
+        return Query(self.config)
+
+    def async_query(self) -> AsyncQuery:
+        """The same reads on the caller's event loop."""
+        return AsyncQuery(self.config)
 
     # -- series -----------------------------------------------------------
     def _point(
