@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
+import psutil
 import psycopg
 import pytest
 
@@ -73,7 +74,7 @@ def test_demo_fills_every_table_and_measurement_and_tells_the_truth(
 ) -> None:
     result = demo
     shown_tables, shown_points = summary(result.stdout)
-    real_tables, real_points = db_counts(home, "galfriday_demo")
+    real_tables, real_points = db_counts(home, "galfriday")
     assert shown_tables == real_tables
     assert shown_points == real_points
     assert all(real_tables[t] > 0 for t in SEED_TABLES), real_tables
@@ -111,22 +112,86 @@ def test_replay_a_capture_with_bad_lines(home: Path, tmp_path: Path) -> None:
 
 
 def test_doctor_and_spool_status(home: Path, demo: subprocess.CompletedProcess[str]) -> None:
-    result = run(home, "doctor", "--database", "galfriday_demo")
+    result = run(home, "doctor")
     assert "[ok  ] postgresql" in result.stdout, result.stdout + result.stderr
     assert "[ok  ] schema: version" in result.stdout
     assert "[ok  ] influxdb" in result.stdout
+    assert "[ok  ] influx database: 'galfriday' exists" in result.stdout
     assert result.returncode == 0, result.stdout
-    spool = run(home, "spool", "status", "--database", "galfriday_demo")
+    spool = run(home, "spool", "status")
     assert spool.returncode == 0
     assert re.search(r"^files\s+0$", spool.stdout, re.M), spool.stdout
+    assert f"{home}/data/galfriday/spool" in spool.stdout
+
+
+def test_doctor_names_a_missing_influx_database(
+    home: Path, demo: subprocess.CompletedProcess[str]
+) -> None:
+    result = run(home, "doctor", "--database", "never_written")
+    assert result.returncode == 1
+    assert "[FAIL] influx database: 'never_written' does not exist" in result.stdout
+    assert """--data-urlencode 'q=CREATE DATABASE "never_written"'""" in result.stdout
 
 
 def test_report_prints_pnl_and_draws_png(
     home: Path, tmp_path: Path, demo: subprocess.CompletedProcess[str]
 ) -> None:
     png = tmp_path / "equity.png"
-    result = run(home, "report", "--database", "galfriday_demo", "--png", str(png))
+    result = run(home, "report", "--png", str(png))
     assert result.returncode == 0, result.stderr
     assert "total" in result.stdout
     assert "max drawdown" in result.stdout
     assert png.stat().st_size > 10_000
+
+
+def test_every_command_says_where_the_data_is() -> None:
+    for command in ("demo", "replay", "report", "doctor", "migrate", "services", "spool"):
+        result = subprocess.run(
+            [sys.executable, "-m", "galfriday_recorder.cli", command, "--help"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0
+        for option in ("--pg-dsn", "--influx-url", "--database", "GALFRIDAY_DATA_DIR"):
+            assert option in result.stdout, (command, option)
+
+
+def _ours(home: Path) -> list[str]:
+    """Processes whose command line names a path under ``home``: the servers started there."""
+    found = []
+    for proc in psutil.process_iter(attrs=["cmdline"]):
+        cmdline = " ".join(proc.info.get("cmdline") or [])
+        if str(home) in cmdline:
+            found.append(cmdline)
+    return found
+
+
+def test_a_new_users_path(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+    """demo, then report, doctor and spool status with no options: each exits 0, the
+    read-only ones start nothing, and `services down` leaves nothing running."""
+    home = tmp_path_factory.mktemp("newuser")
+    try:
+        before = run(home, "doctor")
+        assert before.returncode == 1
+        assert "[FAIL] postgresql: none configured" in before.stdout
+        assert _ours(home) == []  # a read-only command started nothing
+
+        demo = run(home, "demo", "--minutes", "0.5")
+        assert demo.returncode == 0, demo.stdout + demo.stderr
+        assert "left running for `report` and `doctor`: influxdb, postgres" in demo.stdout
+        servers = sorted(_ours(home))
+        assert len(servers) == 2, servers  # the postmaster and influxd
+
+        for args in (("report",), ("report", "--png", str(tmp_path / "r.png")), ("doctor",),
+                     ("spool", "status")):  # fmt: skip
+            result = run(home, *args)
+            assert result.returncode == 0, (args, result.stdout, result.stderr)
+            assert "[FAIL]" not in result.stdout
+        assert "total" in run(home, "report").stdout
+        assert (tmp_path / "r.png").stat().st_size > 10_000
+        assert sorted(_ours(home)) == servers  # the same servers, none added
+    finally:
+        down = run(home, "services", "down")
+    assert down.returncode == 0
+    assert _ours(home) == []

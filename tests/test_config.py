@@ -55,6 +55,24 @@ def test_bad_values_get_clear_errors(overrides: dict[str, object], message: str)
         RecorderConfig.load(env={}, **overrides)
 
 
+def test_direct_construction_coerces_and_validates_like_load() -> None:
+    direct = RecorderConfig(
+        data_dir="x",  # type: ignore[arg-type]
+        batch_max_lines="10",  # type: ignore[arg-type]
+        ohlcv_intervals=["1m", "5m"],  # type: ignore[arg-type]
+        apply_migrations="off",  # type: ignore[arg-type]
+    )
+    assert direct == RecorderConfig.load(
+        env={}, data_dir="x", batch_max_lines="10", ohlcv_intervals="1m,5m", apply_migrations="off"
+    )
+    assert direct.journal_path == Path("x/journal/ledger.sqlite3")
+    assert direct.replace(commit_max_events="7").commit_max_events == 7
+    with pytest.raises(ConfigError, match="batch_max_lines: invalid value 'many'"):
+        RecorderConfig(batch_max_lines="many")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="influx_database: invalid value"):
+        RecorderConfig(influx_database=5)  # type: ignore[arg-type]
+
+
 def test_bad_toml_is_reported(tmp_path: Path) -> None:
     toml = tmp_path / "bad.toml"
     toml.write_text("this is = = not toml")

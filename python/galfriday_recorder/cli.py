@@ -1,4 +1,6 @@
-"""``galfriday-recorder``: demo, replay, report, doctor, migrate, services, spool."""
+"""``galfriday-recorder``: demo, replay, report, doctor, migrate, services, spool.
+
+The lab (local servers, simulator) is imported only by the commands that use it."""
 
 from __future__ import annotations
 
@@ -8,20 +10,116 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import sql
 
 from .config import RecorderConfig, redact
-from .errors import RecorderError
-from .lab.services import LocalServices, free_port
+from .errors import ConfigError, RecorderError
+from .influxql import InfluxQL, InfluxQueryError, quote_ident
 from .report import SEED_MEASUREMENTS, SEED_TABLES, build_report, measurement_counts, table_counts
 
+if TYPE_CHECKING:
+    from .lab.services import LocalServices
+
 DEFAULT_HOME = Path(".galfriday")
+_DEFAULT_DATA_DIR = RecorderConfig.__dataclass_fields__["data_dir"].default
+
+WHERE = """\
+Every command takes --pg-dsn, --influx-url and --database, or reads GALFRIDAY_PG_DSN,
+GALFRIDAY_INFLUX_URL and GALFRIDAY_INFLUX_DATABASE (every RecorderConfig field has its
+GALFRIDAY_<FIELD>; GALFRIDAY_INFLUX_API=v2 for InfluxDB 2.x/3.x). The journal and the
+spool are under GALFRIDAY_DATA_DIR (default --home/data/DATABASE); GALFRIDAY_CONFIG or
+--config names a TOML file. Options beat variables, which beat the file.
+Without a PostgreSQL or InfluxDB given, the local servers under --home are used:
+`demo` and `replay` start them, the other commands use them only while they run
+(`galfriday-recorder services up|down|status`)."""
 
 
 def _services(args: argparse.Namespace) -> LocalServices:
+    from .lab.services import LocalServices
+
     return LocalServices.under(Path(args.home) / "services")
+
+
+def _settings(args: argparse.Namespace) -> RecorderConfig:
+    """The configuration the options, variables and file give, before any local server."""
+    given = {
+        "pg_dsn": args.pg_dsn,
+        "influx_url": args.influx_url,
+        "influx_database": args.database,
+    }
+    cfg = RecorderConfig.load(args.config, **{k: v for k, v in given.items() if v})
+    if cfg.data_dir == _DEFAULT_DATA_DIR:
+        cfg = cfg.replace(data_dir=Path(args.home) / "data" / cfg.influx_database)
+    return cfg
+
+
+def _config(
+    args: argparse.Namespace, *, start: bool = False, fresh: bool = False
+) -> RecorderConfig:
+    """The configured servers, else the local ones under ``--home``.
+
+    Only ``start`` starts local servers (and creates the database on them); ``fresh``
+    also empties the database and the data directory first, so a demo's summary counts
+    exactly what that run wrote. Without ``start`` a local server is used only while it
+    runs, and a field stays empty when there is none.
+    """
+    cfg = _settings(args)
+    database = cfg.influx_database
+    changes: dict[str, object] = {}
+    if not cfg.pg_dsn:
+        postgres = _services(args).postgres
+        if start:
+            postgres.start()
+            _local_database(postgres.dsn(), database, fresh=fresh)
+        if postgres.running():
+            changes["pg_dsn"] = postgres.dsn(database)
+    if not cfg.influx_url:
+        influx = _services(args).influxdb
+        if start and shutil.which("influxd"):
+            influx.start()
+            if fresh:
+                influx.query(f"DROP DATABASE {quote_ident(database)}")
+            influx.query(f"CREATE DATABASE {quote_ident(database)}")
+        elif start:
+            from .lab.services import free_port
+
+            print(
+                "InfluxDB is not installed: time series go to the disk spool "
+                "(apt-get install influxdb)",
+                file=sys.stderr,
+            )
+            changes["influx_url"] = f"http://127.0.0.1:{free_port()}"
+        if influx.running():
+            changes["influx_url"] = influx.url()
+    if fresh and not cfg.pg_dsn and cfg.data_dir == Path(args.home) / "data" / database:
+        shutil.rmtree(cfg.data_dir, ignore_errors=True)  # its journal was for the dropped database
+    return cfg.replace(**changes)
+
+
+def _local_database(admin_dsn: str, database: str, *, fresh: bool) -> None:
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+        present = exists.fetchone() is not None
+        if fresh and present:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(database)))
+        if fresh or not present:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+
+
+def _need_postgres(cfg: RecorderConfig) -> None:
+    if not cfg.pg_dsn:
+        raise ConfigError(
+            "no PostgreSQL: give --pg-dsn or GALFRIDAY_PG_DSN, or start the local one "
+            "(`galfriday-recorder services up`)"
+        )
+
+
+def _running(args: argparse.Namespace) -> set[str]:
+    """The local servers under ``--home`` running now (no server binary is touched otherwise)."""
+    return {s.name for s in _services(args).all() if s.running()}
 
 
 def cmd_services(args: argparse.Namespace) -> int:
@@ -47,63 +145,12 @@ def cmd_services(args: argparse.Namespace) -> int:
 def cmd_migrate(args: argparse.Namespace) -> int:
     from .migrate import migrate
 
-    dsn = args.dsn or RecorderConfig.load(args.config).pg_dsn
-    if not dsn:
-        services = _services(args)
-        if not services.postgres.running():
-            print(
-                "no --dsn, GALFRIDAY_PG_DSN or running local server; try "
-                "`galfriday-recorder services up`",
-                file=sys.stderr,
-            )
-            return 2
-        dsn = services.postgres.dsn()
-    applied = migrate(dsn)
-    print(f"{redact(dsn)}: applied {applied}" if applied else f"{redact(dsn)}: up to date")
+    cfg = _config(args)
+    _need_postgres(cfg)
+    applied = migrate(cfg.pg_dsn)
+    shown = redact(cfg.pg_dsn)
+    print(f"{shown}: applied {applied}" if applied else f"{shown}: up to date")
     return 0
-
-
-def _local_config(args: argparse.Namespace, database: str, *, fresh: bool) -> RecorderConfig:
-    """The configured servers, or the local ones under ``--home`` started on demand.
-
-    ``fresh`` starts the named PostgreSQL and InfluxDB databases and the data
-    directory empty, so a demo's summary counts exactly what that run wrote.
-    """
-    cfg = RecorderConfig.load(args.config)
-    services = _services(args)
-    changes: dict[str, object] = {}
-    if not cfg.pg_dsn:
-        services.postgres.start()
-        with psycopg.connect(services.postgres.dsn(), autocommit=True) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
-            present = exists.fetchone() is not None
-            if fresh and present:
-                conn.execute(
-                    sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(database))
-                )
-            if fresh or not present:
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-        changes["pg_dsn"] = services.postgres.dsn(database)
-    if not cfg.influx_url:
-        if shutil.which("influxd"):
-            services.influxdb.start()
-            if fresh:
-                services.influxdb.query(f'DROP DATABASE "{database}"')
-            services.influxdb.create_database(database)
-            changes["influx_url"] = services.influxdb.url()
-        else:
-            print(
-                "InfluxDB is not installed: time series go to the disk spool "
-                "(apt-get install influxdb)",
-                file=sys.stderr,
-            )
-            changes["influx_url"] = f"http://127.0.0.1:{free_port()}"
-        changes["influx_database"] = database
-    data_dir = Path(args.home) / "data" / database
-    if fresh:
-        shutil.rmtree(data_dir, ignore_errors=True)
-    changes["data_dir"] = data_dir
-    return cfg.replace(**changes)
 
 
 def _percentiles(samples: list[int]) -> str:
@@ -117,24 +164,35 @@ def _percentiles(samples: list[int]) -> str:
     return f"p50 {at(0.5):.2f} us, p99 {at(0.99):.2f} us, max {ordered[-1] / 1000:.1f} us"
 
 
-def _summary(
-    cfg: RecorderConfig, args: argparse.Namespace
-) -> tuple[dict[str, int], dict[str, int]]:
+def _summary(cfg: RecorderConfig) -> tuple[dict[str, int], dict[str, int]]:
     tables = table_counts(cfg.pg_dsn)
-    services = _services(args)
-    points = (
-        measurement_counts(services.influxdb.query, cfg.influx_database)
-        if services.influxdb.running() and cfg.influx_url == services.influxdb.url()
-        else {}
-    )
+    points: dict[str, int] = {}
+    problem = "no InfluxDB configured"
+    if cfg.influx_url:
+        reader = InfluxQL(cfg)
+        try:
+            points = measurement_counts(reader.raw, cfg.influx_database)
+        except InfluxQueryError as exc:
+            problem = str(exc)
+        finally:
+            reader.close()
     print("\nPostgreSQL rows                 InfluxDB points")
     for i, table in enumerate(SEED_TABLES):
         measurement = SEED_MEASUREMENTS[i] if i < len(SEED_MEASUREMENTS) else ""
         right = f"{measurement:<20} {points[measurement]:>10,}" if points and measurement else ""
         print(f"  {table:<20} {tables[table]:>8,}    {right}".rstrip())
     if not points:
-        print("  (InfluxDB not reachable here: see `galfriday-recorder spool status`)")
+        print(f"  (InfluxDB not counted: {problem}; see `galfriday-recorder spool status`)")
     return tables, points
+
+
+def _left_running(args: argparse.Namespace, before: set[str]) -> None:
+    started = sorted(_running(args) - before)
+    if started:
+        print(
+            f"\nleft running for `report` and `doctor`: {', '.join(started)}; "
+            f"`galfriday-recorder --home {args.home} services down` stops them"
+        )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -142,16 +200,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .recorder import Recorder
 
     pairs = [p.strip() for p in args.pairs.split(",") if p.strip()]
-    cfg = _local_config(args, "galfriday_demo", fresh=True).replace(metrics_interval_s=1.0)
+    before = _running(args)
+    cfg = _config(args, start=True, fresh=True).replace(metrics_interval_s=1.0)
     print(f"demo: {args.minutes:g} simulated minutes of {', '.join(pairs)} at {args.speed} speed")
     print(
-        f"  PostgreSQL {redact(cfg.pg_dsn)}\n  InfluxDB   {cfg.influx_url} db={cfg.influx_database}"
+        f"  PostgreSQL {redact(cfg.pg_dsn)}\n  InfluxDB   {redact(cfg.influx_url)} "
+        f"db={cfg.influx_database}\n  data       {cfg.data_dir}"
     )
     with Recorder(cfg) as rec:
         result = run_session(rec, pairs, args.minutes, realtime=args.speed == "realtime")
         report = rec.flush(60)
         stats = rec.stats()
-    tables, _ = _summary(cfg, args)
+    tables, _ = _summary(cfg)
     c = result.counts
     print(
         f"\nstrategy: {c.signals} signals ({c.rejected} rejected), {c.orders} orders, "
@@ -172,6 +232,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"flushed: ledger committed={report.ledger_committed}, "
         f"series written={report.series_written}"
     )
+    _left_running(args, before)
     return 0 if report and tables["trades"] > 0 else 1
 
 
@@ -179,7 +240,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from .recorder import Recorder
     from .replay import replay_file
 
-    cfg = _local_config(args, args.database, fresh=False)
+    before = _running(args)
+    cfg = _config(args, start=True)
     with Recorder(cfg) as rec:
         result = replay_file(
             rec,
@@ -190,12 +252,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
         )
         report = rec.flush(60)
     print(result.render())
-    _summary(cfg, args)
+    _summary(cfg)
+    _left_running(args, before)
     return 1 if (args.strict and result.errors) or not report else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    cfg = _local_config(args, args.database, fresh=False)
+    cfg = _config(args)
+    _need_postgres(cfg)
     since = datetime.fromisoformat(args.since) if args.since else None
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=timezone.utc)
@@ -205,32 +269,36 @@ def cmd_report(args: argparse.Namespace) -> int:
         from .report import draw_png
 
         pair = report.rows[0].trading_pair if report.rows else None
-        mids = _mids(args, cfg, pair) if pair else None
+        mids = _mids(cfg, pair) if pair else None
         draw_png(cfg.pg_dsn, Path(args.png), mids, pair)
         print(f"wrote {args.png}")
     return 0
 
 
-def _mids(
-    args: argparse.Namespace, cfg: RecorderConfig, pair: str
-) -> list[tuple[datetime, float]] | None:
-    influx = _services(args).influxdb
-    if not influx.running():
+def _mids(cfg: RecorderConfig, pair: str) -> list[tuple[datetime, float]] | None:
+    if not cfg.influx_url:
         return None
-    answer = influx.query(
-        "SELECT mean(mid_price) FROM market_data_l2 WHERE trading_pair = "
-        f"'{pair.replace(chr(39), '')}' AND time > 0 GROUP BY time(10s) fill(none)",
-        db=cfg.influx_database,
-    )
-    series = answer.get("results", [{}])[0].get("series", [])
-    values = series[0]["values"] if series else []
-    return [(datetime.fromtimestamp(ts / 1e9, tz=timezone.utc), float(v)) for ts, v in values]
+    reader = InfluxQL(cfg)
+    try:
+        rows = reader.rows(
+            "SELECT mean(mid_price) AS mid FROM market_data_l2 WHERE trading_pair = $pair "
+            "AND time > 0 GROUP BY time(10s) fill(none)",
+            {"pair": pair},
+        )
+    except InfluxQueryError as exc:
+        print(f"no mid prices: {exc}", file=sys.stderr)
+        return None
+    finally:
+        reader.close()
+    return [
+        (datetime.fromtimestamp(r["time"] / 1e9, tz=timezone.utc), float(r["mid"])) for r in rows
+    ]
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     from .doctor import diagnose
 
-    cfg = _local_config(args, args.database, fresh=False)
+    cfg = _config(args)
     problems = 0
     for check in diagnose(cfg):
         mark = "ok  " if check.ok else "FAIL"
@@ -245,64 +313,84 @@ def cmd_spool(args: argparse.Namespace) -> int:
     from .series import spool_replay
     from .spool import spool_status
 
-    cfg = _local_config(args, args.database, fresh=False)
-    result = spool_status(cfg) if args.action == "status" else spool_replay(cfg, args.timeout)
+    if args.action == "status":
+        result = spool_status(_settings(args))
+    else:
+        cfg = _config(args)
+        if not cfg.influx_url:
+            raise ConfigError("no InfluxDB: give --influx-url or GALFRIDAY_INFLUX_URL")
+        result = spool_replay(cfg, args.timeout)
     for key, value in result.items():
         print(f"{key:<16} {value}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="galfriday-recorder", description=__doc__)
-    parser.add_argument(
-        "--home",
-        default=str(DEFAULT_HOME),
-        help="project-local data directory (default ./.galfriday)",
+    home_help = "project-local directory of the local servers and data (default ./.galfriday)"
+    parser = argparse.ArgumentParser(
+        prog="galfriday-recorder",
+        description=__doc__,
+        epilog=WHERE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--home", default=str(DEFAULT_HOME), help=home_help)
     parser.add_argument("--config", default=None, help="TOML configuration file")
+    common = argparse.ArgumentParser(add_help=False)
+    where = common.add_argument_group("where the data is")
+    where.add_argument("--home", default=argparse.SUPPRESS, help=home_help)
+    where.add_argument("--config", default=argparse.SUPPRESS, help="TOML configuration file")
+    where.add_argument("--pg-dsn", default=None, help="PostgreSQL DSN (GALFRIDAY_PG_DSN)")
+    where.add_argument("--influx-url", default=None, help="InfluxDB URL (GALFRIDAY_INFLUX_URL)")
+    where.add_argument(
+        "--database",
+        default=None,
+        help="InfluxDB database and local PostgreSQL database (GALFRIDAY_INFLUX_DATABASE; "
+        "default galfriday)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("services", help="start, stop or show the local servers")
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=text,
+            description=text,
+            parents=[common],
+            epilog=WHERE,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    p = command("services", "start, stop or show the local servers")
     p.add_argument("action", choices=("up", "down", "status"))
     p.add_argument("--only", choices=("postgres", "influxdb", "victoria-metrics"))
     p.set_defaults(func=cmd_services)
 
-    p = sub.add_parser("migrate", help="apply pending schema migrations")
-    p.add_argument(
-        "--dsn", default=None, help="PostgreSQL DSN (default: config, then local server)"
-    )
+    p = command("migrate", "apply pending schema migrations")
+    p.add_argument("--dsn", dest="pg_dsn", default=None, help="the same as --pg-dsn")
     p.set_defaults(func=cmd_migrate)
 
-    p = sub.add_parser("demo", help="a synthetic Kraken session through the whole recorder")
+    p = command("demo", "a synthetic Kraken session through the whole recorder")
     p.add_argument("--minutes", type=float, default=5.0, help="simulated minutes (default 5)")
     p.add_argument("--pairs", default="XRP/USD,DOGE/USD")
     p.add_argument("--speed", choices=("max", "realtime"), default="max")
     p.set_defaults(func=cmd_demo)
 
-    def add_database(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--database", default="galfriday", help="database on the local servers")
-
-    p = sub.add_parser("replay", help="feed a JSON Lines capture of WebSocket frames")
+    p = command("replay", "feed a JSON Lines capture of WebSocket frames")
     p.add_argument("file")
     p.add_argument("--speed", choices=("max", "realtime"), default="max")
     p.add_argument("--strict", action="store_true", help="stop at the first bad line")
-    add_database(p)
     p.set_defaults(func=cmd_replay)
 
-    p = sub.add_parser("report", help="P&L by strategy and pair, win rate, fees, drawdown")
+    p = command("report", "P&L by strategy and pair, win rate, fees, drawdown")
     p.add_argument("--since", default=None, help="ISO date or time (UTC when naive)")
     p.add_argument("--png", default=None, help="draw the equity curve and trades to this file")
-    add_database(p)
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("doctor", help="check servers, schema, journal and spool")
-    add_database(p)
+    p = command("doctor", "check servers, schema, journal and spool")
     p.set_defaults(func=cmd_doctor)
 
-    p = sub.add_parser("spool", help="show or drain the InfluxDB disk spool")
+    p = command("spool", "show or drain the InfluxDB disk spool")
     p.add_argument("action", choices=("status", "replay"))
     p.add_argument("--timeout", type=float, default=60.0)
-    add_database(p)
     p.set_defaults(func=cmd_spool)
     return parser
 
@@ -311,8 +399,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except RecorderError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except psycopg.Error as exc:
+        print(f"error: PostgreSQL: {redact(str(exc)).strip()}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

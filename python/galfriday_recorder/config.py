@@ -57,6 +57,8 @@ class RecorderConfig:
     influx_token: str = field(default="", repr=False)
     influx_timeout_s: float = 10.0
     influx_ca_file: str = ""  # PEM bundle that signs InfluxDB's certificate; "" = system store
+    # On InfluxDB 1.x, answer "database not found" with CREATE DATABASE (needs admin rights).
+    influx_create_database: bool = True
     batch_max_lines: int = 5000
     batch_interval_s: float = 1.0
     spool_max_bytes: int = 1024 * 1024 * 1024
@@ -78,6 +80,10 @@ class RecorderConfig:
     metrics_interval_s: float = 10.0
 
     def __post_init__(self) -> None:
+        # Built directly, a config takes the same values .load() does ("10" for an int,
+        # a str for a Path, a list for a tuple) and fails here, naming the field.
+        for f in fields(self):
+            object.__setattr__(self, f.name, _coerce(f.name, getattr(self, f.name)))
         if self.influx_api not in ("v1", "v2"):
             raise ConfigError(f"influx_api must be 'v1' or 'v2', not {self.influx_api!r}")
         for name in (
@@ -172,10 +178,10 @@ class RecorderConfig:
         unknown = sorted(set(values) - names)
         if unknown:
             raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
-        return cls(**{k: _coerce(k, v) for k, v in values.items()})
+        return cls(**values)
 
     def replace(self, **changes: Any) -> RecorderConfig:
-        return dataclasses.replace(self, **{k: _coerce(k, v) for k, v in changes.items()})
+        return dataclasses.replace(self, **changes)
 
 
 _HINTS: dict[str, Any] = {}

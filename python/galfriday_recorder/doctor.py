@@ -13,6 +13,7 @@ import psycopg
 
 from . import _core
 from .config import RecorderConfig, redact
+from .influxql import InfluxQL, InfluxQueryError, create_database_hint
 from .migrate import discover
 from .spool import spool_status
 
@@ -28,12 +29,20 @@ class Check:
 def diagnose(cfg: RecorderConfig) -> Iterator[Check]:
     yield Check("rust core", True, f"{_core.__name__} loaded from {_core.__file__}")
     yield from _postgres(cfg)
-    yield _influx(cfg)
+    yield from _influx(cfg)
     yield from _journal(cfg)
     yield _spool(cfg)
 
 
 def _postgres(cfg: RecorderConfig) -> Iterator[Check]:
+    if not cfg.pg_dsn:
+        yield Check(
+            "postgresql",
+            False,
+            "none configured, and no local server running",
+            "--pg-dsn or GALFRIDAY_PG_DSN, or `galfriday-recorder services up`",
+        )
+        return
     try:
         with psycopg.connect(cfg.pg_dsn, connect_timeout=5) as conn:
             version = conn.execute("SHOW server_version").fetchone()
@@ -73,20 +82,51 @@ def _postgres(cfg: RecorderConfig) -> Iterator[Check]:
         yield Check("schema", True, f"version {known[-1].version}, up to date")
 
 
-def _influx(cfg: RecorderConfig) -> Check:
+def _influx(cfg: RecorderConfig) -> Iterator[Check]:
+    if not cfg.influx_url:
+        yield Check(
+            "influxdb",
+            False,
+            "none configured, and no local server running",
+            "--influx-url or GALFRIDAY_INFLUX_URL, or `galfriday-recorder services up`",
+        )
+        return
     url = cfg.influx_url.rstrip("/")
     probe = f"{url}/ping" if cfg.influx_api == "v1" else f"{url}/health"
     try:
         with urllib.request.urlopen(probe, timeout=5) as resp:  # noqa: S310 - configured URL
             version = resp.headers.get("X-Influxdb-Version", "unknown version")
     except (OSError, urllib.error.URLError) as exc:
-        return Check(
+        yield Check(
             "influxdb",
             False,
             f"{redact(url)} unreachable: {exc}",
             "start it (`galfriday-recorder services up`); points wait in the spool",
         )
-    return Check("influxdb", True, f"{redact(url)} ({cfg.influx_api} API, {version})")
+        return
+    yield Check("influxdb", True, f"{redact(url)} ({cfg.influx_api} API, {version})")
+    if cfg.influx_api == "v1":
+        yield _influx_database(cfg)
+
+
+def _influx_database(cfg: RecorderConfig) -> Check:
+    reader = InfluxQL(cfg)
+    try:
+        answer = reader.rows("SHOW DATABASES", db="")
+    except InfluxQueryError as exc:
+        return Check("influx database", False, str(exc), "check the InfluxDB credentials")
+    finally:
+        reader.close()
+    names = {r.get("name") for r in answer}
+    if cfg.influx_database in names:
+        return Check("influx database", True, f"{cfg.influx_database!r} exists")
+    allowed = "the recorder creates it at its first write" if cfg.influx_create_database else ""
+    return Check(
+        "influx database",
+        False,
+        f"{cfg.influx_database!r} does not exist" + (f" ({allowed} if allowed)" if allowed else ""),
+        create_database_hint(cfg),
+    )
 
 
 def _journal(cfg: RecorderConfig) -> Iterator[Check]:
@@ -123,7 +163,7 @@ def _spool(cfg: RecorderConfig) -> Check:
     return Check(
         "spool",
         not full,
-        f"{status['files']} file(s), {status['lines']} line(s), "
+        f"{status['directory']}: {status['files']} file(s), {status['lines']} line(s), "
         f"{status['bytes'] / 1e6:.1f} MB of {cfg.spool_max_bytes / 1e6:.0f} MB",
         "InfluxDB must come back; `galfriday-recorder spool replay` drains it",
     )

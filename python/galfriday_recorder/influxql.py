@@ -104,5 +104,21 @@ class InfluxQL:
                 out.append({**tags, **dict(zip(columns, values, strict=True))})
         return out
 
+    def create_database(self) -> None:
+        """``CREATE DATABASE`` for the configured database (1.x; a no-op when it exists)."""
+        self.raw(f"CREATE DATABASE {quote_ident(self.config.influx_database)}", db="")
+
     def close(self) -> None:
         self._http.clear()
+
+
+def quote_ident(name: str) -> str:
+    """An InfluxQL identifier, double-quoted with its quotes and backslashes escaped."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def create_database_hint(config: RecorderConfig) -> str:
+    """What an InfluxDB admin runs when the recorder may not create the database itself."""
+    statement = f"CREATE DATABASE {quote_ident(config.influx_database)}"
+    url = redact(config.influx_url.rstrip("/"))
+    return f"curl -XPOST '{url}/query' --data-urlencode 'q={statement}' (as an InfluxDB admin)"

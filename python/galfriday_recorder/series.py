@@ -52,6 +52,7 @@ from typing import Any, TypeVar
 from .config import RecorderConfig
 from .errors import ConfigError, RecorderError
 from .influx import Transport, TransportError, make_transport
+from .influxql import InfluxQL, create_database_hint
 from .runtime import BackgroundLoop
 from .spool import Spool
 
@@ -196,6 +197,7 @@ class SeriesWriter:
         self._transport: Transport | None = None
         self._http: concurrent.futures.ThreadPoolExecutor | None = None
         self._disk_pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._may_create_database = config.influx_api == "v1" and config.influx_create_database
 
     # -- any thread -------------------------------------------------------
     def start(self) -> None:
@@ -534,13 +536,37 @@ class SeriesWriter:
                 if failure is not None:
                     return failure
             return None
+        if status == 404 and "database not found" in body and self._may_create_database:
+            self._may_create_database = False  # once per writer: a refusal stays a refusal
+            if await self._create_database():
+                return await self._deliver(data, lines)
         reason = f"HTTP {status}: {body[:200]}"
+        if status == 404 and "database not found" in body:
+            reason += f"; create it: {create_database_hint(self._config)}"
         if status in (401, 403, 404) or not 400 <= status < 600:  # 3xx: a proxy or a wrong URL
             return _Failure(reason, response.retry_after, blocked=True)
         if status in (408, 429) or status >= 500:
             return self._failed(lines, reason, response.retry_after, in_doubt=status >= 500)
         self._reject(status, body, data, lines)
         return None
+
+    async def _create_database(self) -> bool:
+        reader = InfluxQL(self._config)
+        try:
+            await self._run(self._http, reader.create_database)
+        except RecorderError as exc:
+            log.error(
+                "InfluxDB has no database %r and the recorder could not create it (%s); "
+                "points wait in the spool. Create it with: %s",
+                self._config.influx_database,
+                exc,
+                create_database_hint(self._config),
+            )
+            return False
+        finally:
+            reader.close()
+        log.warning("InfluxDB had no database %r: created it", self._config.influx_database)
+        return True
 
     def _failed(
         self, lines: int, reason: str, retry_after: float | None = None, *, in_doubt: bool

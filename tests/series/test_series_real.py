@@ -242,7 +242,12 @@ def test_a_missing_database_spools_until_it_is_created(
     influx_service: InfluxService, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     db = f"t_{uuid.uuid4().hex[:12]}"
-    config = RecorderConfig(influx_url=influx_service.url(), influx_database=db, data_dir=tmp_path)
+    config = RecorderConfig(
+        influx_url=influx_service.url(),
+        influx_database=db,
+        data_dir=tmp_path,
+        influx_create_database=False,
+    )
     writer = SeriesWriter(config)
     writer.start()
     try:
@@ -257,6 +262,7 @@ def test_a_missing_database_spools_until_it_is_created(
         assert writer.stats()["influx_up"] == 0
         assert writer.stats()["lines_spooled"] == 10
         assert "database not found" in caplog.text
+        assert f"""--data-urlencode 'q=CREATE DATABASE "{db}"'""" in caplog.text  # what to run
         influx_service.create_database(db)
         assert writer.drain_spool(timeout=30)
         assert writer.close(timeout=10)
