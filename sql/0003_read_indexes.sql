@@ -11,3 +11,6 @@ CREATE INDEX idx_fills_pair_filled_at ON fills(trading_pair, filled_at);
 -- Open orders: a few among millions of finished ones.
 CREATE INDEX idx_orders_open ON orders(trading_pair, order_pk)
     WHERE status NOT IN ('FILLED', 'CANCELED', 'REJECTED', 'EXPIRED');
+
+-- Peak equity (recovery's risk state) without reading every snapshot.
+CREATE INDEX idx_portfolio_snapshots_equity ON portfolio_snapshots(total_equity);

@@ -6,6 +6,7 @@ Every expected value below is worked out by hand from the rows inserted here.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import urllib.request
 import uuid
@@ -19,6 +20,7 @@ import pytest
 from galfriday_recorder import AsyncQuery, Query, RecorderConfig
 from galfriday_recorder.lab.services import InfluxService
 from galfriday_recorder.query import Bar, to_pandas
+from galfriday_recorder.recovery import load_recovery_state
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
 SIG = {name: uuid.UUID(int=i + 1) for i, name in enumerate(["xrp", "doge", "closed", "no"])}
@@ -119,7 +121,15 @@ def ledger_rows(pg_dsn: str) -> str:
         _trade(conn, "beta", "XRP/USD", "-2", 25)
         _trade(conn, "alpha", "XRP/USD", "3", 30)
         _trade(conn, "beta", "DOGE/USD", "-1", 40)
-        for minute, equity in ((0, "100"), (10, "120"), (20, "90"), (30, "110")):
+        # Saturday 10:00, Sunday 23:59, then Monday 2026-03-02 from 12:00 on.
+        for minute, equity in (
+            (-50 * 60, "95"),
+            (-12 * 60 - 1, "97"),
+            (0, "100"),
+            (10, "120"),
+            (20, "90"),
+            (30, "110"),
+        ):
             conn.execute(
                 "INSERT INTO portfolio_snapshots (snapshot_timestamp, total_equity,"
                 " available_balance, total_exposure_pct, daily_drawdown_pct,"
@@ -201,6 +211,40 @@ def test_performance_per_strategy_and_portfolio_drawdown(query: Query) -> None:
     later = query.performance(since=at(20), strategy_id="alpha")
     assert [(s.trades, s.realized_pnl, s.max_drawdown) for s in later.strategies] == [(2, -1, 4)]
     assert later.portfolio_max_drawdown_pct == 0  # 90 -> 110 only rises
+
+
+@pytest.mark.parametrize(
+    ("as_of", "expected"),
+    [
+        # Tuesday 01:00: the day began at 110 (Monday 12:30), the week at 97 (Sunday 23:59).
+        (datetime(2026, 3, 3, 1, tzinfo=timezone.utc), ("120", "110", "97", 1)),
+        # Monday 12:28: two losses (-4, -2) since the +10 win; +3 comes at 12:30.
+        (at(28), ("120", "97", "97", 2)),
+        # Saturday noon: nothing before the day or the week began: their first snapshot.
+        (datetime(2026, 2, 28, 12, tzinfo=timezone.utc), ("95", "95", "95", 0)),
+    ],
+)
+def test_risk_state_as_of(query: Query, as_of: datetime, expected: tuple[Any, ...]) -> None:
+    risk = query.risk_state(as_of)
+    peak, day, week, losses = expected
+    assert (risk.peak_equity, risk.day_start_equity, risk.week_start_equity) == (
+        D(peak),
+        D(day),
+        D(week),
+    )
+    assert risk.consecutive_losses == losses
+    assert risk.as_of == as_of
+
+
+def test_recovery_state_carries_the_risk_state(query: Query, ledger_rows: str) -> None:
+    with psycopg.connect(ledger_rows) as conn:
+        risk = load_recovery_state(conn).risk
+    assert dataclasses.replace(risk, as_of=T0) == dataclasses.replace(query.risk_state(), as_of=T0)
+    assert (risk.peak_equity, risk.day_start_equity, risk.consecutive_losses) == (
+        D(120),
+        D(110),
+        1,
+    )
 
 
 def test_to_pandas_keeps_decimals(query: Query) -> None:

@@ -23,6 +23,7 @@ from psycopg.rows import dict_row
 from .config import RecorderConfig
 from .influxql import InfluxQL
 from .records import Fill, Order, Signal, Trade
+from .riskstate import RISK_STATE_SQL, RiskState, risk_state, risk_state_params
 
 T = TypeVar("T")
 _SCALE = Decimal("1e-18")
@@ -314,6 +315,11 @@ def _performance(
     )
 
 
+def _risk(as_of: datetime | None) -> _Statement[RiskState]:
+    params = risk_state_params(as_of)
+    return _Statement(RISK_STATE_SQL, params, lambda rows: risk_state(rows[0], params["as_of"]))
+
+
 def _utc(ns: int) -> datetime:
     return datetime.fromtimestamp(ns // 1_000_000_000, tz=timezone.utc).replace(
         microsecond=ns % 1_000_000_000 // 1000
@@ -441,6 +447,10 @@ class Query(_Reads):
     ) -> Performance:
         return self._run(_performance(since, until, strategy_id))
 
+    def risk_state(self, as_of: datetime | None = None) -> RiskState:
+        """Peak equity, the day's and week's starting equity, the current losing streak."""
+        return self._run(_risk(as_of))
+
     def ohlcv(self, trading_pair: str, interval: str = "1m", limit: int = 100) -> list[Bar]:
         """The latest ``limit`` bars of a pair, oldest first."""
         return self._ohlcv(trading_pair, interval, limit)
@@ -517,6 +527,9 @@ class AsyncQuery(_Reads):
         strategy_id: str | None = None,
     ) -> Performance:
         return await self._run(_performance(since, until, strategy_id))
+
+    async def risk_state(self, as_of: datetime | None = None) -> RiskState:
+        return await self._run(_risk(as_of))
 
     async def ohlcv(self, trading_pair: str, interval: str = "1m", limit: int = 100) -> list[Bar]:
         return await asyncio.to_thread(self._ohlcv, trading_pair, interval, limit)

@@ -16,6 +16,7 @@ from psycopg.rows import dict_row
 
 from .cycles import Cycle, FillOrder
 from .records import Configuration, Fill, Order, PortfolioSnapshot, Signal
+from .riskstate import RISK_STATE_SQL, RiskState, risk_state, risk_state_params
 
 TERMINAL_ORDER_STATUSES = ("FILLED", "CANCELED", "REJECTED", "EXPIRED")
 
@@ -56,6 +57,7 @@ class RecoveryState:
     # Signals the state machines still need: undecided ones and those behind open
     # orders or open cycles.
     signals: list[Signal]
+    risk: RiskState
 
 
 def _fill(row: dict[str, Any]) -> Fill:
@@ -113,12 +115,18 @@ def load_recovery_state(conn: psycopg.Connection[Any]) -> RecoveryState:
             "SELECT config_hash, config_content, loaded_at FROM configurations WHERE is_active"
         )
         config = cur.fetchone()
+        params = risk_state_params(None)
+        cur.execute(RISK_STATE_SQL, params)
+        risk_row = cur.fetchone()
+        assert risk_row is not None  # one row of scalar subqueries, always
+        risk = risk_state(risk_row, params["as_of"])
     return RecoveryState(
         open_orders=open_orders,
         latest_snapshot=PortfolioSnapshot(**snap) if snap else None,
         active_configuration=Configuration(**config) if config else None,
         open_cycles=cycles,
         signals=signals,
+        risk=risk,
     )
 
 
