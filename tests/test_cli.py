@@ -141,6 +141,8 @@ def test_report_prints_pnl_and_draws_png(
     assert result.returncode == 0, result.stderr
     assert "total" in result.stdout
     assert "max drawdown" in result.stdout
+    assert re.search(r"^imbalance_reversion_v1: \d+ trades, \d+% won, P&L ", result.stdout, re.M)
+    assert "no mid prices" not in result.stderr  # read from the configured InfluxDB
     assert png.stat().st_size > 10_000
 
 

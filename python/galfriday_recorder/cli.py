@@ -268,31 +268,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.png:
         from .report import draw_png
 
-        pair = report.rows[0].trading_pair if report.rows else None
-        mids = _mids(cfg, pair) if pair else None
-        draw_png(cfg.pg_dsn, Path(args.png), mids, pair)
+        for note in draw_png(cfg, Path(args.png), since):
+            print(note, file=sys.stderr)
         print(f"wrote {args.png}")
     return 0
-
-
-def _mids(cfg: RecorderConfig, pair: str) -> list[tuple[datetime, float]] | None:
-    if not cfg.influx_url:
-        return None
-    reader = InfluxQL(cfg)
-    try:
-        rows = reader.rows(
-            "SELECT mean(mid_price) AS mid FROM market_data_l2 WHERE trading_pair = $pair "
-            "AND time > 0 GROUP BY time(10s) fill(none)",
-            {"pair": pair},
-        )
-    except InfluxQueryError as exc:
-        print(f"no mid prices: {exc}", file=sys.stderr)
-        return None
-    finally:
-        reader.close()
-    return [
-        (datetime.fromtimestamp(r["time"] / 1e9, tz=timezone.utc), float(r["mid"])) for r in rows
-    ]
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
