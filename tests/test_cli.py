@@ -147,7 +147,8 @@ def test_report_prints_pnl_and_draws_png(
 
 
 def test_every_command_says_where_the_data_is() -> None:
-    for command in ("demo", "replay", "report", "doctor", "migrate", "services", "spool"):
+    commands = ("demo", "replay", "report", "doctor", "migrate", "retention", "services", "spool")
+    for command in commands:
         result = subprocess.run(
             [sys.executable, "-m", "galfriday_recorder.cli", command, "--help"],
             capture_output=True,
@@ -186,7 +187,7 @@ def test_a_new_users_path(tmp_path_factory: pytest.TempPathFactory, tmp_path: Pa
         assert len(servers) == 2, servers  # the postmaster and influxd
 
         for args in (("report",), ("report", "--png", str(tmp_path / "r.png")), ("doctor",),
-                     ("spool", "status")):  # fmt: skip
+                     ("spool", "status"), ("retention", "status")):  # fmt: skip
             result = run(home, *args)
             assert result.returncode == 0, (args, result.stdout, result.stderr)
             assert "[FAIL]" not in result.stdout

@@ -1,4 +1,4 @@
-"""``galfriday-recorder``: demo, replay, report, doctor, migrate, services, spool.
+"""``galfriday-recorder``: demo, replay, report, doctor, migrate, retention, services, spool.
 
 The lab (local servers, simulator) is imported only by the commands that use it."""
 
@@ -304,6 +304,47 @@ def cmd_spool(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retention(args: argparse.Namespace) -> int:
+    from .retention import V2_ADVICE, delete_old_logs, influx_apply, influx_status, logs_status
+
+    cfg = _config(args)
+    apply = args.action == "apply"
+    if not cfg.influx_url:
+        print("influxdb: none configured")
+    elif cfg.influx_api != "v1":
+        print(f"influxdb: {V2_ADVICE}")
+    else:
+        reader = InfluxQL(cfg)
+        try:
+            if apply:
+                for statement in influx_apply(reader, backfill=args.backfill):
+                    print(f"influxdb: {statement}")
+            status = influx_status(reader)
+        finally:
+            reader.close()
+        for name, duration in sorted(status.policies.items()):
+            print(f"influxdb: retention policy {name!r} keeps {duration}")
+        for name in sorted(status.continuous_queries):
+            print(f"influxdb: continuous query {name!r}")
+        if not cfg.influx_l2_rp:
+            print(
+                "influxdb: raw market_data_l2 goes to the default policy until the recorder "
+                "runs with GALFRIDAY_INFLUX_L2_RP=l2_raw"
+            )
+    if not cfg.pg_dsn:
+        print("postgresql: none configured")
+        return 0
+    days = cfg.retention_system_logs_days
+    if apply:
+        print(f"postgresql: deleted {delete_old_logs(cfg.pg_dsn, days):,} system_logs rows")
+    logs = logs_status(cfg.pg_dsn, days)
+    print(
+        f"postgresql: {logs['system_logs']:,} system_logs rows, "
+        f"{logs['older_than_max_age']:,} older than {days:g} days, oldest {logs['oldest']}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     home_help = "project-local directory of the local servers and data (default ./.galfriday)"
     parser = argparse.ArgumentParser(
@@ -366,6 +407,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("doctor", "check servers, schema, journal and spool")
     p.set_defaults(func=cmd_doctor)
+
+    p = command("retention", "apply or show how long raw L2, its aggregates and logs are kept")
+    p.add_argument("action", choices=("apply", "status"))
+    p.add_argument(
+        "--backfill", action="store_true", help="also aggregate the raw L2 already stored"
+    )
+    p.set_defaults(func=cmd_retention)
 
     p = command("spool", "show or drain the InfluxDB disk spool")
     p.add_argument("action", choices=("status", "replay"))

@@ -25,6 +25,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 ENV_PREFIX = "GALFRIDAY_"
 _SECRET_FIELDS = frozenset({"influx_password", "influx_token"})
 _DSN_PASSWORD = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
+_DURATION = re.compile(r"INF|[1-9][0-9]{0,8}[smhdw]")
 _KV_PASSWORD = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
 
 
@@ -59,6 +60,11 @@ class RecorderConfig:
     influx_ca_file: str = ""  # PEM bundle that signs InfluxDB's certificate; "" = system store
     # On InfluxDB 1.x, answer "database not found" with CREATE DATABASE (needs admin rights).
     influx_create_database: bool = True
+    # Raw market_data_l2 goes to this retention policy ("" = influx_rp); see retention.py.
+    influx_l2_rp: str = ""
+    retention_l2_raw: str = "72h"  # InfluxQL durations: 72h, 3d, 2w, INF
+    retention_l2_aggregates: str = "INF"
+    retention_system_logs_days: float = 30.0
     batch_max_lines: int = 5000
     batch_interval_s: float = 1.0
     spool_max_bytes: int = 1024 * 1024 * 1024
@@ -105,6 +111,11 @@ class RecorderConfig:
         ):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, not {getattr(self, name)!r}")
+        for name in ("retention_l2_raw", "retention_l2_aggregates"):
+            if not _DURATION.fullmatch(getattr(self, name)):
+                raise ConfigError(f"{name} must be an InfluxQL duration like 72h or INF")
+        if not self.retention_system_logs_days > 0:
+            raise ConfigError("retention_system_logs_days must be positive")
         if self.l2_sample_interval_ms < 0:
             raise ConfigError("l2_sample_interval_ms must be >= 0")
         if self.l2_levels > self.book_depth:

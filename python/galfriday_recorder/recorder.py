@@ -35,6 +35,7 @@ from .migrate import migrate
 from .query import AsyncQuery, Query
 from .records import Fill, Order, PortfolioSnapshot, Signal, Trade
 from .recovery import RecoveryState
+from .retention import split_l2
 from .runtime import BackgroundLoop
 from .series import SeriesWriter
 
@@ -91,6 +92,15 @@ class Recorder:
         )
         self.ledger = Ledger(cfg, self._loop)
         self.series = SeriesWriter(cfg, self._loop)
+        # Raw L2 to a retention policy of its own (retention.py), with its own spool.
+        self.l2_series = (
+            SeriesWriter(
+                cfg.replace(influx_rp=cfg.influx_l2_rp, data_dir=cfg.data_dir / "l2"), self._loop
+            )
+            if cfg.influx_l2_rp and cfg.influx_l2_rp != cfg.influx_rp
+            else None
+        )
+        self._writers = [self.series] if self.l2_series is None else [self.series, self.l2_series]
         self._install_signals = install_signal_handlers
         self._previous_handlers: dict[int, Any] = {}
         self._tasks: list[concurrent.futures.Future[None]] = []
@@ -117,7 +127,8 @@ class Recorder:
                     log.warning("migrations not applied at start: %s", redact(str(exc)))
             self._loop.start()
             self.ledger.start()
-            self.series.start()
+            for writer in self._writers:
+                writer.start()
             self._tasks = [
                 self._loop.submit(self._drain_market()),
                 self._loop.submit(self._sample_metrics()),
@@ -132,13 +143,16 @@ class Recorder:
         deadline = None if timeout is None else time.monotonic() + timeout
         self._drain_now()
         ledger_ok = self.ledger.flush(_remaining(deadline))
-        series_ok = self.series.flush(_remaining(deadline))
+        series_ok = all([w.flush(_remaining(deadline)) for w in self._writers])
         return FlushReport(
             ledger_committed=ledger_ok,
             series_written=series_ok,
             ledger_pending=int(self.ledger.stats().get("journal_depth", 0)),
-            series_pending=int(self.series.stats().get("pending_lines", 0)),
+            series_pending=self._series_pending(),
         )
+
+    def _series_pending(self) -> int:
+        return sum(int(w.stats().get("pending_lines", 0)) for w in self._writers)
 
     def close(self, timeout: float | None = 30.0) -> FlushReport:
         """Emit open bars, flush, stop writers and loop; what is left stays journaled/spooled."""
@@ -153,12 +167,12 @@ class Recorder:
             task.cancel()
         self._drain_now()
         ledger_ok = self.ledger.close(_remaining(deadline))
-        series_ok = self.series.close(_remaining(deadline))
+        series_ok = all([w.close(_remaining(deadline)) for w in self._writers])
         report = FlushReport(
             ledger_committed=ledger_ok,
             series_written=series_ok,
             ledger_pending=int(self.ledger.stats().get("journal_depth", 0)),
-            series_pending=int(self.series.stats().get("pending_lines", 0)),
+            series_pending=self._series_pending(),
         )
         self._loop.stop()
         self._unhook_signals()
@@ -227,8 +241,16 @@ class Recorder:
 
     def _drain_now(self) -> None:
         data = self.market.drain()
-        if data:
+        if not data:
+            return
+        if self.l2_series is None:
             self.series.write(data, market=True)
+            return
+        l2, bars = split_l2(data)
+        if l2:
+            self.l2_series.write(l2, market=True)
+        if bars:
+            self.series.write(bars, market=True)
 
     async def _drain_market(self) -> None:
         while True:
@@ -420,6 +442,7 @@ class Recorder:
             ("market", self.market.stats()),
             ("ledger", self.ledger.stats()),
             ("series", self.series.stats()),
+            *((("series_l2", self.l2_series.stats()),) if self.l2_series else ()),
         ):
             out.update({f"{prefix}_{k}": v for k, v in part.items()})
         return out
