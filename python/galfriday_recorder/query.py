@@ -199,6 +199,29 @@ def _positions(marks: Mapping[str, Decimal] | None) -> _Statement[list[Position]
     )
 
 
+def _newest_first(
+    source: str,
+    time_column: str,
+    tiebreak: str,
+    window: tuple[datetime | None, datetime | None],
+    limit: int,
+    build: Callable[[list[dict[str, Any]]], list[T]],
+    **filters: tuple[str, Any],
+) -> _Statement[list[T]]:
+    """``source`` rows with ``since <= time_column < until`` and ``filters``, newest first."""
+    since, until = window
+    where, params = _where(
+        since=(f"{time_column} >= %(since)s", since),
+        until=(f"{time_column} < %(until)s", until),
+        **filters,
+    )
+    return _Statement(
+        f"{source} WHERE {where} ORDER BY {time_column} DESC, {tiebreak} DESC LIMIT %(limit)s",
+        {**params, "limit": limit},
+        build,
+    )
+
+
 def _trades(
     since: datetime | None,
     until: datetime | None,
@@ -206,19 +229,17 @@ def _trades(
     trading_pair: str | None,
     limit: int,
 ) -> _Statement[list[Trade]]:
-    where, params = _where(
-        since=("t.exit_timestamp >= %(since)s", since),
-        until=("t.exit_timestamp < %(until)s", until),
-        strategy=("t.strategy_id = %(strategy)s", strategy_id),
-        pair=("t.trading_pair = %(pair)s", trading_pair),
-    )
-    return _Statement(
+    return _newest_first(
         f"SELECT {_TRADE_COLUMNS} FROM trades t "
         "LEFT JOIN orders eo ON eo.order_pk = t.entry_order_pk "
-        "LEFT JOIN orders xo ON xo.order_pk = t.exit_order_pk "
-        f"WHERE {where} ORDER BY t.exit_timestamp DESC, t.trade_pk DESC LIMIT %(limit)s",
-        {**params, "limit": limit},
+        "LEFT JOIN orders xo ON xo.order_pk = t.exit_order_pk",
+        "t.exit_timestamp",
+        "t.trade_pk",
+        (since, until),
+        limit,
         lambda rows: [Trade(**r) for r in rows],
+        strategy=("t.strategy_id = %(strategy)s", strategy_id),
+        pair=("t.trading_pair = %(pair)s", trading_pair),
     )
 
 
@@ -229,17 +250,15 @@ def _fills(
     client_order_id: uuid.UUID | None,
     limit: int,
 ) -> _Statement[list[Fill]]:
-    where, params = _where(
-        since=("f.filled_at >= %(since)s", since),
-        until=("f.filled_at < %(until)s", until),
+    return _newest_first(
+        f"SELECT {_FILL_COLUMNS} FROM fills f JOIN orders o ON o.order_pk = f.order_pk",
+        "f.filled_at",
+        "f.fill_pk",
+        (since, until),
+        limit,
+        lambda rows: [_fill(r) for r in rows],
         pair=("f.trading_pair = %(pair)s", trading_pair),
         coid=("o.client_order_id = %(coid)s", client_order_id),
-    )
-    return _Statement(
-        f"SELECT {_FILL_COLUMNS} FROM fills f JOIN orders o ON o.order_pk = f.order_pk "
-        f"WHERE {where} ORDER BY f.filled_at DESC, f.fill_pk DESC LIMIT %(limit)s",
-        {**params, "limit": limit},
-        lambda rows: [_fill(r) for r in rows],
     )
 
 
