@@ -314,6 +314,7 @@ class InfluxService(Service):
     """InfluxDB 1.x (Debian's ``influxd``) with every directory and port of its own."""
 
     name = "influxdb"
+    data_settings = ""  # more [data] lines, e.g. compaction timings for a disk-size bench
 
     def _spawn(self, port: int) -> int:
         binary = shutil.which("influxd")
@@ -326,6 +327,7 @@ class InfluxService(Service):
             f'[meta]\n  dir = "{self.root / "meta"}"\n  logging-enabled = false\n'
             f'[data]\n  dir = "{self.root / "data"}"\n  wal-dir = "{self.root / "wal"}"\n'
             "  query-log-enabled = false\n  trace-logging-enabled = false\n"
+            f"{self.data_settings}"
             "[monitor]\n  store-enabled = false\n"
             "[subscriber]\n  enabled = false\n"
             "[continuous_queries]\n  enabled = false\n"
