@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from galfriday_recorder import Recorder, RecorderConfig
+from galfriday_recorder import Query, Recorder, RecorderConfig
 from galfriday_recorder.errors import ConfigError
 from galfriday_recorder.influxql import InfluxQL
 from galfriday_recorder.lab.services import InfluxService
@@ -125,6 +125,8 @@ def test_recorder_routes_raw_l2_to_its_policy(
                 rec.on_market_frame(frame, ts)
             assert rec.flush(30)
             stats = rec.stats()
+        with Query(cfg) as query:  # reads raw L2 from its policy
+            book = query.latest_book("XRP/USD", lookback_s=10**9)
         counts = {
             (rp, m): reader.rows(f'SELECT count(*) FROM "{rp}"."{m}"')
             for rp in ("autogen", "l2_raw")
@@ -137,6 +139,8 @@ def test_recorder_routes_raw_l2_to_its_policy(
     raw = counts[("l2_raw", "market_data_l2")][0]["count_mid_price"]
     assert raw == stats["series_l2_lines_written"] > 1000
     assert counts[("autogen", "market_data_ohlcv")][0]["count_close"] >= 1
+    assert book is not None
+    assert book.mid_price is not None
 
 
 def test_old_logs_go_in_batches_and_new_ones_stay(pg_dsn: str) -> None:

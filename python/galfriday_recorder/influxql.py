@@ -117,6 +117,13 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def l2_source(config: RecorderConfig) -> str:
+    """Where raw ``market_data_l2`` is read from: its own retention policy when it has one."""
+    if config.influx_l2_rp:
+        return f'{quote_ident(config.influx_l2_rp)}."market_data_l2"'
+    return '"market_data_l2"'
+
+
 def create_database_hint(config: RecorderConfig) -> str:
     """What an InfluxDB admin runs when the recorder may not create the database itself."""
     statement = f"CREATE DATABASE {quote_ident(config.influx_database)}"

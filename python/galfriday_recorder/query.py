@@ -21,7 +21,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from .config import RecorderConfig
-from .influxql import InfluxQL
+from .influxql import InfluxQL, l2_source
 from .records import Fill, Order, Signal, Trade
 from .riskstate import RISK_STATE_SQL, RiskState, risk_state, risk_state_params
 
@@ -378,7 +378,7 @@ _OHLCV = (
     "WHERE trading_pair = $pair AND interval = $interval ORDER BY time DESC LIMIT {limit}"
 )
 _LATEST_BOOK = (
-    "SELECT * FROM market_data_l2 WHERE trading_pair = $pair AND time > now() - {lookback}s "
+    "SELECT * FROM {source} WHERE trading_pair = $pair AND time > now() - {lookback}s "
     "ORDER BY time DESC LIMIT 1"
 )
 
@@ -401,7 +401,7 @@ class _Reads:
         return _bars(rows)
 
     def _latest_book(self, trading_pair: str, lookback_s: int) -> BookMetrics | None:
-        sql = _LATEST_BOOK.format(lookback=int(lookback_s))
+        sql = _LATEST_BOOK.format(source=l2_source(self.config), lookback=int(lookback_s))
         return _book(self._influxql().rows(sql, {"pair": trading_pair}))
 
     def _close_influx(self) -> None:

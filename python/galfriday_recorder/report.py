@@ -12,7 +12,7 @@ import psycopg
 
 from .config import RecorderConfig
 from .errors import RecorderError
-from .influxql import InfluxQL
+from .influxql import InfluxQL, l2_source
 from .query import Query, StrategyPerformance
 
 SEED_TABLES = (
@@ -166,7 +166,7 @@ def mid_prices(
     reader = InfluxQL(config)
     try:
         rows = reader.rows(
-            "SELECT mean(mid_price) AS mid FROM market_data_l2 WHERE time >= $start "
+            f"SELECT mean(mid_price) AS mid FROM {l2_source(config)} WHERE time >= $start "
             f"AND time <= $end GROUP BY time({step_s}s), trading_pair fill(none)",
             {"start": start.isoformat(), "end": end.isoformat()},
         )
