@@ -165,7 +165,7 @@ def test_old_logs_go_in_batches_and_new_ones_stay(pg_dsn: str) -> None:
 
 def test_cli_retention_apply_and_status(
     influx_service: InfluxService, influx_db: str, pg_dsn: str, tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     from galfriday_recorder.cli import main
 
@@ -177,3 +177,13 @@ def test_cli_retention_apply_and_status(
     assert "postgresql: deleted 0 system_logs rows" in out
     assert main(["retention", "status", *where, "--database", influx_db]) == 0
     assert "GALFRIDAY_INFLUX_L2_RP=l2_raw" in capsys.readouterr().out
+
+    monkeypatch.setenv("GALFRIDAY_INFLUX_L2_RP", "l2_raw")
+    assert main(["spool", "status", *where, "--database", influx_db]) == 0
+    out = capsys.readouterr().out
+    assert f"{tmp_path}/data/{influx_db}/spool\n" in out
+    assert f"raw L2 (influx_l2_rp):\ndirectory        {tmp_path}/data/{influx_db}/l2/spool" in out
+    assert main(["doctor", *where, "--database", influx_db]) == 0
+    assert (
+        f"[ok  ] spool: {tmp_path}/data/{influx_db}/l2/spool: 0 file(s)" in capsys.readouterr().out
+    )

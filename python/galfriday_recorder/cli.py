@@ -289,18 +289,22 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_spool(args: argparse.Namespace) -> int:
+    from .retention import writer_configs
     from .series import spool_replay
     from .spool import spool_status
 
     if args.action == "status":
-        result = spool_status(_settings(args))
+        results = [spool_status(c) for c in writer_configs(_settings(args))]
     else:
         cfg = _config(args)
         if not cfg.influx_url:
             raise ConfigError("no InfluxDB: give --influx-url or GALFRIDAY_INFLUX_URL")
-        result = spool_replay(cfg, args.timeout)
-    for key, value in result.items():
-        print(f"{key:<16} {value}")
+        results = [spool_replay(c, args.timeout) for c in writer_configs(cfg)]
+    for i, result in enumerate(results):
+        if i:
+            print("raw L2 (influx_l2_rp):")
+        for key, value in result.items():
+            print(f"{key:<16} {value}")
     return 0
 
 

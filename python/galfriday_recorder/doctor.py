@@ -15,6 +15,7 @@ from . import _core
 from .config import RecorderConfig, redact
 from .influxql import InfluxQL, InfluxQueryError, create_database_hint
 from .migrate import discover
+from .retention import writer_configs
 from .spool import spool_status
 
 
@@ -31,7 +32,8 @@ def diagnose(cfg: RecorderConfig) -> Iterator[Check]:
     yield from _postgres(cfg)
     yield from _influx(cfg)
     yield from _journal(cfg)
-    yield _spool(cfg)
+    for writer in writer_configs(cfg):
+        yield _spool(writer)
 
 
 def _postgres(cfg: RecorderConfig) -> Iterator[Check]:

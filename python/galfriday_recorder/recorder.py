@@ -35,7 +35,7 @@ from .migrate import migrate
 from .query import AsyncQuery, Query
 from .records import Fill, Order, PortfolioSnapshot, Signal, Trade
 from .recovery import RecoveryState
-from .retention import split_l2
+from .retention import split_l2, writer_configs
 from .runtime import BackgroundLoop
 from .series import SeriesWriter
 
@@ -91,16 +91,10 @@ class Recorder:
             max_buffer_bytes=cfg.buffer_max_bytes,
         )
         self.ledger = Ledger(cfg, self._loop)
-        self.series = SeriesWriter(cfg, self._loop)
-        # Raw L2 to a retention policy of its own (retention.py), with its own spool.
-        self.l2_series = (
-            SeriesWriter(
-                cfg.replace(influx_rp=cfg.influx_l2_rp, data_dir=cfg.data_dir / "l2"), self._loop
-            )
-            if cfg.influx_l2_rp and cfg.influx_l2_rp != cfg.influx_rp
-            else None
-        )
-        self._writers = [self.series] if self.l2_series is None else [self.series, self.l2_series]
+        # Raw L2 may go to a retention policy of its own, through a writer of its own.
+        self._writers = [SeriesWriter(c, self._loop) for c in writer_configs(cfg)]
+        self.series = self._writers[0]
+        self.l2_series = self._writers[1] if len(self._writers) > 1 else None
         self._install_signals = install_signal_handlers
         self._previous_handlers: dict[int, Any] = {}
         self._tasks: list[concurrent.futures.Future[None]] = []

@@ -27,6 +27,14 @@ AGGREGATE_INTERVALS = (("1s", "market_data_l2_1s"), ("1m", "market_data_l2_1m"))
 LOG_BATCH = 10_000
 
 
+def writer_configs(config: RecorderConfig) -> list[RecorderConfig]:
+    """One config per series writer: the main one, and raw L2's when it has a policy of its
+    own (its own spool under ``data_dir/l2``, so a replay goes back to that policy)."""
+    if not config.influx_l2_rp or config.influx_l2_rp == config.influx_rp:
+        return [config]
+    return [config, config.replace(influx_rp=config.influx_l2_rp, data_dir=config.data_dir / "l2")]
+
+
 def raw_rp(config: RecorderConfig) -> str:
     return config.influx_l2_rp or DEFAULT_RAW_RP
 
