@@ -392,7 +392,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dsn", dest="pg_dsn", default=None, help="the same as --pg-dsn")
     p.set_defaults(func=cmd_migrate)
 
-    p = command("demo", "a synthetic Kraken session through the whole recorder")
+    p = command(
+        "demo",
+        "a synthetic Kraken session through the whole recorder (on the local servers it "
+        "empties the database it records into first)",
+    )
     p.add_argument("--minutes", type=float, default=5.0, help="simulated minutes (default 5)")
     p.add_argument("--pairs", default="XRP/USD,DOGE/USD")
     p.add_argument("--speed", choices=("max", "realtime"), default="max")
