@@ -263,3 +263,33 @@ def test_sustained_stream_4_symbols(benchmark: Any) -> None:
     )
     assert rec.stats()["out_of_sync"] == 0
     assert growth < 16 * 2**20, rss
+
+
+def _levels_frame(n: int, ascending: bool) -> bytes:
+    """One v2 update carrying n bid levels (no checksum: nothing to verify at this size)."""
+    prices = range(1_000, 1_000 + n) if ascending else range(1_000 + n - 1, 999, -1)
+    levels = ",".join(f'{{"price":{p / 100:.2f},"qty":1.00000000}}' for p in prices)
+    return (
+        f'{{"channel":"book","type":"update","data":[{{"symbol":"P/USD",'
+        f'"bids":[{levels}],"asks":[]}}]}}'
+    ).encode()
+
+
+@pytest.mark.parametrize("order", ["descending_baseline", "ascending"])
+@pytest.mark.parametrize("n", [1_000, 10_000, 100_000, 300_000])
+def test_frame_of_n_levels(benchmark: Any, n: int, order: str) -> None:
+    """Work per frame is O(N log N) whatever the order: ns per level stays flat
+    in N and ascending bids (each one the new best) cost what descending do.
+    300,000 levels is a 10 MB frame."""
+    frame = _levels_frame(n, order == "ascending")
+    rec = MarketRecorder(max_frame_bytes=16 * 2**20)
+    rec.ingest(
+        '{"channel":"book","type":"snapshot","data":[{"symbol":"P/USD",'
+        '"bids":[{"price":1.00,"qty":1.00000000}],"asks":[{"price":99999.00,"qty":1.00000000}]}]}'
+    )
+    benchmark.group = f"one update frame of {n:,} bid levels ({len(frame) / 1e6:.2g} MB)"
+    benchmark.pedantic(rec.ingest, args=(frame,), rounds=5 if n >= 100_000 else 20, iterations=1)
+    stats = getattr(benchmark, "stats", None)
+    if stats is not None:
+        benchmark.extra_info["ns_per_level"] = round(stats.stats.median / n * 1e9, 1)
+    assert len(rec.book("P/USD").bids) == 10

@@ -31,7 +31,7 @@ pub struct FrameError {
 }
 
 impl FrameError {
-    fn new(message: String) -> Self {
+    pub fn new(message: String) -> Self {
         FrameError {
             symbol: None,
             message,
@@ -707,18 +707,21 @@ fn v1_book<'a>(
                 saw_update = true;
             }
             for (j, level) in levels.iter().enumerate() {
-                let at = format!("{what} \"{key}\"[{j}]");
+                // Built only for an error: no formatting per level.
+                let at = || format!("{what} \"{key}\"[{j}]");
                 let (Some(p), Some(q)) = (level.first(), level.get(1)) else {
                     return Err(FrameError::new(format!(
-                        "{at}: a level needs a price and a volume"
+                        "{}: a level needs a price and a volume",
+                        at()
                     )));
                 };
-                let p = ctx.number(|| format!("{at} price"), p)?;
-                let q = ctx.number(|| format!("{at} volume"), q)?;
+                let p = ctx.number(|| format!("{} price", at()), p)?;
+                let q = ctx.number(|| format!("{} volume", at()), q)?;
                 if let Some(ts) = level.get(2) {
-                    let t = ctx.number(|| format!("{at} timestamp"), ts)?;
-                    let ns = seconds_to_ns(t)
-                        .ok_or_else(|| FrameError::new(format!("{at}: timestamp out of range")))?;
+                    let t = ctx.number(|| format!("{} timestamp", at()), ts)?;
+                    let ns = seconds_to_ns(t).ok_or_else(|| {
+                        FrameError::new(format!("{}: timestamp out of range", at()))
+                    })?;
                     msg.timestamp_ns = Some(msg.timestamp_ns.map_or(ns, |prev: i64| prev.max(ns)));
                 }
                 if is_bid {

@@ -58,6 +58,9 @@ pub struct Config {
     /// Encoded bytes held until a drain; past this, new lines are dropped and counted,
     /// so a stalled drain costs data, never unbounded memory.
     pub max_buffer_bytes: usize,
+    /// Larger frames are refused unread (`Malformed`): parsing is linear, but
+    /// a hostile or broken feed should not hold the core for seconds.
+    pub max_frame_bytes: usize,
 }
 
 impl Default for Config {
@@ -72,6 +75,7 @@ impl Default for Config {
             l2_sample_interval_ms: 0,
             l2_mode: L2Mode::Full,
             max_buffer_bytes: 64 << 20,
+            max_frame_bytes: 16 << 20,
         }
     }
 }
@@ -318,7 +322,16 @@ impl MarketCore {
         let started = Instant::now();
         self.counters.frames += 1;
         let mut out = Outcome::default();
-        match kraken::parse_frame(frame) {
+        let parsed = if frame.len() > self.cfg.max_frame_bytes {
+            Err(FrameError::new(format!(
+                "frame of {} bytes is above max_frame_bytes ({})",
+                frame.len(),
+                self.cfg.max_frame_bytes
+            )))
+        } else {
+            kraken::parse_frame(frame)
+        };
+        match parsed {
             Err(e) => {
                 self.counters.malformed += 1;
                 out.error = Some(CoreError::malformed(e));
@@ -843,13 +856,9 @@ fn convert(
     Ok(())
 }
 
-fn apply_all(book: &mut Book, bids: &[(u64, u64)], asks: &[(u64, u64)]) {
-    for &(p, q) in bids {
-        book.apply(Side::Bid, p, q);
-    }
-    for &(p, q) in asks {
-        book.apply(Side::Ask, p, q);
-    }
+fn apply_all(book: &mut Book, bids: &mut Scratch, asks: &mut Scratch) {
+    book.apply_side(Side::Bid, bids);
+    book.apply_side(Side::Ask, asks);
     book.truncate();
 }
 

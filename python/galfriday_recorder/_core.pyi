@@ -118,12 +118,15 @@ class MarketRecorder:
         l2_sample_interval_ms: int = 0,
         l2_mode: str = "full",
         max_buffer_bytes: int = 67108864,
+        max_frame_bytes: int = 16777216,
     ) -> MarketRecorder: ...
     def ingest(self, frame: bytes | str, received_at_ns: int | None = None) -> list[BookTop]:
         """Handle one raw frame; one ``BookTop`` per symbol whose book it touched.
 
         If some entry fails, the others are still applied and recorded, then the
-        first error is raised with ``.tops`` holding theirs.
+        first error is raised with ``.tops`` holding theirs. A frame above
+        ``max_frame_bytes`` is refused unread (``MalformedFrame``); one above 64 KiB
+        is handled with the GIL released.
         """
     def book(self, symbol: str) -> BookView:
         """A copy of one symbol's book; ``UnknownSymbol`` if it has none."""

@@ -72,6 +72,9 @@ class RecorderConfig:
     imbalance_levels: tuple[int, ...] = (5, 10)
     ohlcv_intervals: tuple[str, ...] = ("1m", "5m")
     l2_sample_interval_ms: int = 0
+    # A larger frame is refused unread (MalformedFrame): Kraken's biggest, a
+    # depth-1000 snapshot, is about 100 KB.
+    max_frame_bytes: int = 16 * 1024 * 1024
 
     # Self-metrics
     host_id: str = field(default_factory=socket.gethostname)
@@ -86,6 +89,7 @@ class RecorderConfig:
             "batch_max_lines",
             "spool_max_bytes",
             "buffer_max_bytes",
+            "max_frame_bytes",
             "book_depth",
             "l2_levels",
         ):

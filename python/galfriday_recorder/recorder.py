@@ -87,6 +87,7 @@ class Recorder:
             ohlcv_intervals=cfg.ohlcv_intervals,
             l2_sample_interval_ms=cfg.l2_sample_interval_ms,
             max_buffer_bytes=cfg.buffer_max_bytes,
+            max_frame_bytes=cfg.max_frame_bytes,
         )
         self.ledger = Ledger(cfg, self._loop)
         self.series = SeriesWriter(cfg, self._loop)
