@@ -169,6 +169,9 @@ pub struct Book {
     pub depth: usize,
     pub price_scale: u32,
     pub qty_scale: u32,
+    /// False after an empty snapshot of a pair of unknown precision: its
+    /// scales are a guess until levels arrive.
+    pub scales_known: bool,
 }
 
 impl Book {
@@ -180,6 +183,7 @@ impl Book {
             depth,
             price_scale,
             qty_scale,
+            scales_known: true,
         }
     }
 

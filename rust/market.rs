@@ -178,6 +178,9 @@ type SymbolHasher = foldhash::fast::RandomState;
 /// Reused conversion buffers (price, qty mantissas).
 type Scratch = Vec<(u64, u64)>;
 
+/// symbol -> (price decimals, qty decimals).
+type Precisions = HashMap<String, (u32, u32)>;
+
 struct SymbolState {
     /// Shared with every `BookTop`, so a top costs no string allocation.
     name: Arc<str>,
@@ -403,14 +406,6 @@ impl MarketCore {
         }
     }
 
-    fn known_precision(&self, symbol: &str) -> Option<(u32, u32)> {
-        self.cfg
-            .precisions
-            .get(symbol)
-            .or_else(|| self.instrument_precisions.get(symbol))
-            .copied()
-    }
-
     fn on_book(
         &mut self,
         msg: BookMsg<'_>,
@@ -421,12 +416,6 @@ impl MarketCore {
         let malformed = |m: String| CoreError::Malformed {
             symbol: Some(symbol.to_owned()),
             message: m,
-        };
-        // Precision matters only when a snapshot sets the scales.
-        let known = if msg.snapshot {
-            self.known_precision(symbol)
-        } else {
-            None
         };
         let depth = msg.depth.unwrap_or(self.cfg.depth).max(1);
         // Updates never create state: a flood of unknown symbols stays free.
@@ -447,7 +436,7 @@ impl MarketCore {
             st,
             &mut self.counters.snapshots,
             &msg,
-            known,
+            (&self.cfg.precisions, &self.instrument_precisions),
             depth,
             (&mut self.scratch_bids, &mut self.scratch_asks),
             &malformed,
@@ -514,7 +503,7 @@ impl MarketCore {
         st: &mut SymbolState,
         snapshots: &mut u64,
         msg: &BookMsg<'_>,
-        known: Option<(u32, u32)>,
+        precisions: (&Precisions, &Precisions),
         depth: usize,
         (bids, asks): (&mut Scratch, &mut Scratch),
         malformed: &dyn Fn(String) -> CoreError,
@@ -527,16 +516,21 @@ impl MarketCore {
                 .max()
                 .unwrap_or(0)
         };
-        if msg.snapshot {
-            // Scale: the known precision, widened if the data needs more;
-            // else as written (trailing zeros count: Kraken's checksum uses them).
+        // Scale: the known precision (configured, else from `instrument`),
+        // widened if the data needs more; else as written (trailing zeros
+        // count: Kraken's checksum uses them).
+        let scales = || {
             let raw_max = |pick: fn(&(Fixed, Fixed)) -> Fixed| {
                 levels().map(|l| pick(l).scale).max().unwrap_or(0)
             };
-            let (ps, qs) = match known {
-                Some((p, q)) => (p.max(max_sig(|l| l.0)), q.max(max_sig(|l| l.1))),
+            let (configured, announced) = precisions;
+            match configured.get(symbol).or_else(|| announced.get(symbol)) {
+                Some(&(p, q)) => (p.max(max_sig(|l| l.0)), q.max(max_sig(|l| l.1))),
                 None => (raw_max(|l| l.0), raw_max(|l| l.1)),
-            };
+            }
+        };
+        if msg.snapshot {
+            let (ps, qs) = scales();
             convert(&msg.bids, ps, qs, bids).map_err(malformed)?;
             convert(&msg.asks, ps, qs, asks).map_err(malformed)?;
             let mut book = st.book.take().unwrap_or_else(|| Book::new(depth, ps, qs));
@@ -544,6 +538,11 @@ impl MarketCore {
             book.depth = depth;
             book.price_scale = ps;
             book.qty_scale = qs;
+            // An empty snapshot of an unknown pair shows no decimals: the
+            // first levels that arrive set them.
+            book.scales_known = levels().next().is_some()
+                || precisions.0.contains_key(symbol)
+                || precisions.1.contains_key(symbol);
             apply_all(&mut book, bids, asks);
             let computed = kraken_checksum(&book.asks, &book.bids);
             st.book = Some(book);
@@ -571,8 +570,15 @@ impl MarketCore {
             });
         }
         // Widen the book's scale if the update carries more (non-zero) decimals.
-        let ps = book.price_scale.max(max_sig(|l| l.0));
-        let qs = book.qty_scale.max(max_sig(|l| l.1));
+        let (ps, qs) = if book.scales_known {
+            (
+                book.price_scale.max(max_sig(|l| l.0)),
+                book.qty_scale.max(max_sig(|l| l.1)),
+            )
+        } else {
+            book.scales_known = levels().next().is_some();
+            scales()
+        };
         convert(&msg.bids, ps, qs, bids).map_err(malformed)?;
         convert(&msg.asks, ps, qs, asks).map_err(malformed)?;
         if ps > book.price_scale || qs > book.qty_scale {
