@@ -657,6 +657,18 @@ fn parse_v1<'a>(ctx: &Ctx<'_>, frame: &'a [u8]) -> Result<Frame<'a>, FrameError>
             )),
         };
     };
+    if channel == "trade" {
+        return v1_trades(ctx, parts.get(1).copied(), pair).map(Frame::Trades);
+    }
+    if let Some(minutes) = channel.strip_prefix("ohlc-") {
+        return Ok(Frame::Ohlc(vec![v1_ohlc(
+            ctx,
+            parts.get(1).copied(),
+            &pair,
+            minutes,
+        )
+        .map_err(|e| with_symbol(&pair, e))]));
+    }
     let Some(depth_text) = channel.strip_prefix("book") else {
         return Ok(Frame::Ignored);
     };
@@ -754,6 +766,92 @@ fn v1_book<'a>(
     }
     msg.snapshot = saw_snapshot;
     Ok(msg)
+}
+
+/// v1 `trade`: `[id, [[price, volume, time, side, type, misc], ...], "trade", pair]`.
+fn v1_trades<'a>(
+    ctx: &Ctx<'_>,
+    list: Option<&'a RawValue>,
+    pair: Cow<'a, str>,
+) -> Result<Vec<Result<TradeMsg<'a>, FrameError>>, FrameError> {
+    let what = || format!("v1 trade ({})", shown(&pair));
+    let list = list
+        .ok_or_else(|| with_symbol(&pair, FrameError::new(format!("{} has no trades", what()))))?;
+    let trades: Vec<Vec<&'a RawValue>> = serde_json::from_str(list.get())
+        .map_err(|e| with_symbol(&pair, ctx.json(&what(), Some(list.get()), &e)))?;
+    Ok(trades
+        .iter()
+        .enumerate()
+        .map(|(j, t)| {
+            let at = || format!("{}[{j}]", what());
+            let (Some(p), Some(q), Some(ts)) = (t.first(), t.get(1), t.get(2)) else {
+                return Err(FrameError::new(format!(
+                    "{}: a trade needs a price, a volume and a time",
+                    at()
+                )));
+            };
+            Ok(TradeMsg {
+                symbol: pair.clone(),
+                price: ctx.number(|| format!("{} price", at()), p)?,
+                qty: ctx.number(|| format!("{} volume", at()), q)?,
+                timestamp_ns: v1_time(ctx, &at, ts)?,
+            })
+        })
+        .map(|r| r.map_err(|e| with_symbol(&pair, e)))
+        .collect())
+}
+
+/// v1 `ohlc-N`: `[id, [time, etime, open, high, low, close, vwap, volume, count], "ohlc-N", pair]`.
+/// `etime` is the end of the running interval; the bar starts one interval
+/// before the interval boundary at or after it.
+fn v1_ohlc<'a>(
+    ctx: &Ctx<'_>,
+    candle: Option<&'a RawValue>,
+    pair: &Cow<'a, str>,
+    minutes: &str,
+) -> Result<OhlcMsg<'a>, FrameError> {
+    let what = || format!("v1 ohlc-{minutes} ({})", shown(pair));
+    let interval_minutes = minutes
+        .parse::<u32>()
+        .ok()
+        .filter(|m| *m > 0)
+        .ok_or_else(|| {
+            FrameError::new(format!("{}: interval is not a number of minutes", what()))
+        })?;
+    let candle = candle.ok_or_else(|| FrameError::new(format!("{} has no candle", what())))?;
+    let c: Vec<&'a RawValue> = serde_json::from_str(candle.get())
+        .map_err(|e| ctx.json(&what(), Some(candle.get()), &e))?;
+    let field = |i: usize, name: &str| {
+        let raw = c
+            .get(i)
+            .ok_or_else(|| FrameError::new(format!("{}: no {name}", what())))?;
+        ctx.number(|| format!("{} {name}", what()), raw)
+    };
+    let end = c
+        .get(1)
+        .ok_or_else(|| FrameError::new(format!("{}: no etime", what())))?;
+    let end_ns = v1_time(ctx, &what, end)?;
+    let step = i64::from(interval_minutes) * 60_000_000_000;
+    let boundary = end_ns.checked_add(step - 1).map(|e| e - e.rem_euclid(step));
+    let interval_begin_ns = boundary
+        .and_then(|b| b.checked_sub(step))
+        .ok_or_else(|| FrameError::new(format!("{}: etime out of range", what())))?;
+    Ok(OhlcMsg {
+        symbol: pair.clone(),
+        open: field(2, "open")?,
+        high: field(3, "high")?,
+        low: field(4, "low")?,
+        close: field(5, "close")?,
+        volume: field(7, "volume")?,
+        interval_begin_ns,
+        interval_minutes,
+    })
+}
+
+/// A v1 time: seconds since the epoch as decimal text.
+fn v1_time(ctx: &Ctx<'_>, at: &dyn Fn() -> String, raw: &RawValue) -> Result<i64, FrameError> {
+    let t = ctx.number(|| format!("{} time", at()), raw)?;
+    seconds_to_ns(t).ok_or_else(|| FrameError::new(format!("{}: time out of range", at())))
 }
 
 /// `"1534614248.123678"` seconds to ns.
@@ -936,7 +1034,7 @@ mod tests {
             br#"{"method":"subscribe","result":{"channel":"book"},"success":true}"#,
             br#"{"event":"heartbeat"}"#,
             br#"{"channel":"ticker","type":"update","data":[]}"#,
-            br#"[42,[["5541.2","0.1","1534614248.1","s","l",""]],"trade","XBT/USD"]"#,
+            br#"[42,["5541.2","0.1"],"spread","XBT/USD"]"#,
         ] {
             assert!(
                 matches!(parse_frame(f), Ok(Frame::Ignored)),
