@@ -180,6 +180,10 @@ impl PyBookTop {
     fn checksum_ok(&self) -> bool {
         self.top.checksum_ok
     }
+    #[getter]
+    fn crossed(&self) -> bool {
+        self.top.crossed
+    }
 
     fn __repr__(&self) -> String {
         let t = &self.top;
@@ -359,6 +363,8 @@ impl PyMarketRecorder {
         l2_mode = "full",
         max_buffer_bytes = 67_108_864,
         max_frame_bytes = 16_777_216,
+        max_symbols = 1024,
+        max_trade_ahead_ms = 60_000,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -372,6 +378,8 @@ impl PyMarketRecorder {
         l2_mode: &str,
         max_buffer_bytes: usize,
         max_frame_bytes: usize,
+        max_symbols: usize,
+        max_trade_ahead_ms: u64,
     ) -> PyResult<Self> {
         let mode = L2Mode::parse(l2_mode).ok_or_else(|| {
             PyValueError::new_err(format!(
@@ -389,6 +397,8 @@ impl PyMarketRecorder {
             l2_mode: mode,
             max_buffer_bytes,
             max_frame_bytes,
+            max_symbols,
+            max_trade_ahead_ms,
         };
         let core = MarketCore::new(cfg).map_err(PyValueError::new_err)?;
         Ok(PyMarketRecorder {
@@ -490,6 +500,9 @@ impl PyMarketRecorder {
             ("unknown_symbol", c.unknown_symbol),
             ("trades", c.trades),
             ("late_trades", c.late_trades),
+            ("future_trades", c.future_trades),
+            ("unverified_updates", c.unverified_updates),
+            ("crossed_books", c.crossed_books),
             ("bars", c.bars),
             ("ohlc", c.ohlc),
             ("instruments", c.instruments),

@@ -272,7 +272,15 @@ impl<'de> serde::de::Visitor<'de> for FastBookVisitor {
         let mut is_book = false;
         let mut snapshot = None;
         let mut books = None;
+        let mut seen = [false; 3];
         while let Some(key) = map.next_key::<&'de str>()? {
+            // A repeated key is refused (by the general path, which says so):
+            // which of two `data` to take is not ours to guess.
+            if let Some(i) = ["channel", "type", "data"].iter().position(|k| *k == key) {
+                if std::mem::replace(&mut seen[i], true) {
+                    return Err(A::Error::custom("duplicate key"));
+                }
+            }
             match key {
                 "channel" => is_book = map.next_value::<&'de str>()? == "book",
                 "type" => {
@@ -292,8 +300,7 @@ impl<'de> serde::de::Visitor<'de> for FastBookVisitor {
                 }
             }
         }
-        // `data` is only taken while the channel is `book` and the type known;
-        // as before, the last `type` given is the one that counts.
+        // `data` is only taken while the channel is `book` and the type known.
         match (snapshot, books) {
             (Some(snapshot), Some(mut books)) => {
                 for b in books.iter_mut().flatten() {
@@ -677,9 +684,20 @@ fn parse_v1<'a>(ctx: &Ctx<'_>, frame: &'a [u8]) -> Result<Frame<'a>, FrameError>
             "v1 book frame for {pair} has no book data"
         )));
     }
-    let depth = depth_text
-        .strip_prefix('-')
-        .and_then(|d| d.parse::<usize>().ok());
+    // Kraken's v1 depths; any other would let a frame set the book's size.
+    let depth = match depth_text.strip_prefix('-').map(str::parse::<usize>) {
+        Some(Ok(d @ (10 | 25 | 100 | 500 | 1000))) => Some(d),
+        None => None,
+        Some(_) => {
+            return Ok(Frame::Book(vec![Err(with_symbol(
+                &pair,
+                FrameError::new(format!(
+                    "v1 channel {:?} is not a Kraken book depth (10, 25, 100, 500, 1000)",
+                    shown(&channel)
+                )),
+            ))]))
+        }
+    };
     let result = v1_book(ctx, parts.get(1..n - 2).unwrap_or(&[]), pair.clone(), depth)
         .map_err(|e| with_symbol(&pair, e));
     Ok(Frame::Book(vec![result]))

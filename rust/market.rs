@@ -61,6 +61,12 @@ pub struct Config {
     /// Larger frames are refused unread (`Malformed`): parsing is linear, but
     /// a hostile or broken feed should not hold the core for seconds.
     pub max_frame_bytes: usize,
+    /// Symbols with state (book, bars); a new one past this is refused
+    /// (`UnknownSymbol`), so a flood of made-up pairs costs no memory.
+    pub max_symbols: usize,
+    /// A trade stamped further ahead of the receive time (else the clock) is
+    /// refused: it would open a bar every later trade falls behind.
+    pub max_trade_ahead_ms: u64,
 }
 
 impl Default for Config {
@@ -76,6 +82,8 @@ impl Default for Config {
             l2_mode: L2Mode::Full,
             max_buffer_bytes: 64 << 20,
             max_frame_bytes: 16 << 20,
+            max_symbols: 1024,
+            max_trade_ahead_ms: 60_000,
         }
     }
 }
@@ -133,6 +141,9 @@ pub struct BookTop {
     pub imbalances: metrics::Imbalances,
     /// The message carried a checksum and it matched (mismatches are errors).
     pub checksum_ok: bool,
+    /// Best bid at or above best ask: recorded as received (a verified
+    /// checksum says it is the exchange's book), flagged here and counted.
+    pub crossed: bool,
 }
 
 /// A copy of one book, for inspection from Python.
@@ -168,6 +179,12 @@ pub struct Counters {
     pub unknown_symbol: u64,
     pub trades: u64,
     pub late_trades: u64,
+    /// Refused: stamped more than `max_trade_ahead_ms` ahead.
+    pub future_trades: u64,
+    /// Updates without a checksum: applied, not verified.
+    pub unverified_updates: u64,
+    /// Book messages after which the best bid is at or above the best ask.
+    pub crossed_books: u64,
     pub bars: u64,
     pub ohlc: u64,
     pub instruments: u64,
@@ -356,10 +373,11 @@ impl MarketCore {
                 }
             }
             Ok(Frame::Trades(entries)) => {
+                let mut now = received_at_ns;
                 for entry in entries {
                     if let Err(e) = entry
                         .map_err(CoreError::malformed)
-                        .and_then(|t| self.on_trade(t))
+                        .and_then(|t| self.on_trade(t, &mut now))
                     {
                         self.note_error(&mut out, e);
                     }
@@ -422,6 +440,7 @@ impl MarketCore {
         let st = if msg.snapshot {
             ensure_state(
                 &mut self.symbols,
+                self.cfg.max_symbols,
                 &self.exchange_tag,
                 &self.interval_ns,
                 symbol,
@@ -441,6 +460,11 @@ impl MarketCore {
             (&mut self.scratch_bids, &mut self.scratch_asks),
             &malformed,
         )?;
+        if !msg.snapshot && msg.checksum.is_none() {
+            // Kraken always sends one; applied anyway, since refusing it would
+            // lose the change, and the next checksum verifies the whole book.
+            self.counters.unverified_updates += 1;
+        }
 
         // Timestamp: exchange's, else received, else now; strictly increasing per
         // symbol because InfluxDB merges points with equal series and time.
@@ -455,6 +479,8 @@ impl MarketCore {
             return Err(malformed("book missing after apply".into()));
         };
         let m = metrics::compute(book, &self.cfg.imbalance_levels);
+        let crossed = matches!((m.bid, m.ask), (Some(b), Some(a)) if b.price >= a.price);
+        self.counters.crossed_books += u64::from(crossed);
         let record = match (self.cfg.l2_mode, st.last_recorded) {
             (L2Mode::Off, _) => false,
             (_, None) => true,
@@ -495,6 +521,7 @@ impl MarketCore {
             spread_pct: m.spread_pct,
             imbalances: m.imbalances,
             checksum_ok,
+            crossed,
         })
     }
 
@@ -605,10 +632,26 @@ impl MarketCore {
         }
     }
 
-    fn on_trade(&mut self, t: TradeMsg<'_>) -> Result<(), CoreError> {
+    fn on_trade(&mut self, t: TradeMsg<'_>, now: &mut Option<i64>) -> Result<(), CoreError> {
         self.counters.trades += 1;
+        let now = *now.get_or_insert_with(now_ns);
+        let ahead_ns = i64::try_from(self.cfg.max_trade_ahead_ms)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1_000_000);
+        if t.timestamp_ns.saturating_sub(now) > ahead_ns {
+            self.counters.future_trades += 1;
+            return Err(CoreError::Malformed {
+                symbol: Some(t.symbol.into_owned()),
+                message: format!(
+                    "trade stamped {} ms after its receipt (at most max_trade_ahead_ms = {}): not counted in any bar",
+                    t.timestamp_ns.saturating_sub(now) / 1_000_000,
+                    self.cfg.max_trade_ahead_ms
+                ),
+            });
+        }
         let st = ensure_state(
             &mut self.symbols,
+            self.cfg.max_symbols,
             &self.exchange_tag,
             &self.interval_ns,
             &t.symbol,
@@ -682,6 +725,7 @@ impl MarketCore {
         self.counters.ohlc += 1;
         let st = ensure_state(
             &mut self.symbols,
+            self.cfg.max_symbols,
             &self.exchange_tag,
             &self.interval_ns,
             &o.symbol,
@@ -787,11 +831,22 @@ impl MarketCore {
 /// The symbol's state, created on first sight (symbol validated as a tag value).
 fn ensure_state<'m>(
     symbols: &'m mut HashMap<String, SymbolState, SymbolHasher>,
+    max_symbols: usize,
     exchange_tag: &[u8],
     interval_ns: &[(String, i64)],
     symbol: &str,
 ) -> Result<&'m mut SymbolState, CoreError> {
     if !symbols.contains_key(symbol) {
+        if symbols.len() >= max_symbols {
+            return Err(CoreError::UnknownSymbol {
+                symbol: symbol.to_owned(),
+                message: format!(
+                    "{:?} would be symbol number {} (max_symbols); not recorded",
+                    shown(symbol),
+                    max_symbols + 1
+                ),
+            });
+        }
         let mut pair_tag = Vec::new();
         lineproto::write_key(symbol, "symbol", &mut pair_tag).map_err(|e| {
             CoreError::Malformed {

@@ -81,6 +81,9 @@ class BookTop:
     @property
     def checksum_ok(self) -> bool:
         """The message carried a checksum and it matched (mismatches raise)."""
+    @property
+    def crossed(self) -> bool:
+        """Best bid at or above best ask: recorded as received, flagged, counted."""
 
 @final
 class BookView:
@@ -119,6 +122,8 @@ class MarketRecorder:
         l2_mode: str = "full",
         max_buffer_bytes: int = 67108864,
         max_frame_bytes: int = 16777216,
+        max_symbols: int = 1024,
+        max_trade_ahead_ms: int = 60000,
     ) -> MarketRecorder: ...
     def ingest(self, frame: bytes | str, received_at_ns: int | None = None) -> list[BookTop]:
         """Handle one raw frame; one ``BookTop`` per symbol whose book it touched.

@@ -75,6 +75,10 @@ class RecorderConfig:
     # A larger frame is refused unread (MalformedFrame): Kraken's biggest, a
     # depth-1000 snapshot, is about 100 KB.
     max_frame_bytes: int = 16 * 1024 * 1024
+    # Pairs with state in the market core; a new one past it is refused (UnknownSymbol).
+    max_symbols: int = 1024
+    # A trade stamped further ahead of its receipt is refused (MalformedFrame).
+    max_trade_ahead_ms: int = 60_000
 
     # Self-metrics
     host_id: str = field(default_factory=socket.gethostname)
@@ -90,6 +94,8 @@ class RecorderConfig:
             "spool_max_bytes",
             "buffer_max_bytes",
             "max_frame_bytes",
+            "max_symbols",
+            "max_trade_ahead_ms",
             "book_depth",
             "l2_levels",
         ):

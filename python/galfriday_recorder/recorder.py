@@ -88,6 +88,8 @@ class Recorder:
             l2_sample_interval_ms=cfg.l2_sample_interval_ms,
             max_buffer_bytes=cfg.buffer_max_bytes,
             max_frame_bytes=cfg.max_frame_bytes,
+            max_symbols=cfg.max_symbols,
+            max_trade_ahead_ms=cfg.max_trade_ahead_ms,
         )
         self.ledger = Ledger(cfg, self._loop)
         self.series = SeriesWriter(cfg, self._loop)
