@@ -21,9 +21,10 @@ use pyo3::types::{
 
 use crate::book::Level;
 use crate::checksum::kraken_checksum;
+use crate::error::CoreError;
 use crate::fixed;
 use crate::lineproto::{self, FieldValue};
-use crate::market::{BookCopy, BookTop, Config, CoreError, L2Mode, MarketCore};
+use crate::market::{BookCopy, BookTop, Config, L2Mode, MarketCore};
 use crate::metrics::Quote;
 
 create_exception!(
@@ -317,9 +318,9 @@ impl PyMarketRecorder {
 
 fn core_error(py: Python<'_>, e: CoreError, tops: Vec<BookTop>) -> PyErr {
     let err = match &e {
-        CoreError::Malformed { message, .. } => MalformedFrame::new_err(message.clone()),
-        CoreError::OutOfSync { message, .. } => BookOutOfSync::new_err(message.clone()),
-        CoreError::UnknownSymbol { message, .. } => UnknownSymbol::new_err(message.clone()),
+        CoreError::Malformed { .. } => MalformedFrame::new_err(e.message()),
+        CoreError::OutOfSync { .. } => BookOutOfSync::new_err(e.message()),
+        CoreError::UnknownSymbol { .. } => UnknownSymbol::new_err(e.message()),
     };
     let value = err.value(py);
     let set = || -> PyResult<()> {
@@ -478,11 +479,7 @@ impl PyMarketRecorder {
     /// Counters and hot-path latency (ns, measured inside the core).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let (c, lat, buffered) = self.with_core(py, false, |core| {
-            (
-                core.counters().clone(),
-                core.latency_ns(),
-                core.buffered().len(),
-            )
+            (core.counters(), core.latency_ns(), core.buffered().len())
         });
         let d = PyDict::new(py);
         for (k, v) in [
@@ -516,7 +513,9 @@ impl PyMarketRecorder {
     }
 
     /// Benchmark helper: mean ns of Kraken's checksum over a symbol's current
-    /// book, timed in a Rust loop (no Python call overhead).
+    /// book, timed in a Rust loop (no Python call overhead). Built with the
+    /// `bench` feature only (`make bench`).
+    #[cfg(feature = "bench")]
     fn _checksum_ns(&self, symbol: &str, iterations: u64) -> PyResult<f64> {
         let (total, _) = self
             .lock()

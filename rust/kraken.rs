@@ -31,7 +31,7 @@ pub struct FrameError {
 }
 
 impl FrameError {
-    pub fn new(message: String) -> Self {
+    fn new(message: String) -> Self {
         FrameError {
             symbol: None,
             message,
