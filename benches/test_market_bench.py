@@ -24,7 +24,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "market"))
 
-from kraken_frames import SyntheticBook
+from kraken_frames import SyntheticBook, realistic_mix
 
 from galfriday_recorder._core import MarketRecorder
 
@@ -168,6 +168,63 @@ def test_update_rust_core(benchmark: Any, session: tuple[bytes, list[bytes]]) ->
         )
 
 
+MIX_GROUP = "realistic mix: 2 symbols, depth 10, 5/8 decimals, 1-3 levels per update, drained"
+
+
+@pytest.fixture(scope="module")
+def mix() -> tuple[list[bytes], list[bytes]]:
+    snapshots, frames = realistic_mix()
+    return [s.encode() for s in snapshots], [f.encode() for f in frames]
+
+
+def test_mix_pure_python_baseline(benchmark: Any, mix: tuple[list[bytes], list[bytes]]) -> None:
+    snapshots, frames = mix
+    pipe = PurePythonPipeline()
+    for s in snapshots:
+        pipe.ingest(s)
+    for f in frames:  # one full cycle: the frames and the baseline agree
+        assert len(pipe.ingest(f)) == 1
+    nxt = itertools.cycle(frames).__next__
+    ingest = pipe.ingest
+    benchmark.group = MIX_GROUP
+    benchmark(lambda: ingest(nxt()))
+    _report("python_mix", benchmark)
+
+
+def test_mix_rust_core(benchmark: Any, mix: tuple[list[bytes], list[bytes]]) -> None:
+    """Ingest plus drain, drained every 1,024 frames as the writer does."""
+    snapshots, frames = mix
+    rec = MarketRecorder(depth=10, l2_levels=10)
+    for s in snapshots:
+        rec.ingest(s)
+    for f in frames:
+        assert rec.ingest(f)[0].checksum_ok
+    rec.drain()
+    nxt = itertools.cycle(frames).__next__
+    ingest = rec.ingest
+    drain = rec.drain
+    count = itertools.count().__next__
+
+    def step() -> None:
+        ingest(nxt())
+        if not count() & 1023:
+            drain()
+
+    benchmark.group = MIX_GROUP
+    benchmark(step)
+    _report("rust_mix", benchmark)
+    stats = rec.stats()
+    benchmark.extra_info["core_ingest_ns_p50"] = stats["ingest_ns_p50"]
+    if "python_mix" in RESULTS and "rust_mix" in RESULTS:
+        ratio = RESULTS["python_mix"] / RESULTS["rust_mix"]
+        benchmark.extra_info["speedup_vs_python"] = round(ratio, 1)
+        print(
+            f"\nmix median: rust {RESULTS['rust_mix'] * 1e9:.0f} ns, "
+            f"python {RESULTS['python_mix'] * 1e9:.0f} ns, ratio {ratio:.0f}x; "
+            f"core-internal p50 {stats['ingest_ns_p50']} ns"
+        )
+
+
 def test_update_harness_overhead(benchmark: Any, session: tuple[bytes, list[bytes]]) -> None:
     """The Rust step's own Python overhead (next frame, drain counter, call) with
     ``len`` standing in for ``ingest``: read the Rust row minus this one as the
@@ -290,7 +347,7 @@ def test_frame_of_n_levels(benchmark: Any, n: int, order: str) -> None:
         '"bids":[{"price":1.00,"qty":1.00000000}],"asks":[{"price":99999.00,"qty":1.00000000}]}]}'
     )
     benchmark.group = f"one update frame of {n:,} bid levels ({len(frame) / 1e6:.2g} MB)"
-    benchmark.pedantic(rec.ingest, args=(frame,), rounds=5 if n >= 100_000 else 20, iterations=1)
+    benchmark.pedantic(rec.ingest, args=(frame,), rounds=10 if n >= 100_000 else 20, iterations=1)
     stats = getattr(benchmark, "stats", None)
     if stats is not None:
         benchmark.extra_info["ns_per_level"] = round(stats.stats.median / n * 1e9, 1)
