@@ -476,7 +476,7 @@ impl PyMarketRecorder {
         self.with_core(py, false, |core| core.symbols())
     }
 
-    /// Counters and hot-path latency (ns, measured inside the core).
+    /// Counters and hot-path latency (ns, measured inside the core on every 8th frame).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let (c, lat, buffered) = self.with_core(py, false, |core| {
             (core.counters(), core.latency_ns(), core.buffered().len())

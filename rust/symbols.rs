@@ -172,12 +172,15 @@ impl SymbolState {
         if !in_sync {
             return Err(CoreError::still_out_of_sync(symbol, msg.checksum));
         }
-        // Widen the book's scale if the update carries more (non-zero) decimals.
+        // Widen the book's scale if the update carries more (non-zero)
+        // decimals; text with no more decimals than the book cannot.
         let (ps, qs) = if book.scales_known {
-            (
-                book.price_scale.max(max_sig(|l| l.0)),
-                book.qty_scale.max(max_sig(|l| l.1)),
-            )
+            let (bps, bqs) = (book.price_scale, book.qty_scale);
+            if levels().all(|(p, q)| p.scale <= bps && q.scale <= bqs) {
+                (bps, bqs)
+            } else {
+                (bps.max(max_sig(|l| l.0)), bqs.max(max_sig(|l| l.1)))
+            }
         } else {
             scales()
         };

@@ -145,7 +145,7 @@ class MarketRecorder:
         """Emit every open OHLCV bar into the buffer now (shutdown); returns how many."""
     def symbols(self) -> list[str]: ...
     def stats(self) -> dict[str, int]:
-        """Counters and hot-path latency (ns, measured inside the core)."""
+        """Counters and hot-path latency (ns, measured inside the core on every 8th frame)."""
     def _checksum_ns(self, symbol: str, iterations: int) -> float:
         """Benchmark helper: mean ns of Kraken's checksum timed in a Rust loop."""
 
