@@ -419,6 +419,19 @@ impl<'de> serde::de::Visitor<'de> for FastLevelsVisitor {
 }
 
 fn parse_v2<'a>(ctx: &Ctx<'_>, frame: &'a [u8]) -> Result<Frame<'a>, FrameError> {
+    match crate::scan::book_frame(frame) {
+        Some(books) => Ok(Frame::Book(books)),
+        None => parse_v2_serde(ctx, frame),
+    }
+}
+
+/// A v2 frame through serde alone (the scanner's reference in its tests).
+#[cfg(test)]
+pub(crate) fn parse_frame_with_serde(frame: &[u8]) -> Result<Frame<'_>, FrameError> {
+    parse_v2_serde(&Ctx { frame }, frame)
+}
+
+fn parse_v2_serde<'a>(ctx: &Ctx<'_>, frame: &'a [u8]) -> Result<Frame<'a>, FrameError> {
     // Validate UTF-8 once, so the parser need not re-check every string.
     if let Ok(text) = std::str::from_utf8(frame) {
         if let Ok(fast) = serde_json::from_str::<FastBook<'a>>(text) {

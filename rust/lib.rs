@@ -12,6 +12,7 @@ pub mod lineproto;
 pub mod market;
 pub mod metrics;
 pub mod points;
+pub mod scan;
 pub mod symbols;
 
 #[cfg(feature = "python")]
