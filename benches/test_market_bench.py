@@ -135,10 +135,13 @@ def test_update_pure_python_baseline(benchmark: Any, session: tuple[bytes, list[
     _report("python_update", benchmark)
 
 
-def test_update_rust_core(benchmark: Any, session: tuple[bytes, list[bytes]]) -> None:
-    snapshot, frames = session
+def drained_steps(snapshots: list[bytes], frames: list[bytes]) -> tuple[MarketRecorder, Any]:
+    """A recorder past one verified cycle of the frames, and the benchmark's
+    step: the next frame in, the lines drained every 1,024 frames as the
+    writer does."""
     rec = MarketRecorder(depth=10, l2_levels=10)
-    rec.ingest(snapshot)
+    for s in snapshots:
+        rec.ingest(s)
     for f in frames:
         assert rec.ingest(f)[0].checksum_ok
     rec.drain()
@@ -149,22 +152,34 @@ def test_update_rust_core(benchmark: Any, session: tuple[bytes, list[bytes]]) ->
 
     def step() -> None:
         ingest(nxt())
-        if not count() & 1023:  # the writer drains in batches
+        if not count() & 1023:
             drain()
 
+    return rec, step
+
+
+def test_update_rust_core(benchmark: Any, session: tuple[bytes, list[bytes]]) -> None:
+    snapshot, frames = session
+    rec, step = drained_steps([snapshot], frames)
     benchmark.group = "v2 depth-10 book update -> market_data_l2 line"
     benchmark(step)
-    _report("rust_update", benchmark)
+    _speedup(benchmark, rec, "update")
+
+
+def _speedup(benchmark: Any, rec: MarketRecorder, what: str) -> None:
+    """Record the Rust row, and its ratio to the Python row of the same run."""
+    _report(f"rust_{what}", benchmark)
     stats = rec.stats()
     benchmark.extra_info["core_ingest_ns_p50"] = stats["ingest_ns_p50"]
     benchmark.extra_info["core_ingest_ns_p99"] = stats["ingest_ns_p99"]
-    if "python_update" in RESULTS and "rust_update" in RESULTS:
-        ratio = RESULTS["python_update"] / RESULTS["rust_update"]
+    rust, python = RESULTS.get(f"rust_{what}"), RESULTS.get(f"python_{what}")
+    if rust and python:
+        ratio = python / rust
         benchmark.extra_info["speedup_vs_python"] = round(ratio, 1)
         print(
-            f"\nupdate median: rust {RESULTS['rust_update'] * 1e9:.0f} ns, "
-            f"python {RESULTS['python_update'] * 1e9:.0f} ns, ratio {ratio:.0f}x; "
-            f"core-internal p50 {stats['ingest_ns_p50']} ns, p99 {stats['ingest_ns_p99']} ns"
+            f"\n{what} median: rust {rust * 1e9:.0f} ns, python {python * 1e9:.0f} ns, "
+            f"ratio {ratio:.0f}x; core-internal p50 {stats['ingest_ns_p50']} ns, "
+            f"p99 {stats['ingest_ns_p99']} ns"
         )
 
 
@@ -193,36 +208,10 @@ def test_mix_pure_python_baseline(benchmark: Any, mix: tuple[list[bytes], list[b
 
 def test_mix_rust_core(benchmark: Any, mix: tuple[list[bytes], list[bytes]]) -> None:
     """Ingest plus drain, drained every 1,024 frames as the writer does."""
-    snapshots, frames = mix
-    rec = MarketRecorder(depth=10, l2_levels=10)
-    for s in snapshots:
-        rec.ingest(s)
-    for f in frames:
-        assert rec.ingest(f)[0].checksum_ok
-    rec.drain()
-    nxt = itertools.cycle(frames).__next__
-    ingest = rec.ingest
-    drain = rec.drain
-    count = itertools.count().__next__
-
-    def step() -> None:
-        ingest(nxt())
-        if not count() & 1023:
-            drain()
-
+    rec, step = drained_steps(*mix)
     benchmark.group = MIX_GROUP
     benchmark(step)
-    _report("rust_mix", benchmark)
-    stats = rec.stats()
-    benchmark.extra_info["core_ingest_ns_p50"] = stats["ingest_ns_p50"]
-    if "python_mix" in RESULTS and "rust_mix" in RESULTS:
-        ratio = RESULTS["python_mix"] / RESULTS["rust_mix"]
-        benchmark.extra_info["speedup_vs_python"] = round(ratio, 1)
-        print(
-            f"\nmix median: rust {RESULTS['rust_mix'] * 1e9:.0f} ns, "
-            f"python {RESULTS['python_mix'] * 1e9:.0f} ns, ratio {ratio:.0f}x; "
-            f"core-internal p50 {stats['ingest_ns_p50']} ns"
-        )
+    _speedup(benchmark, rec, "mix")
 
 
 def test_update_harness_overhead(benchmark: Any, session: tuple[bytes, list[bytes]]) -> None:

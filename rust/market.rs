@@ -439,26 +439,21 @@ impl MarketCore {
             ));
         }
         let st = self.symbols.ensure(&t.symbol)?;
+        let mut closed: Vec<(usize, Bar)> = Vec::new();
         let mut late = 0u64;
         let mut overflow = false;
         for (i, b) in st.bars.iter_mut().enumerate() {
             match b.add(t.price, t.qty, t.timestamp_ns) {
                 BarEvent::Updated => {}
-                BarEvent::Closed(bar) => {
-                    self.counters.bars += 1;
-                    write_bar(
-                        &mut self.points,
-                        &self.interval_names,
-                        &st.pair_tag,
-                        i,
-                        &bar,
-                    );
-                }
+                BarEvent::Closed(bar) => closed.push((i, bar)),
                 BarEvent::Late => late += 1,
                 BarEvent::Overflow => overflow = true,
             }
         }
         self.counters.late_trades += late.min(1);
+        for (i, bar) in closed {
+            self.write_bar(&t.symbol, i, &bar);
+        }
         if overflow {
             return Err(CoreError::malformed(
                 Some(&t.symbol),
@@ -500,18 +495,32 @@ impl MarketCore {
         pending.sort_by(|a, b| (&a.0, a.1, a.2.start_ns).cmp(&(&b.0, b.1, b.2.start_ns)));
         let n = pending.len();
         for (sym, i, bar) in pending {
-            if let Some(st) = self.symbols.get(&sym) {
-                self.counters.bars += 1;
-                write_bar(
-                    &mut self.points,
-                    &self.interval_names,
-                    &st.pair_tag,
-                    i,
-                    &bar,
-                );
-            }
+            self.write_bar(&sym, i, &bar);
         }
         n
+    }
+
+    /// One built bar as a `market_data_ohlcv` line.
+    fn write_bar(&mut self, symbol: &str, interval_idx: usize, bar: &Bar) {
+        let (Some(st), Some(name)) = (
+            self.symbols.get(symbol),
+            self.interval_names.get(interval_idx),
+        ) else {
+            return;
+        };
+        self.counters.bars += 1;
+        self.points.ohlcv(
+            name.as_bytes(),
+            &st.pair_tag,
+            &Ohlcv {
+                open: bar.open,
+                high: bar.high,
+                low: bar.low,
+                close: bar.close,
+                volume: bar.volume,
+            },
+            bar.start_ns,
+        );
     }
 
     /// Take the encoded lines (the buffer keeps its capacity).
@@ -577,31 +586,6 @@ impl MarketCore {
             _ => (0, 0, 0),
         }
     }
-}
-
-/// One built bar as a `market_data_ohlcv` line.
-fn write_bar(
-    points: &mut PointWriter,
-    interval_names: &[String],
-    pair_tag: &[u8],
-    interval_idx: usize,
-    bar: &Bar,
-) {
-    let Some(name) = interval_names.get(interval_idx) else {
-        return;
-    };
-    points.ohlcv(
-        name.as_bytes(),
-        pair_tag,
-        &Ohlcv {
-            open: bar.open,
-            high: bar.high,
-            low: bar.low,
-            close: bar.close,
-            volume: bar.volume,
-        },
-        bar.start_ns,
-    );
 }
 
 #[cfg(test)]
