@@ -11,12 +11,15 @@ RUST_SOURCES := $(shell find rust -name '*.rs') Cargo.toml Cargo.lock
 DEBIAN_PACKAGES := influxdb victoria-metrics
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup build demo test test-rust test-python bench lint fuzz soak clean
+.PHONY: help setup build demo test test-rust test-python bench bench-build bench-save bench-check lint fuzz soak clean
 
 help:
 	@echo "make demo   - run the recorder end to end on local services"
 	@echo "make test   - lint, cargo test, pytest against real servers"
 	@echo "make bench  - benchmarks with same-run baselines -> benches/results.md"
+	@echo "make bench-save  - save a run to compare with later (BENCH_SAVE, default 'before')"
+	@echo "make bench-check - fail if a same-run ratio fell below benches/reference.json;"
+	@echo "                   BENCH_COMPARE=0001 also compares medians with saved run 0001"
 	@echo "make lint   - cargo fmt/clippy, ruff, mypy, stub check"
 	@echo "make fuzz   - atheris on the frame parser and line encoder (FUZZ_SECONDS each)"
 	@echo "make soak   - 4 x 2,000 book updates/s + ledger traffic (SOAK_MINUTES, default 60)"
@@ -53,10 +56,31 @@ test-rust:
 test-python: setup
 	$(PY) -m pytest -q
 
-bench: setup
+# The extension with its benchmark helpers (the `bench` feature).
+bench-build: setup
+	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH \
+	  $(VENV)/bin/maturin develop --release --locked --features python,bench -q
+
+bench: bench-build
 	mkdir -p .benchmarks
 	$(PY) -m pytest benches -q --benchmark-only --benchmark-json=.benchmarks/latest.json
 	$(PY) benches/report.py .benchmarks/latest.json benches/results.md
+
+# Before a change: `make bench-save`; after it: `make bench-check BENCH_COMPARE=0001`
+# (the number pytest-benchmark printed when saving). BENCHES narrows the run.
+BENCHES ?= benches
+BENCH_SAVE ?= before
+BENCH_COMPARE ?=
+BENCH_COMPARE_FAIL ?= median:25%
+
+bench-save: bench-build
+	$(PY) -m pytest $(BENCHES) -q --benchmark-only --benchmark-save=$(BENCH_SAVE)
+
+bench-check: bench-build
+	mkdir -p .benchmarks
+	$(PY) -m pytest $(BENCHES) -q --benchmark-only --benchmark-json=.benchmarks/check.json \
+	  $(if $(BENCH_COMPARE),--benchmark-compare=$(BENCH_COMPARE) --benchmark-compare-fail=$(BENCH_COMPARE_FAIL))
+	$(PY) benches/check.py .benchmarks/check.json benches/reference.json
 
 lint: setup
 	cargo fmt --check
@@ -65,7 +89,7 @@ lint: setup
 	$(VENV)/bin/ruff check python tests benches scripts
 	$(VENV)/bin/ruff format --check python tests benches scripts
 	$(VENV)/bin/mypy
-	$(PY) -m mypy.stubtest galfriday_recorder._core --allowlist .stubtest-allowlist
+	$(PY) -m mypy.stubtest galfriday_recorder._core --allowlist .stubtest-allowlist --ignore-unused-allowlist
 
 FUZZ_SECONDS ?= 600
 SOAK_MINUTES ?= 60

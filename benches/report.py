@@ -42,16 +42,36 @@ def _machine() -> str:
     )
 
 
-def render(data: dict[str, Any]) -> str:
+def groups_of(data: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     groups: dict[str, list[dict[str, Any]]] = {}
     for bench in data["benchmarks"]:
         groups.setdefault(bench.get("group") or bench["name"], []).append(bench)
+    return groups
+
+
+def baseline_of(benches: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return next((b for b in benches if "baseline" in b["name"].lower()), None)
+
+
+def ratios(data: dict[str, Any]) -> dict[str, float]:
+    """``"group :: name"`` -> baseline median / its median (above 1: faster)."""
+    out = {}
+    for group, benches in groups_of(data).items():
+        baseline = baseline_of(benches)
+        for b in benches:
+            if baseline is not None and b is not baseline:
+                out[f"{group} :: {b['name']}"] = baseline["stats"]["median"] / b["stats"]["median"]
+    return out
+
+
+def render(data: dict[str, Any]) -> str:
+    groups = groups_of(data)
     rows = [
         "| group | benchmark | median | mean | rounds | vs baseline | figures |",
         "|---|---|---|---|---|---|---|",
     ]
     for group, benches in sorted(groups.items()):
-        baseline = next((b for b in benches if "baseline" in b["name"].lower()), None)
+        baseline = baseline_of(benches)
         for b in sorted(benches, key=lambda b: "baseline" in b["name"].lower()):
             stats = b["stats"]
             ratio = ""
@@ -72,9 +92,16 @@ def render(data: dict[str, Any]) -> str:
     )
 
 
+NOTES = "\n## Where the time goes"
+
+
 def main(argv: list[str]) -> int:
     source, target = Path(argv[1]), Path(argv[2])
     text = render(json.loads(source.read_text()))
+    # The hand-written profile notes below the table survive a new run.
+    old = target.read_text() if target.exists() else ""
+    if NOTES in old:
+        text += old[old.index(NOTES) :]
     target.write_text(text)
     print(text)
     return 0

@@ -24,7 +24,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "market"))
 
-from kraken_frames import SyntheticBook
+from kraken_frames import SyntheticBook, realistic_mix
 
 from galfriday_recorder._core import MarketRecorder
 
@@ -135,10 +135,13 @@ def test_update_pure_python_baseline(benchmark: Any, session: tuple[bytes, list[
     _report("python_update", benchmark)
 
 
-def test_update_rust_core(benchmark: Any, session: tuple[bytes, list[bytes]]) -> None:
-    snapshot, frames = session
+def drained_steps(snapshots: list[bytes], frames: list[bytes]) -> tuple[MarketRecorder, Any]:
+    """A recorder past one verified cycle of the frames, and the benchmark's
+    step: the next frame in, the lines drained every 1,024 frames as the
+    writer does."""
     rec = MarketRecorder(depth=10, l2_levels=10)
-    rec.ingest(snapshot)
+    for s in snapshots:
+        rec.ingest(s)
     for f in frames:
         assert rec.ingest(f)[0].checksum_ok
     rec.drain()
@@ -149,23 +152,66 @@ def test_update_rust_core(benchmark: Any, session: tuple[bytes, list[bytes]]) ->
 
     def step() -> None:
         ingest(nxt())
-        if not count() & 1023:  # the writer drains in batches
+        if not count() & 1023:
             drain()
 
+    return rec, step
+
+
+def test_update_rust_core(benchmark: Any, session: tuple[bytes, list[bytes]]) -> None:
+    snapshot, frames = session
+    rec, step = drained_steps([snapshot], frames)
     benchmark.group = "v2 depth-10 book update -> market_data_l2 line"
     benchmark(step)
-    _report("rust_update", benchmark)
+    _speedup(benchmark, rec, "update")
+
+
+def _speedup(benchmark: Any, rec: MarketRecorder, what: str) -> None:
+    """Record the Rust row, and its ratio to the Python row of the same run."""
+    _report(f"rust_{what}", benchmark)
     stats = rec.stats()
     benchmark.extra_info["core_ingest_ns_p50"] = stats["ingest_ns_p50"]
     benchmark.extra_info["core_ingest_ns_p99"] = stats["ingest_ns_p99"]
-    if "python_update" in RESULTS and "rust_update" in RESULTS:
-        ratio = RESULTS["python_update"] / RESULTS["rust_update"]
+    rust, python = RESULTS.get(f"rust_{what}"), RESULTS.get(f"python_{what}")
+    if rust and python:
+        ratio = python / rust
         benchmark.extra_info["speedup_vs_python"] = round(ratio, 1)
         print(
-            f"\nupdate median: rust {RESULTS['rust_update'] * 1e9:.0f} ns, "
-            f"python {RESULTS['python_update'] * 1e9:.0f} ns, ratio {ratio:.0f}x; "
-            f"core-internal p50 {stats['ingest_ns_p50']} ns, p99 {stats['ingest_ns_p99']} ns"
+            f"\n{what} median: rust {rust * 1e9:.0f} ns, python {python * 1e9:.0f} ns, "
+            f"ratio {ratio:.0f}x; core-internal p50 {stats['ingest_ns_p50']} ns, "
+            f"p99 {stats['ingest_ns_p99']} ns"
         )
+
+
+MIX_GROUP = "realistic mix: 2 symbols, depth 10, 5/8 decimals, 1-3 levels per update, drained"
+
+
+@pytest.fixture(scope="module")
+def mix() -> tuple[list[bytes], list[bytes]]:
+    snapshots, frames = realistic_mix()
+    return [s.encode() for s in snapshots], [f.encode() for f in frames]
+
+
+def test_mix_pure_python_baseline(benchmark: Any, mix: tuple[list[bytes], list[bytes]]) -> None:
+    snapshots, frames = mix
+    pipe = PurePythonPipeline()
+    for s in snapshots:
+        pipe.ingest(s)
+    for f in frames:  # one full cycle: the frames and the baseline agree
+        assert len(pipe.ingest(f)) == 1
+    nxt = itertools.cycle(frames).__next__
+    ingest = pipe.ingest
+    benchmark.group = MIX_GROUP
+    benchmark(lambda: ingest(nxt()))
+    _report("python_mix", benchmark)
+
+
+def test_mix_rust_core(benchmark: Any, mix: tuple[list[bytes], list[bytes]]) -> None:
+    """Ingest plus drain, drained every 1,024 frames as the writer does."""
+    rec, step = drained_steps(*mix)
+    benchmark.group = MIX_GROUP
+    benchmark(step)
+    _speedup(benchmark, rec, "mix")
 
 
 def test_update_harness_overhead(benchmark: Any, session: tuple[bytes, list[bytes]]) -> None:
@@ -208,6 +254,8 @@ def test_checksum_rust(benchmark: Any, session: tuple[bytes, list[bytes]]) -> No
     view = rec.book("BTC/USD")
     benchmark.group = "Kraken checksum, depth-10 book"
     benchmark(view.checksum)  # includes the Python call
+    if not hasattr(rec, "_checksum_ns"):  # built without the bench feature
+        return
     in_rust = min(rec._checksum_ns("BTC/USD", 200_000) for _ in range(5))
     benchmark.extra_info["rust_loop_ns_per_checksum"] = round(in_rust, 1)
     print(f"\nchecksum timed in a Rust loop: {in_rust:.0f} ns")
@@ -263,3 +311,33 @@ def test_sustained_stream_4_symbols(benchmark: Any) -> None:
     )
     assert rec.stats()["out_of_sync"] == 0
     assert growth < 16 * 2**20, rss
+
+
+def _levels_frame(n: int, ascending: bool) -> bytes:
+    """One v2 update carrying n bid levels (no checksum: nothing to verify at this size)."""
+    prices = range(1_000, 1_000 + n) if ascending else range(1_000 + n - 1, 999, -1)
+    levels = ",".join(f'{{"price":{p / 100:.2f},"qty":1.00000000}}' for p in prices)
+    return (
+        f'{{"channel":"book","type":"update","data":[{{"symbol":"P/USD",'
+        f'"bids":[{levels}],"asks":[]}}]}}'
+    ).encode()
+
+
+@pytest.mark.parametrize("order", ["descending_baseline", "ascending"])
+@pytest.mark.parametrize("n", [1_000, 10_000, 100_000, 300_000])
+def test_frame_of_n_levels(benchmark: Any, n: int, order: str) -> None:
+    """Work per frame is O(N log N) whatever the order: ns per level stays flat
+    in N and ascending bids (each one the new best) cost what descending do.
+    300,000 levels is a 10 MB frame."""
+    frame = _levels_frame(n, order == "ascending")
+    rec = MarketRecorder(max_frame_bytes=16 * 2**20)
+    rec.ingest(
+        '{"channel":"book","type":"snapshot","data":[{"symbol":"P/USD",'
+        '"bids":[{"price":1.00,"qty":1.00000000}],"asks":[{"price":99999.00,"qty":1.00000000}]}]}'
+    )
+    benchmark.group = f"one update frame of {n:,} bid levels ({len(frame) / 1e6:.2g} MB)"
+    benchmark.pedantic(rec.ingest, args=(frame,), rounds=10 if n >= 100_000 else 20, iterations=1)
+    stats = getattr(benchmark, "stats", None)
+    if stats is not None:
+        benchmark.extra_info["ns_per_level"] = round(stats.stats.median / n * 1e9, 1)
+    assert len(rec.book("P/USD").bids) == 10

@@ -3,12 +3,13 @@
 //! `MarketRecorder` is a frozen pyclass holding its `MarketCore` behind a
 //! `std::sync::Mutex`, so any number of Python threads may call it. The lock is
 //! held only for the Rust work of one call (no I/O, no Python code runs under
-//! it); Python objects such as `Decimal`s are built after it is released. The
-//! GIL is kept: a call is about a microsecond, less than a detach/reattach round trip costs
-//! in contention.
+//! it); Python objects such as `Decimal`s are built after it is released. A
+//! small frame keeps the GIL (about a microsecond of work, less than a
+//! detach/reattach round trip); a frame above `DETACH_ABOVE_BYTES`, or any call
+//! that finds the core busy, releases it, so other Python threads run meanwhile.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, TryLockError};
 
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
@@ -20,9 +21,10 @@ use pyo3::types::{
 
 use crate::book::Level;
 use crate::checksum::kraken_checksum;
+use crate::error::CoreError;
 use crate::fixed;
 use crate::lineproto::{self, FieldValue};
-use crate::market::{BookCopy, BookTop, Config, CoreError, L2Mode, MarketCore};
+use crate::market::{BookCopy, BookTop, Config, L2Mode, MarketCore};
 use crate::metrics::Quote;
 
 create_exception!(
@@ -179,6 +181,10 @@ impl PyBookTop {
     fn checksum_ok(&self) -> bool {
         self.top.checksum_ok
     }
+    #[getter]
+    fn crossed(&self) -> bool {
+        self.top.crossed
+    }
 
     fn __repr__(&self) -> String {
         let t = &self.top;
@@ -272,19 +278,49 @@ pub struct PyMarketRecorder {
     core: Mutex<MarketCore>,
 }
 
+/// Frames above this size are handled with the GIL released (a 64 KiB frame
+/// is some 100 µs of work; a 10 MB one, tens of milliseconds).
+const DETACH_ABOVE_BYTES: usize = 64 * 1024;
+
 impl PyMarketRecorder {
     fn lock(&self) -> MutexGuard<'_, MarketCore> {
         // The core never panics; should it ever, its state is still consistent
         // per message, so keep serving rather than poisoning every later call.
         self.core.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// The core if no other thread holds it.
+    fn try_lock(&self) -> Option<MutexGuard<'_, MarketCore>> {
+        match self.core.try_lock() {
+            Ok(g) => Some(g),
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// Run `f` on the core: holding the GIL if the work is small and the core
+    /// free, else with the GIL released, so neither long work nor waiting for
+    /// a thread doing long work stalls the other Python threads.
+    fn with_core<R: Send>(
+        &self,
+        py: Python<'_>,
+        big: bool,
+        f: impl FnOnce(&mut MarketCore) -> R + Send,
+    ) -> R {
+        if !big {
+            if let Some(mut core) = self.try_lock() {
+                return f(&mut core);
+            }
+        }
+        py.detach(|| f(&mut self.lock()))
+    }
 }
 
 fn core_error(py: Python<'_>, e: CoreError, tops: Vec<BookTop>) -> PyErr {
     let err = match &e {
-        CoreError::Malformed { message, .. } => MalformedFrame::new_err(message.clone()),
-        CoreError::OutOfSync { message, .. } => BookOutOfSync::new_err(message.clone()),
-        CoreError::UnknownSymbol { message, .. } => UnknownSymbol::new_err(message.clone()),
+        CoreError::Malformed { .. } => MalformedFrame::new_err(e.message()),
+        CoreError::OutOfSync { .. } => BookOutOfSync::new_err(e.message()),
+        CoreError::UnknownSymbol { .. } => UnknownSymbol::new_err(e.message()),
     };
     let value = err.value(py);
     let set = || -> PyResult<()> {
@@ -327,6 +363,9 @@ impl PyMarketRecorder {
         l2_sample_interval_ms = 0,
         l2_mode = "full",
         max_buffer_bytes = 67_108_864,
+        max_frame_bytes = 16_777_216,
+        max_symbols = 1024,
+        max_trade_ahead_ms = 60_000,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -339,6 +378,9 @@ impl PyMarketRecorder {
         l2_sample_interval_ms: u64,
         l2_mode: &str,
         max_buffer_bytes: usize,
+        max_frame_bytes: usize,
+        max_symbols: usize,
+        max_trade_ahead_ms: u64,
     ) -> PyResult<Self> {
         let mode = L2Mode::parse(l2_mode).ok_or_else(|| {
             PyValueError::new_err(format!(
@@ -355,6 +397,9 @@ impl PyMarketRecorder {
             l2_sample_interval_ms,
             l2_mode: mode,
             max_buffer_bytes,
+            max_frame_bytes,
+            max_symbols,
+            max_trade_ahead_ms,
         };
         let core = MarketCore::new(cfg).map_err(PyValueError::new_err)?;
         Ok(PyMarketRecorder {
@@ -372,17 +417,20 @@ impl PyMarketRecorder {
         frame: &Bound<'_, PyAny>,
         received_at_ns: Option<i64>,
     ) -> PyResult<Vec<PyBookTop>> {
-        let outcome = if let Ok(b) = frame.cast::<PyBytes>() {
-            self.lock().ingest(b.as_bytes(), received_at_ns)
+        let bytes = if let Ok(b) = frame.cast::<PyBytes>() {
+            b.as_bytes()
         } else if let Ok(s) = frame.cast::<PyString>() {
-            let text = s.to_str()?;
-            self.lock().ingest(text.as_bytes(), received_at_ns)
+            s.to_str()?.as_bytes()
         } else {
             return Err(PyTypeError::new_err(format!(
                 "frame must be bytes or str, not {}",
                 frame.get_type().name()?
             )));
         };
+        // The bytes belong to an immutable object this call holds: safe to
+        // read with the GIL released.
+        let big = bytes.len() > DETACH_ABOVE_BYTES;
+        let outcome = self.with_core(py, big, |core| core.ingest(bytes, received_at_ns));
         match outcome.error {
             None => Ok(outcome
                 .tops
@@ -394,8 +442,8 @@ impl PyMarketRecorder {
     }
 
     /// A copy of one symbol's book; `UnknownSymbol` if it has none.
-    fn book(&self, symbol: &str) -> PyResult<PyBookView> {
-        let copy = self.lock().book(symbol);
+    fn book(&self, py: Python<'_>, symbol: &str) -> PyResult<PyBookView> {
+        let copy = self.with_core(py, false, |core| core.book(symbol));
         copy.map(|book| PyBookView { book }).ok_or_else(|| {
             UnknownSymbol::new_err(format!("no book for {symbol:?} (no snapshot received)"))
         })
@@ -404,30 +452,35 @@ impl PyMarketRecorder {
     /// Every line encoded since the last drain, as one bytes object.
     fn drain<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         let mut out = None;
-        // PyBytes::new only copies memory; no Python code runs under the lock.
-        self.lock().drain_into(|b| out = Some(PyBytes::new(py, b)));
+        if let Some(mut core) = self.try_lock() {
+            // PyBytes::new only copies memory; no Python code runs under the lock.
+            core.drain_into(|b| out = Some(PyBytes::new(py, b)));
+        } else {
+            // Busy: wait without the GIL, then copy once more.
+            let taken = py.detach(|| {
+                let mut v = Vec::new();
+                self.lock().drain_into(|b| v = b.to_vec());
+                v
+            });
+            out = Some(PyBytes::new(py, &taken));
+        }
         out.unwrap_or_else(|| PyBytes::new(py, b""))
     }
 
     /// Emit every open OHLCV bar into the buffer now (shutdown); returns how many.
-    fn flush_bars(&self) -> usize {
-        self.lock().flush_bars()
+    fn flush_bars(&self, py: Python<'_>) -> usize {
+        self.with_core(py, false, MarketCore::flush_bars)
     }
 
-    fn symbols(&self) -> Vec<String> {
-        self.lock().symbols()
+    fn symbols(&self, py: Python<'_>) -> Vec<String> {
+        self.with_core(py, false, |core| core.symbols())
     }
 
-    /// Counters and hot-path latency (ns, measured inside the core).
+    /// Counters and hot-path latency (ns, measured inside the core on every 8th frame).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let (c, lat, buffered) = {
-            let core = self.lock();
-            (
-                core.counters().clone(),
-                core.latency_ns(),
-                core.buffered().len(),
-            )
-        };
+        let (c, lat, buffered) = self.with_core(py, false, |core| {
+            (core.counters(), core.latency_ns(), core.buffered().len())
+        });
         let d = PyDict::new(py);
         for (k, v) in [
             ("frames", c.frames),
@@ -444,6 +497,9 @@ impl PyMarketRecorder {
             ("unknown_symbol", c.unknown_symbol),
             ("trades", c.trades),
             ("late_trades", c.late_trades),
+            ("future_trades", c.future_trades),
+            ("unverified_updates", c.unverified_updates),
+            ("crossed_books", c.crossed_books),
             ("bars", c.bars),
             ("ohlc", c.ohlc),
             ("instruments", c.instruments),
@@ -457,7 +513,9 @@ impl PyMarketRecorder {
     }
 
     /// Benchmark helper: mean ns of Kraken's checksum over a symbol's current
-    /// book, timed in a Rust loop (no Python call overhead).
+    /// book, timed in a Rust loop (no Python call overhead). Built with the
+    /// `bench` feature only (`make bench`).
+    #[cfg(feature = "bench")]
     fn _checksum_ns(&self, symbol: &str, iterations: u64) -> PyResult<f64> {
         let (total, _) = self
             .lock()
@@ -466,13 +524,14 @@ impl PyMarketRecorder {
         Ok(total as f64 / iterations.max(1) as f64)
     }
 
-    fn __repr__(&self) -> String {
-        let core = self.lock();
-        format!(
-            "MarketRecorder(exchange={:?}, symbols={})",
-            core.config().exchange,
-            core.symbols().len()
-        )
+    fn __repr__(&self, py: Python<'_>) -> String {
+        self.with_core(py, false, |core| {
+            format!(
+                "MarketRecorder(exchange={:?}, symbols={})",
+                core.config().exchange,
+                core.symbols().len()
+            )
+        })
     }
 }
 

@@ -169,6 +169,9 @@ pub struct Book {
     pub depth: usize,
     pub price_scale: u32,
     pub qty_scale: u32,
+    /// False after an empty snapshot of a pair of unknown precision: its
+    /// scales are a guess until levels arrive.
+    pub scales_known: bool,
 }
 
 impl Book {
@@ -180,6 +183,7 @@ impl Book {
             depth,
             price_scale,
             qty_scale,
+            scales_known: true,
         }
     }
 
@@ -213,6 +217,67 @@ impl Book {
                 Level::at_scales(price, q, self.price_scale, self.qty_scale),
             ),
         }
+    }
+
+    /// Apply one message's levels for one side, in any order; a later entry
+    /// for the same price wins. A few levels go one by one (binary search and
+    /// a short shift); more are sorted and merged with the side in one pass, so
+    /// a frame costs O(N log N) in its levels whatever their order (one by
+    /// one, ascending bids would shift the whole side each time: O(N^2)).
+    /// The side is cut to the depth: call `truncate` after both sides.
+    pub fn apply_side(&mut self, side: Side, changes: &mut Vec<(u64, u64)>) {
+        const ONE_BY_ONE: usize = 16;
+        if changes.len() <= ONE_BY_ONE {
+            for &(p, q) in changes.iter() {
+                self.apply(side, p, q);
+            }
+            return;
+        }
+        // Stable, so equal prices keep their order and the last one is kept.
+        match side {
+            Side::Bid => changes.sort_by_key(|c| std::cmp::Reverse(c.0)),
+            Side::Ask => changes.sort_by_key(|c| c.0),
+        }
+        changes.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                *kept = *later;
+            }
+            same
+        });
+        let (ps, qs, depth) = (self.price_scale, self.qty_scale, self.depth);
+        let levels = match side {
+            Side::Bid => &mut self.bids,
+            Side::Ask => &mut self.asks,
+        };
+        // `true` if price `a` comes before `b` on this side.
+        let before = |a: u64, b: u64| match side {
+            Side::Bid => a > b,
+            Side::Ask => a < b,
+        };
+        let mut merged = Vec::with_capacity(depth.min(levels.len() + changes.len()));
+        let mut old = levels.iter().peekable();
+        let mut new = changes.iter().peekable();
+        while merged.len() < depth {
+            let take_old = match (old.peek(), new.peek()) {
+                (None, None) => break,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some(o), Some(n)) => before(o.price, n.0),
+            };
+            if take_old {
+                merged.extend(old.next().copied());
+                continue;
+            }
+            let Some(&(p, q)) = new.next() else { break };
+            if old.peek().is_some_and(|o| o.price == p) {
+                old.next(); // replaced or deleted
+            }
+            if q != 0 {
+                merged.push(Level::at_scales(p, q, ps, qs));
+            }
+        }
+        *levels = merged;
     }
 
     /// Kraken sends no delete for levels pushed out of range: cut after each message.
@@ -319,6 +384,54 @@ mod tests {
                 .iter()
                 .map(|(&price, &qty)| Level::new(price, qty))
                 .collect()
+        }
+    }
+
+    /// Levels in a chosen order: as drawn, ascending, descending.
+    fn ordered(mut v: Vec<(u64, u64)>, order: u8) -> Vec<(u64, u64)> {
+        match order {
+            1 => v.sort_by_key(|l| l.0),
+            2 => v.sort_by_key(|l| std::cmp::Reverse(l.0)),
+            _ => {}
+        }
+        v
+    }
+
+    proptest! {
+        /// One big message per side, any order, duplicates and deletes included:
+        /// the batch path gives the book the one-by-one model gives.
+        #[test]
+        fn batch_matches_naive_model(
+            depth in 1usize..60,
+            start in prop::collection::vec((any::<bool>(), 0u64..400, 1u64..5), 0..80),
+            msg in prop::collection::vec((any::<bool>(), 0u64..400, prop_oneof![Just(0u64), 1u64..5]), 0..300),
+            order in 0u8..3,
+        ) {
+            let mut book = Book::new(depth, 0, 0);
+            let mut naive = Naive::default();
+            for (bid, p, q) in start {
+                let side = if bid { Side::Bid } else { Side::Ask };
+                book.apply(side, p, q);
+                naive.apply(side, p, q);
+            }
+            book.truncate();
+            naive.truncate(depth);
+            for side in [Side::Bid, Side::Ask] {
+                let mine: Vec<(u64, u64)> = msg
+                    .iter()
+                    .filter(|m| m.0 == (side == Side::Bid))
+                    .map(|m| (m.1, m.2))
+                    .collect();
+                let mut changes = ordered(mine, order);
+                for &(p, q) in &changes {
+                    naive.apply(side, p, q);
+                }
+                book.apply_side(side, &mut changes);
+            }
+            book.truncate();
+            naive.truncate(depth);
+            prop_assert_eq!(&book.bids, &naive.bids());
+            prop_assert_eq!(&book.asks, &naive.asks());
         }
     }
 

@@ -272,7 +272,15 @@ impl<'de> serde::de::Visitor<'de> for FastBookVisitor {
         let mut is_book = false;
         let mut snapshot = None;
         let mut books = None;
+        let mut seen = [false; 3];
         while let Some(key) = map.next_key::<&'de str>()? {
+            // A repeated key is refused (by the general path, which says so):
+            // which of two `data` to take is not ours to guess.
+            if let Some(i) = ["channel", "type", "data"].iter().position(|k| *k == key) {
+                if std::mem::replace(&mut seen[i], true) {
+                    return Err(A::Error::custom("duplicate key"));
+                }
+            }
             match key {
                 "channel" => is_book = map.next_value::<&'de str>()? == "book",
                 "type" => {
@@ -292,8 +300,7 @@ impl<'de> serde::de::Visitor<'de> for FastBookVisitor {
                 }
             }
         }
-        // `data` is only taken while the channel is `book` and the type known;
-        // as before, the last `type` given is the one that counts.
+        // `data` is only taken while the channel is `book` and the type known.
         match (snapshot, books) {
             (Some(snapshot), Some(mut books)) => {
                 for b in books.iter_mut().flatten() {
@@ -412,6 +419,19 @@ impl<'de> serde::de::Visitor<'de> for FastLevelsVisitor {
 }
 
 fn parse_v2<'a>(ctx: &Ctx<'_>, frame: &'a [u8]) -> Result<Frame<'a>, FrameError> {
+    match crate::scan::book_frame(frame) {
+        Some(books) => Ok(Frame::Book(books)),
+        None => parse_v2_serde(ctx, frame),
+    }
+}
+
+/// A v2 frame through serde alone (the scanner's reference in its tests).
+#[cfg(test)]
+pub(crate) fn parse_frame_with_serde(frame: &[u8]) -> Result<Frame<'_>, FrameError> {
+    parse_v2_serde(&Ctx { frame }, frame)
+}
+
+fn parse_v2_serde<'a>(ctx: &Ctx<'_>, frame: &'a [u8]) -> Result<Frame<'a>, FrameError> {
     // Validate UTF-8 once, so the parser need not re-check every string.
     if let Ok(text) = std::str::from_utf8(frame) {
         if let Ok(fast) = serde_json::from_str::<FastBook<'a>>(text) {
@@ -657,6 +677,18 @@ fn parse_v1<'a>(ctx: &Ctx<'_>, frame: &'a [u8]) -> Result<Frame<'a>, FrameError>
             )),
         };
     };
+    if channel == "trade" {
+        return v1_trades(ctx, parts.get(1).copied(), pair).map(Frame::Trades);
+    }
+    if let Some(minutes) = channel.strip_prefix("ohlc-") {
+        return Ok(Frame::Ohlc(vec![v1_ohlc(
+            ctx,
+            parts.get(1).copied(),
+            &pair,
+            minutes,
+        )
+        .map_err(|e| with_symbol(&pair, e))]));
+    }
     let Some(depth_text) = channel.strip_prefix("book") else {
         return Ok(Frame::Ignored);
     };
@@ -665,9 +697,20 @@ fn parse_v1<'a>(ctx: &Ctx<'_>, frame: &'a [u8]) -> Result<Frame<'a>, FrameError>
             "v1 book frame for {pair} has no book data"
         )));
     }
-    let depth = depth_text
-        .strip_prefix('-')
-        .and_then(|d| d.parse::<usize>().ok());
+    // Kraken's v1 depths; any other would let a frame set the book's size.
+    let depth = match depth_text.strip_prefix('-').map(str::parse::<usize>) {
+        Some(Ok(d @ (10 | 25 | 100 | 500 | 1000))) => Some(d),
+        None => None,
+        Some(_) => {
+            return Ok(Frame::Book(vec![Err(with_symbol(
+                &pair,
+                FrameError::new(format!(
+                    "v1 channel {:?} is not a Kraken book depth (10, 25, 100, 500, 1000)",
+                    shown(&channel)
+                )),
+            ))]))
+        }
+    };
     let result = v1_book(ctx, parts.get(1..n - 2).unwrap_or(&[]), pair.clone(), depth)
         .map_err(|e| with_symbol(&pair, e));
     Ok(Frame::Book(vec![result]))
@@ -707,18 +750,21 @@ fn v1_book<'a>(
                 saw_update = true;
             }
             for (j, level) in levels.iter().enumerate() {
-                let at = format!("{what} \"{key}\"[{j}]");
+                // Built only for an error: no formatting per level.
+                let at = || format!("{what} \"{key}\"[{j}]");
                 let (Some(p), Some(q)) = (level.first(), level.get(1)) else {
                     return Err(FrameError::new(format!(
-                        "{at}: a level needs a price and a volume"
+                        "{}: a level needs a price and a volume",
+                        at()
                     )));
                 };
-                let p = ctx.number(|| format!("{at} price"), p)?;
-                let q = ctx.number(|| format!("{at} volume"), q)?;
+                let p = ctx.number(|| format!("{} price", at()), p)?;
+                let q = ctx.number(|| format!("{} volume", at()), q)?;
                 if let Some(ts) = level.get(2) {
-                    let t = ctx.number(|| format!("{at} timestamp"), ts)?;
-                    let ns = seconds_to_ns(t)
-                        .ok_or_else(|| FrameError::new(format!("{at}: timestamp out of range")))?;
+                    let t = ctx.number(|| format!("{} timestamp", at()), ts)?;
+                    let ns = seconds_to_ns(t).ok_or_else(|| {
+                        FrameError::new(format!("{}: timestamp out of range", at()))
+                    })?;
                     msg.timestamp_ns = Some(msg.timestamp_ns.map_or(ns, |prev: i64| prev.max(ns)));
                 }
                 if is_bid {
@@ -751,6 +797,92 @@ fn v1_book<'a>(
     }
     msg.snapshot = saw_snapshot;
     Ok(msg)
+}
+
+/// v1 `trade`: `[id, [[price, volume, time, side, type, misc], ...], "trade", pair]`.
+fn v1_trades<'a>(
+    ctx: &Ctx<'_>,
+    list: Option<&'a RawValue>,
+    pair: Cow<'a, str>,
+) -> Result<Vec<Result<TradeMsg<'a>, FrameError>>, FrameError> {
+    let what = || format!("v1 trade ({})", shown(&pair));
+    let list = list
+        .ok_or_else(|| with_symbol(&pair, FrameError::new(format!("{} has no trades", what()))))?;
+    let trades: Vec<Vec<&'a RawValue>> = serde_json::from_str(list.get())
+        .map_err(|e| with_symbol(&pair, ctx.json(&what(), Some(list.get()), &e)))?;
+    Ok(trades
+        .iter()
+        .enumerate()
+        .map(|(j, t)| {
+            let at = || format!("{}[{j}]", what());
+            let (Some(p), Some(q), Some(ts)) = (t.first(), t.get(1), t.get(2)) else {
+                return Err(FrameError::new(format!(
+                    "{}: a trade needs a price, a volume and a time",
+                    at()
+                )));
+            };
+            Ok(TradeMsg {
+                symbol: pair.clone(),
+                price: ctx.number(|| format!("{} price", at()), p)?,
+                qty: ctx.number(|| format!("{} volume", at()), q)?,
+                timestamp_ns: v1_time(ctx, &at, ts)?,
+            })
+        })
+        .map(|r| r.map_err(|e| with_symbol(&pair, e)))
+        .collect())
+}
+
+/// v1 `ohlc-N`: `[id, [time, etime, open, high, low, close, vwap, volume, count], "ohlc-N", pair]`.
+/// `etime` is the end of the running interval; the bar starts one interval
+/// before the interval boundary at or after it.
+fn v1_ohlc<'a>(
+    ctx: &Ctx<'_>,
+    candle: Option<&'a RawValue>,
+    pair: &Cow<'a, str>,
+    minutes: &str,
+) -> Result<OhlcMsg<'a>, FrameError> {
+    let what = || format!("v1 ohlc-{minutes} ({})", shown(pair));
+    let interval_minutes = minutes
+        .parse::<u32>()
+        .ok()
+        .filter(|m| *m > 0)
+        .ok_or_else(|| {
+            FrameError::new(format!("{}: interval is not a number of minutes", what()))
+        })?;
+    let candle = candle.ok_or_else(|| FrameError::new(format!("{} has no candle", what())))?;
+    let c: Vec<&'a RawValue> = serde_json::from_str(candle.get())
+        .map_err(|e| ctx.json(&what(), Some(candle.get()), &e))?;
+    let field = |i: usize, name: &str| {
+        let raw = c
+            .get(i)
+            .ok_or_else(|| FrameError::new(format!("{}: no {name}", what())))?;
+        ctx.number(|| format!("{} {name}", what()), raw)
+    };
+    let end = c
+        .get(1)
+        .ok_or_else(|| FrameError::new(format!("{}: no etime", what())))?;
+    let end_ns = v1_time(ctx, &what, end)?;
+    let step = i64::from(interval_minutes) * 60_000_000_000;
+    let boundary = end_ns.checked_add(step - 1).map(|e| e - e.rem_euclid(step));
+    let interval_begin_ns = boundary
+        .and_then(|b| b.checked_sub(step))
+        .ok_or_else(|| FrameError::new(format!("{}: etime out of range", what())))?;
+    Ok(OhlcMsg {
+        symbol: pair.clone(),
+        open: field(2, "open")?,
+        high: field(3, "high")?,
+        low: field(4, "low")?,
+        close: field(5, "close")?,
+        volume: field(7, "volume")?,
+        interval_begin_ns,
+        interval_minutes,
+    })
+}
+
+/// A v1 time: seconds since the epoch as decimal text.
+fn v1_time(ctx: &Ctx<'_>, at: &dyn Fn() -> String, raw: &RawValue) -> Result<i64, FrameError> {
+    let t = ctx.number(|| format!("{} time", at()), raw)?;
+    seconds_to_ns(t).ok_or_else(|| FrameError::new(format!("{}: time out of range", at())))
 }
 
 /// `"1534614248.123678"` seconds to ns.
@@ -933,7 +1065,7 @@ mod tests {
             br#"{"method":"subscribe","result":{"channel":"book"},"success":true}"#,
             br#"{"event":"heartbeat"}"#,
             br#"{"channel":"ticker","type":"update","data":[]}"#,
-            br#"[42,[["5541.2","0.1","1534614248.1","s","l",""]],"trade","XBT/USD"]"#,
+            br#"[42,["5541.2","0.1"],"spread","XBT/USD"]"#,
         ] {
             assert!(
                 matches!(parse_frame(f), Ok(Frame::Ignored)),

@@ -5,11 +5,15 @@
 pub mod bars;
 pub mod book;
 pub mod checksum;
+pub mod error;
 pub mod fixed;
 pub mod kraken;
 pub mod lineproto;
 pub mod market;
 pub mod metrics;
+pub mod points;
+pub mod scan;
+pub mod symbols;
 
 #[cfg(feature = "python")]
 mod bindings;

@@ -1,23 +1,27 @@
-//! `MarketCore`: frames in, books + metrics + line protocol out.
+//! `MarketCore`: frames in, books + metrics + line protocol out. This file
+//! holds dispatch, sampling, counters and latency; the per-symbol work is in
+//! `symbols`, the lines in `points`, the errors in `error`.
 //!
 //! Pure Rust and single-threaded; the binding wraps it in a mutex. Errors for
 //! one symbol never stop the other symbols of the same frame: every entry is
 //! applied (or refused) on its own, and the first error is reported after all
 //! of them were handled, together with the tops that did succeed.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 
-use crate::bars::{self, Bar, BarBuilder, BarEvent};
-use crate::book::{Book, Level, Side};
+use crate::bars::{self, Bar, BarEvent, Dec};
+use crate::book::Level;
+#[cfg(any(test, feature = "bench"))]
 use crate::checksum::kraken_checksum;
-use crate::fixed::{self, Fixed};
-use crate::kraken::{self, shown, BookMsg, Frame, FrameError, OhlcMsg, TradeMsg};
-use crate::lineproto::{self, LineError, Pad24, PieceWriter};
+use crate::error::{CoreError, Malformed, Unknown};
+use crate::fixed;
+use crate::kraken::{self, BookMsg, Frame, OhlcMsg, TradeMsg};
 use crate::metrics;
+use crate::points::{Ohlcv, PointWriter};
+use crate::symbols::{Precisions, Scratch, Symbols};
 
 /// How much of each book message becomes a `market_data_l2` point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,13 +55,22 @@ pub struct Config {
     pub imbalance_levels: Vec<u32>,
     pub ohlcv_intervals: Vec<String>,
     /// symbol -> (price decimals, qty decimals); wins over `instrument` frames.
-    pub precisions: HashMap<String, (u32, u32)>,
+    pub precisions: Precisions,
     /// 0 records every book message; otherwise at most one point per symbol per interval.
     pub l2_sample_interval_ms: u64,
     pub l2_mode: L2Mode,
     /// Encoded bytes held until a drain; past this, new lines are dropped and counted,
     /// so a stalled drain costs data, never unbounded memory.
     pub max_buffer_bytes: usize,
+    /// Larger frames are refused unread (`Malformed`): parsing is linear, but
+    /// a hostile or broken feed should not hold the core for seconds.
+    pub max_frame_bytes: usize,
+    /// Symbols with state (book, bars); a new one past this is refused
+    /// (`UnknownSymbol`), so a flood of made-up pairs costs no memory.
+    pub max_symbols: usize,
+    /// A trade stamped further ahead of the receive time (else the clock) is
+    /// refused: it would open a bar every later trade falls behind.
+    pub max_trade_ahead_ms: u64,
 }
 
 impl Default for Config {
@@ -68,46 +81,13 @@ impl Default for Config {
             l2_levels: 10,
             imbalance_levels: vec![5, 10],
             ohlcv_intervals: vec!["1m".into(), "5m".into()],
-            precisions: HashMap::new(),
+            precisions: Precisions::new(),
             l2_sample_interval_ms: 0,
             l2_mode: L2Mode::Full,
             max_buffer_bytes: 64 << 20,
-        }
-    }
-}
-
-/// What `ingest` reports beside the tops.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CoreError {
-    Malformed {
-        symbol: Option<String>,
-        message: String,
-    },
-    OutOfSync {
-        symbol: String,
-        expected: Option<u32>,
-        computed: Option<u32>,
-        message: String,
-    },
-    UnknownSymbol {
-        symbol: String,
-        message: String,
-    },
-}
-
-impl CoreError {
-    pub fn message(&self) -> &str {
-        match self {
-            CoreError::Malformed { message, .. }
-            | CoreError::OutOfSync { message, .. }
-            | CoreError::UnknownSymbol { message, .. } => message,
-        }
-    }
-
-    fn malformed(e: FrameError) -> Self {
-        CoreError::Malformed {
-            symbol: e.symbol,
-            message: e.message,
+            max_frame_bytes: 16 << 20,
+            max_symbols: 1024,
+            max_trade_ahead_ms: 60_000,
         }
     }
 }
@@ -129,6 +109,9 @@ pub struct BookTop {
     pub imbalances: metrics::Imbalances,
     /// The message carried a checksum and it matched (mismatches are errors).
     pub checksum_ok: bool,
+    /// Best bid at or above best ask: recorded as received (a verified
+    /// checksum says it is the exchange's book), flagged here and counted.
+    pub crossed: bool,
 }
 
 /// A copy of one book, for inspection from Python.
@@ -164,54 +147,32 @@ pub struct Counters {
     pub unknown_symbol: u64,
     pub trades: u64,
     pub late_trades: u64,
+    /// Refused: stamped more than `max_trade_ahead_ms` ahead.
+    pub future_trades: u64,
+    /// Updates without a checksum: applied, not verified.
+    pub unverified_updates: u64,
+    /// Book messages after which the best bid is at or above the best ask.
+    pub crossed_books: u64,
     pub bars: u64,
     pub ohlc: u64,
     pub instruments: u64,
 }
 
-type SymbolHasher = foldhash::fast::RandomState;
-
-/// Reused conversion buffers (price, qty mantissas).
-type Scratch = Vec<(u64, u64)>;
-
-struct SymbolState {
-    /// Shared with every `BookTop`, so a top costs no string allocation.
-    name: Arc<str>,
-    book: Option<Book>,
-    in_sync: bool,
-    last_ts: i64,
-    last_recorded: Option<i64>,
-    bars: Vec<BarBuilder>,
-    /// `market_data_l2,exchange=..,trading_pair=..` (escaped once).
-    l2_prefix: Vec<u8>,
-    /// Escaped pair, for `market_data_ohlcv` lines.
-    pair_tag: Vec<u8>,
-}
-
-/// Field keys precomputed per level so the hot path only copies bytes.
-struct LevelKeys {
-    bid_price: Pad24,
-    bid_volume: Pad24,
-    ask_price: Pad24,
-    ask_volume: Pad24,
-}
-
 pub struct MarketCore {
     cfg: Config,
-    interval_ns: Vec<(String, i64)>,
+    interval_names: Vec<String>,
     sample_ns: i64,
-    exchange_tag: Vec<u8>,
-    level_keys: Vec<LevelKeys>,
-    imbalance_keys: Vec<(u32, Vec<u8>)>,
-    instrument_precisions: HashMap<String, (u32, u32)>,
-    /// foldhash: seeded per process, and much cheaper than SipHash for short keys.
-    symbols: HashMap<String, SymbolState, SymbolHasher>,
-    buf: Vec<u8>,
+    instrument_precisions: Precisions,
+    symbols: Symbols,
+    points: PointWriter,
     counters: Counters,
+    /// Ingest time of every `LATENCY_SAMPLE`-th frame (two clock reads cost
+    /// a few percent of a small frame; a sample of them gives the same quantiles).
     latency: Option<Histogram<u64>>,
-    scratch_bids: Vec<(u64, u64)>,
-    scratch_asks: Vec<(u64, u64)>,
+    scratch: Scratch,
 }
+
+const LATENCY_SAMPLE: u64 = 8;
 
 fn now_ns() -> i64 {
     SystemTime::now()
@@ -221,23 +182,17 @@ fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
-fn line_err(e: LineError) -> String {
-    e.to_string()
-}
-
 impl MarketCore {
     /// Validate the configuration (errors name the bad setting).
     pub fn new(cfg: Config) -> Result<Self, String> {
         if cfg.depth == 0 {
             return Err("depth must be at least 1".into());
         }
-        let mut exchange_tag = Vec::new();
-        lineproto::write_key(&cfg.exchange, "exchange", &mut exchange_tag).map_err(line_err)?;
         let mut interval_ns = Vec::new();
         for name in &cfg.ohlcv_intervals {
             let ns = bars::parse_interval(name)
                 .ok_or_else(|| format!("ohlcv interval {name:?} is not like \"30s\", \"1m\", \"5m\", \"1h\", \"1d\" or \"1w\""))?;
-            interval_ns.push((name.clone(), ns));
+            interval_ns.push(ns);
         }
         if cfg.imbalance_levels.len() > metrics::MAX_IMBALANCE_LEVELS {
             return Err(format!(
@@ -245,10 +200,8 @@ impl MarketCore {
                 metrics::MAX_IMBALANCE_LEVELS
             ));
         }
-        for n in &cfg.imbalance_levels {
-            if *n == 0 {
-                return Err("imbalance levels must be at least 1".into());
-            }
+        if cfg.imbalance_levels.contains(&0) {
+            return Err("imbalance levels must be at least 1".into());
         }
         for (sym, (p, q)) in &cfg.precisions {
             if *p > fixed::MAX_SCALE || *q > fixed::MAX_SCALE {
@@ -263,19 +216,6 @@ impl MarketCore {
         let sample_ns = sample_ms
             .checked_mul(1_000_000)
             .ok_or("l2_sample_interval_ms too large")?;
-        let level_keys = (0..cfg.l2_levels.min(1000))
-            .map(|i| LevelKeys {
-                // At most 22 bytes for i < 1000.
-                bid_price: Pad24::new(format!(",bid_price_level_{i}=").as_bytes())
-                    .unwrap_or_default(),
-                bid_volume: Pad24::new(format!(",bid_volume_level_{i}=").as_bytes())
-                    .unwrap_or_default(),
-                ask_price: Pad24::new(format!(",ask_price_level_{i}=").as_bytes())
-                    .unwrap_or_default(),
-                ask_volume: Pad24::new(format!(",ask_volume_level_{i}=").as_bytes())
-                    .unwrap_or_default(),
-            })
-            .collect();
         let mut cfg = cfg;
         let mut seen = Vec::new();
         cfg.imbalance_levels.retain(|n| {
@@ -286,24 +226,21 @@ impl MarketCore {
                 true
             }
         });
-        let imbalance_keys = cfg
-            .imbalance_levels
-            .iter()
-            .map(|n| (*n, format!(",imbalance_{n}=").into_bytes()))
-            .collect();
+        let points = PointWriter::new(
+            &cfg.exchange,
+            cfg.l2_levels,
+            &cfg.imbalance_levels,
+            cfg.max_buffer_bytes,
+        )?;
         Ok(MarketCore {
-            interval_ns,
+            interval_names: cfg.ohlcv_intervals.clone(),
             sample_ns,
-            exchange_tag,
-            level_keys,
-            imbalance_keys,
-            instrument_precisions: HashMap::new(),
-            symbols: HashMap::default(),
-            buf: Vec::with_capacity(1 << 16),
+            instrument_precisions: Precisions::new(),
+            symbols: Symbols::new(cfg.max_symbols, points.exchange_tag(), interval_ns),
+            points,
             counters: Counters::default(),
             latency: Histogram::new_with_bounds(1, 60_000_000_000, 2).ok(),
-            scratch_bids: Vec::new(),
-            scratch_asks: Vec::new(),
+            scratch: Scratch::default(),
             cfg,
         })
     }
@@ -315,14 +252,22 @@ impl MarketCore {
     /// Handle one raw frame. `received_at_ns` stamps points whose frame has no
     /// exchange timestamp (else the wall clock is used).
     pub fn ingest(&mut self, frame: &[u8], received_at_ns: Option<i64>) -> Outcome {
-        let started = Instant::now();
+        let started = (self.counters.frames % LATENCY_SAMPLE == 0).then(Instant::now);
         self.counters.frames += 1;
         let mut out = Outcome::default();
-        match kraken::parse_frame(frame) {
-            Err(e) => {
-                self.counters.malformed += 1;
-                out.error = Some(CoreError::malformed(e));
-            }
+        let parsed = if frame.len() > self.cfg.max_frame_bytes {
+            Err(CoreError::malformed(
+                None,
+                Malformed::FrameTooBig {
+                    len: frame.len(),
+                    max: self.cfg.max_frame_bytes,
+                },
+            ))
+        } else {
+            kraken::parse_frame(frame).map_err(CoreError::frame)
+        };
+        match parsed {
+            Err(e) => self.note_error(&mut out, e),
             Ok(Frame::Ignored) => self.counters.ignored += 1,
             Ok(Frame::Book(entries)) => {
                 // The clock is read only if some entry carries no timestamp.
@@ -331,7 +276,7 @@ impl MarketCore {
                 for entry in entries {
                     let result = match entry {
                         Ok(msg) => self.on_book(msg, &mut fallback),
-                        Err(e) => Err(CoreError::malformed(e)),
+                        Err(e) => Err(CoreError::frame(e)),
                     };
                     match result {
                         Ok(top) => out.tops.push(top),
@@ -340,10 +285,11 @@ impl MarketCore {
                 }
             }
             Ok(Frame::Trades(entries)) => {
+                let mut now = received_at_ns;
                 for entry in entries {
                     if let Err(e) = entry
-                        .map_err(CoreError::malformed)
-                        .and_then(|t| self.on_trade(t))
+                        .map_err(CoreError::frame)
+                        .and_then(|t| self.on_trade(t, &mut now))
                     {
                         self.note_error(&mut out, e);
                     }
@@ -352,7 +298,7 @@ impl MarketCore {
             Ok(Frame::Ohlc(entries)) => {
                 for entry in entries {
                     if let Err(e) = entry
-                        .map_err(CoreError::malformed)
+                        .map_err(CoreError::frame)
                         .and_then(|o| self.on_ohlc(o))
                     {
                         self.note_error(&mut out, e);
@@ -367,12 +313,12 @@ impl MarketCore {
                             self.instrument_precisions
                                 .insert(p.symbol.into_owned(), (p.price_decimals, p.qty_decimals));
                         }
-                        Err(e) => self.note_error(&mut out, CoreError::malformed(e)),
+                        Err(e) => self.note_error(&mut out, CoreError::frame(e)),
                     }
                 }
             }
         }
-        if let Some(h) = self.latency.as_mut() {
+        if let (Some(h), Some(started)) = (self.latency.as_mut(), started) {
             let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
             h.saturating_record(ns.max(1));
         }
@@ -390,14 +336,6 @@ impl MarketCore {
         }
     }
 
-    fn known_precision(&self, symbol: &str) -> Option<(u32, u32)> {
-        self.cfg
-            .precisions
-            .get(symbol)
-            .or_else(|| self.instrument_precisions.get(symbol))
-            .copied()
-    }
-
     fn on_book(
         &mut self,
         msg: BookMsg<'_>,
@@ -405,40 +343,30 @@ impl MarketCore {
     ) -> Result<BookTop, CoreError> {
         self.counters.book_messages += 1;
         let symbol: &str = &msg.symbol;
-        let malformed = |m: String| CoreError::Malformed {
-            symbol: Some(symbol.to_owned()),
-            message: m,
-        };
-        // Precision matters only when a snapshot sets the scales.
-        let known = if msg.snapshot {
-            self.known_precision(symbol)
-        } else {
-            None
-        };
         let depth = msg.depth.unwrap_or(self.cfg.depth).max(1);
         // Updates never create state: a flood of unknown symbols stays free.
         let st = if msg.snapshot {
-            ensure_state(
-                &mut self.symbols,
-                &self.exchange_tag,
-                &self.interval_ns,
-                symbol,
-            )?
+            self.symbols.ensure(symbol)?
         } else {
-            match self.symbols.get_mut(symbol) {
-                Some(st) => st,
-                None => return Err(unknown_symbol(symbol)),
-            }
+            self.symbols
+                .get_mut(symbol)
+                .ok_or_else(|| CoreError::unknown(symbol, Unknown::NoSnapshot))?
         };
-        let checksum_ok = Self::apply_book(
-            st,
-            &mut self.counters.snapshots,
+        let applied = st.apply_book(
             &msg,
-            known,
+            (&self.cfg.precisions, &self.instrument_precisions),
             depth,
-            (&mut self.scratch_bids, &mut self.scratch_asks),
-            &malformed,
-        )?;
+            &mut self.scratch,
+        );
+        if msg.snapshot && !matches!(applied, Err(CoreError::Malformed { .. })) {
+            self.counters.snapshots += 1;
+        }
+        let checksum_ok = applied?;
+        if !msg.snapshot && msg.checksum.is_none() {
+            // Kraken always sends one; applied anyway, since refusing it would
+            // lose the change, and the next checksum verifies the whole book.
+            self.counters.unverified_updates += 1;
+        }
 
         // Timestamp: exchange's, else received, else now; strictly increasing per
         // symbol because InfluxDB merges points with equal series and time.
@@ -450,32 +378,28 @@ impl MarketCore {
         }
         st.last_ts = ts;
         let Some(book) = st.book.as_ref() else {
-            return Err(malformed("book missing after apply".into()));
+            return Err(CoreError::malformed(
+                Some(symbol),
+                Malformed::Internal("book missing after apply"),
+            ));
         };
         let m = metrics::compute(book, &self.cfg.imbalance_levels);
+        let crossed = matches!((m.bid, m.ask), (Some(b), Some(a)) if b.price >= a.price);
+        self.counters.crossed_books += u64::from(crossed);
         let record = match (self.cfg.l2_mode, st.last_recorded) {
             (L2Mode::Off, _) => false,
             (_, None) => true,
             (_, Some(last)) => self.sample_ns == 0 || ts.saturating_sub(last) >= self.sample_ns,
         };
-        if record && self.buf.len() >= self.cfg.max_buffer_bytes {
-            st.last_recorded = Some(ts);
-            self.counters.lines_dropped += 1;
-        } else if record {
+        if record {
             st.last_recorded = Some(ts);
             let full = self.cfg.l2_mode == L2Mode::Full;
-            write_l2(
-                &mut self.buf,
-                st,
-                book,
-                &m,
-                msg.snapshot,
-                ts,
-                full.then_some(&self.level_keys[..]),
-                &self.imbalance_keys,
-            );
-            self.counters.lines += 1;
-            self.counters.l2_points += 1;
+            if self
+                .points
+                .l2(&st.l2_prefix, book, &m, msg.snapshot, ts, full)
+            {
+                self.counters.l2_points += 1;
+            }
         } else if self.cfg.l2_mode != L2Mode::Off {
             self.counters.l2_sampled_out += 1;
         }
@@ -493,107 +417,28 @@ impl MarketCore {
             spread_pct: m.spread_pct,
             imbalances: m.imbalances,
             checksum_ok,
+            crossed,
         })
     }
 
-    /// Apply a snapshot or update to the symbol's book; `Ok(checksum_ok)`.
-    fn apply_book(
-        st: &mut SymbolState,
-        snapshots: &mut u64,
-        msg: &BookMsg<'_>,
-        known: Option<(u32, u32)>,
-        depth: usize,
-        (bids, asks): (&mut Scratch, &mut Scratch),
-        malformed: &dyn Fn(String) -> CoreError,
-    ) -> Result<bool, CoreError> {
-        let symbol: &str = &msg.symbol;
-        let levels = || msg.bids.iter().chain(msg.asks.iter());
-        let max_sig = |pick: fn(&(Fixed, Fixed)) -> Fixed| {
-            levels()
-                .map(|l| fixed::significant_scale(pick(l)))
-                .max()
-                .unwrap_or(0)
-        };
-        if msg.snapshot {
-            // Scale: the known precision, widened if the data needs more;
-            // else as written (trailing zeros count: Kraken's checksum uses them).
-            let raw_max = |pick: fn(&(Fixed, Fixed)) -> Fixed| {
-                levels().map(|l| pick(l).scale).max().unwrap_or(0)
-            };
-            let (ps, qs) = match known {
-                Some((p, q)) => (p.max(max_sig(|l| l.0)), q.max(max_sig(|l| l.1))),
-                None => (raw_max(|l| l.0), raw_max(|l| l.1)),
-            };
-            convert(&msg.bids, ps, qs, bids).map_err(malformed)?;
-            convert(&msg.asks, ps, qs, asks).map_err(malformed)?;
-            let mut book = st.book.take().unwrap_or_else(|| Book::new(depth, ps, qs));
-            book.clear();
-            book.depth = depth;
-            book.price_scale = ps;
-            book.qty_scale = qs;
-            apply_all(&mut book, bids, asks);
-            let computed = kraken_checksum(&book.asks, &book.bids);
-            st.book = Some(book);
-            st.in_sync = true;
-            *snapshots += 1;
-            return match msg.checksum {
-                Some(expected) if expected != computed => {
-                    st.in_sync = false;
-                    Err(out_of_sync(symbol, expected, computed))
-                }
-                Some(_) => Ok(true),
-                None => Ok(false),
-            };
-        }
-        let in_sync = st.in_sync;
-        let Some(book) = st.book.as_mut() else {
-            return Err(unknown_symbol(symbol));
-        };
-        if !in_sync {
-            return Err(CoreError::OutOfSync {
-                symbol: symbol.to_owned(),
-                expected: msg.checksum,
-                computed: None,
-                message: format!("book for {:?} is out of sync since a checksum mismatch; waiting for a new snapshot", shown(symbol)),
-            });
-        }
-        // Widen the book's scale if the update carries more (non-zero) decimals.
-        let ps = book.price_scale.max(max_sig(|l| l.0));
-        let qs = book.qty_scale.max(max_sig(|l| l.1));
-        convert(&msg.bids, ps, qs, bids).map_err(malformed)?;
-        convert(&msg.asks, ps, qs, asks).map_err(malformed)?;
-        if ps > book.price_scale || qs > book.qty_scale {
-            // Rare: widen a copy so a failure leaves the book as it was.
-            let mut widened = book.clone();
-            if !(widened.raise_price_scale(ps) && widened.raise_qty_scale(qs)) {
-                return Err(malformed(format!(
-                    "book for {:?}: values out of range at {ps}/{qs} decimals",
-                    shown(symbol)
-                )));
-            }
-            *book = widened;
-        }
-        book.depth = depth.max(1);
-        apply_all(book, bids, asks);
-        let computed = kraken_checksum(&book.asks, &book.bids);
-        match msg.checksum {
-            Some(expected) if expected != computed => {
-                st.in_sync = false;
-                Err(out_of_sync(symbol, expected, computed))
-            }
-            Some(_) => Ok(true),
-            None => Ok(false),
-        }
-    }
-
-    fn on_trade(&mut self, t: TradeMsg<'_>) -> Result<(), CoreError> {
+    fn on_trade(&mut self, t: TradeMsg<'_>, now: &mut Option<i64>) -> Result<(), CoreError> {
         self.counters.trades += 1;
-        let st = ensure_state(
-            &mut self.symbols,
-            &self.exchange_tag,
-            &self.interval_ns,
-            &t.symbol,
-        )?;
+        let now = *now.get_or_insert_with(now_ns);
+        let ahead_ns = i64::try_from(self.cfg.max_trade_ahead_ms)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1_000_000);
+        let ahead = t.timestamp_ns.saturating_sub(now);
+        if ahead > ahead_ns {
+            self.counters.future_trades += 1;
+            return Err(CoreError::malformed(
+                Some(&t.symbol),
+                Malformed::FutureTrade {
+                    ahead_ms: ahead / 1_000_000,
+                    max_ms: self.cfg.max_trade_ahead_ms,
+                },
+            ));
+        }
+        let st = self.symbols.ensure(&t.symbol)?;
         let mut closed: Vec<(usize, Bar)> = Vec::new();
         let mut late = 0u64;
         let mut overflow = false;
@@ -610,79 +455,30 @@ impl MarketCore {
             self.write_bar(&t.symbol, i, &bar);
         }
         if overflow {
-            return Err(CoreError::Malformed {
-                symbol: Some(t.symbol.into_owned()),
-                message: "trade values out of range for an OHLCV bar".into(),
-            });
+            return Err(CoreError::malformed(
+                Some(&t.symbol),
+                Malformed::BarOverflow,
+            ));
         }
         Ok(())
     }
 
-    /// Start a `market_data_ohlcv` line, or count it dropped when the buffer is full.
-    fn ohlcv_line(&mut self, interval: &[u8], pair_tag: &[u8]) -> Option<&mut Vec<u8>> {
-        if self.buf.len() >= self.cfg.max_buffer_bytes {
-            self.counters.lines_dropped += 1;
-            return None;
-        }
-        self.counters.lines += 1;
-        let out = &mut self.buf;
-        out.extend_from_slice(b"market_data_ohlcv,exchange=");
-        out.extend_from_slice(&self.exchange_tag);
-        out.extend_from_slice(b",interval=");
-        out.extend_from_slice(interval);
-        out.extend_from_slice(b",trading_pair=");
-        out.extend_from_slice(pair_tag);
-        Some(out)
-    }
-
-    fn write_bar(&mut self, symbol: &str, interval_idx: usize, bar: &Bar) {
-        let (Some(st), Some((name, _))) =
-            (self.symbols.get(symbol), self.interval_ns.get(interval_idx))
-        else {
-            return;
-        };
-        let (interval, pair_tag) = (name.clone().into_bytes(), st.pair_tag.clone());
-        self.counters.bars += 1;
-        let Some(out) = self.ohlcv_line(&interval, &pair_tag) else {
-            return;
-        };
-        for (key, v) in [
-            (&b" open="[..], bar.open),
-            (b",high=", bar.high),
-            (b",low=", bar.low),
-            (b",close=", bar.close),
-            (b",volume=", bar.volume),
-        ] {
-            out.extend_from_slice(key);
-            v.write(out);
-        }
-        lineproto::write_timestamp(bar.start_ns, out);
-    }
-
     fn on_ohlc(&mut self, o: OhlcMsg<'_>) -> Result<(), CoreError> {
         self.counters.ohlc += 1;
-        let st = ensure_state(
-            &mut self.symbols,
-            &self.exchange_tag,
-            &self.interval_ns,
-            &o.symbol,
-        )?;
-        let pair_tag = st.pair_tag.clone();
-        let interval = bars::minutes_tag(o.interval_minutes);
-        let Some(out) = self.ohlcv_line(interval.as_bytes(), &pair_tag) else {
-            return Ok(());
-        };
-        for (key, v) in [
-            (&b" open="[..], o.open),
-            (b",high=", o.high),
-            (b",low=", o.low),
-            (b",close=", o.close),
-            (b",volume=", o.volume),
-        ] {
-            out.extend_from_slice(key);
-            fixed::write(v.mant, v.scale, out);
-        }
-        lineproto::write_timestamp(o.interval_begin_ns, out);
+        let st = self.symbols.ensure(&o.symbol)?;
+        let d = Dec::from_fixed;
+        self.points.ohlcv(
+            bars::minutes_tag(o.interval_minutes).as_bytes(),
+            &st.pair_tag,
+            &Ohlcv {
+                open: d(o.open),
+                high: d(o.high),
+                low: d(o.low),
+                close: d(o.close),
+                volume: d(o.volume),
+            },
+            o.interval_begin_ns,
+        );
         Ok(())
     }
 
@@ -704,14 +500,36 @@ impl MarketCore {
         n
     }
 
+    /// One built bar as a `market_data_ohlcv` line.
+    fn write_bar(&mut self, symbol: &str, interval_idx: usize, bar: &Bar) {
+        let (Some(st), Some(name)) = (
+            self.symbols.get(symbol),
+            self.interval_names.get(interval_idx),
+        ) else {
+            return;
+        };
+        self.counters.bars += 1;
+        self.points.ohlcv(
+            name.as_bytes(),
+            &st.pair_tag,
+            &Ohlcv {
+                open: bar.open,
+                high: bar.high,
+                low: bar.low,
+                close: bar.close,
+                volume: bar.volume,
+            },
+            bar.start_ns,
+        );
+    }
+
     /// Take the encoded lines (the buffer keeps its capacity).
     pub fn drain_into(&mut self, f: impl FnOnce(&[u8])) {
-        f(&self.buf);
-        self.buf.clear();
+        self.points.drain_into(f);
     }
 
     pub fn buffered(&self) -> &[u8] {
-        &self.buf
+        self.points.buffered()
     }
 
     pub fn book(&self, symbol: &str) -> Option<BookCopy> {
@@ -727,7 +545,9 @@ impl MarketCore {
         })
     }
 
-    /// Time `iterations` checksums of a symbol's current book; total ns.
+    /// Benchmark helper: time `iterations` checksums of a symbol's current
+    /// book; total ns.
+    #[cfg(feature = "bench")]
     pub fn time_checksum(&self, symbol: &str, iterations: u64) -> Option<(u64, u32)> {
         let book = self.symbols.get(symbol)?.book.as_ref()?;
         let start = Instant::now();
@@ -745,13 +565,16 @@ impl MarketCore {
     }
 
     pub fn symbols(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.symbols.keys().cloned().collect();
-        v.sort();
-        v
+        self.symbols.names()
     }
 
-    pub fn counters(&self) -> &Counters {
-        &self.counters
+    /// Every counter, the line writer's included.
+    pub fn counters(&self) -> Counters {
+        Counters {
+            lines: self.points.lines,
+            lines_dropped: self.points.lines_dropped,
+            ..self.counters.clone()
+        }
     }
 
     /// (p50, p99, max) of ingest latency in ns over the whole run (constant-size histogram).
@@ -763,179 +586,6 @@ impl MarketCore {
             _ => (0, 0, 0),
         }
     }
-}
-
-/// The symbol's state, created on first sight (symbol validated as a tag value).
-fn ensure_state<'m>(
-    symbols: &'m mut HashMap<String, SymbolState, SymbolHasher>,
-    exchange_tag: &[u8],
-    interval_ns: &[(String, i64)],
-    symbol: &str,
-) -> Result<&'m mut SymbolState, CoreError> {
-    if !symbols.contains_key(symbol) {
-        let mut pair_tag = Vec::new();
-        lineproto::write_key(symbol, "symbol", &mut pair_tag).map_err(|e| {
-            CoreError::Malformed {
-                symbol: Some(symbol.to_owned()),
-                message: e.to_string(),
-            }
-        })?;
-        let mut l2_prefix = b"market_data_l2,exchange=".to_vec();
-        l2_prefix.extend_from_slice(exchange_tag);
-        l2_prefix.extend_from_slice(b",trading_pair=");
-        l2_prefix.extend_from_slice(&pair_tag);
-        let st = SymbolState {
-            name: Arc::from(symbol),
-            book: None,
-            in_sync: false,
-            last_ts: i64::MIN,
-            last_recorded: None,
-            bars: interval_ns
-                .iter()
-                .map(|(_, ns)| BarBuilder::new(*ns))
-                .collect(),
-            l2_prefix,
-            pair_tag,
-        };
-        symbols.insert(symbol.to_owned(), st);
-    }
-    symbols.get_mut(symbol).ok_or_else(|| CoreError::Malformed {
-        symbol: Some(symbol.to_owned()),
-        message: "symbol state missing".into(),
-    })
-}
-
-fn unknown_symbol(symbol: &str) -> CoreError {
-    CoreError::UnknownSymbol {
-        symbol: symbol.to_owned(),
-        message: format!("book update for {:?} before any snapshot", shown(symbol)),
-    }
-}
-
-fn out_of_sync(symbol: &str, expected: u32, computed: u32) -> CoreError {
-    CoreError::OutOfSync {
-        symbol: symbol.to_owned(),
-        expected: Some(expected),
-        computed: Some(computed),
-        message: format!(
-            "checksum mismatch for {:?}: expected {expected}, computed {computed}; resubscribe for a new snapshot",
-            shown(symbol)
-        ),
-    }
-}
-
-/// Numbers to mantissas at the book's scales, all or nothing.
-fn convert(
-    levels: &[(Fixed, Fixed)],
-    ps: u32,
-    qs: u32,
-    out: &mut Vec<(u64, u64)>,
-) -> Result<(), String> {
-    out.clear();
-    for (p, q) in levels {
-        let price = fixed::rescale(p.mant, p.scale, ps);
-        let qty = fixed::rescale(q.mant, q.scale, qs);
-        match (price, qty) {
-            (Some(price), Some(qty)) => out.push((price, qty)),
-            _ => return Err(format!("price or qty out of range at {ps}/{qs} decimals")),
-        }
-    }
-    Ok(())
-}
-
-fn apply_all(book: &mut Book, bids: &[(u64, u64)], asks: &[(u64, u64)]) {
-    for &(p, q) in bids {
-        book.apply(Side::Bid, p, q);
-    }
-    for &(p, q) in asks {
-        book.apply(Side::Ask, p, q);
-    }
-    book.truncate();
-}
-
-#[allow(clippy::too_many_arguments)]
-fn write_l2(
-    out: &mut Vec<u8>,
-    st: &SymbolState,
-    book: &Book,
-    m: &metrics::Metrics,
-    snapshot: bool,
-    ts: i64,
-    level_keys: Option<&[LevelKeys]>,
-    imbalance_keys: &[(u32, Vec<u8>)],
-) {
-    out.extend_from_slice(&st.l2_prefix);
-    let fields_at = out.len();
-    if let Some(keys) = level_keys {
-        let n = keys.len();
-        let pieces = 4 * (book.bids.len().min(n) + book.asks.len().min(n));
-        PieceWriter::write(out, pieces, |w| {
-            for (i, k) in keys.iter().enumerate() {
-                if let Some(l) = book.bids.get(i) {
-                    w.put(&k.bid_price);
-                    w.put(l.price_piece());
-                    w.put(&k.bid_volume);
-                    w.put(l.qty_piece());
-                }
-                if let Some(l) = book.asks.get(i) {
-                    w.put(&k.ask_price);
-                    w.put(l.price_piece());
-                    w.put(&k.ask_volume);
-                    w.put(l.qty_piece());
-                }
-            }
-        });
-    }
-    out.extend_from_slice(if snapshot {
-        b",is_snapshot=true"
-    } else {
-        b",is_snapshot=false"
-    });
-    // Every field was written with a leading comma; the first one becomes the
-    // space that separates tags from fields.
-    if let Some(c) = out.get_mut(fields_at) {
-        *c = b' ';
-    }
-    fn float(out: &mut Vec<u8>, key: &[u8], v: Option<f64>) {
-        if let Some(v) = v.filter(|v| v.is_finite()) {
-            out.extend_from_slice(key);
-            lineproto::push_f64(v, out);
-        }
-    }
-    // Spread and mid straight from the exact mantissas: the same bytes as the
-    // shortest text of their f64s, which is still used where the two could
-    // differ (`write_shortest` says when).
-    let ps = book.price_scale;
-    match (m.bid, m.ask) {
-        (Some(b), Some(a)) => {
-            let diff = i128::from(a.price) - i128::from(b.price);
-            let at = out.len();
-            out.extend_from_slice(b",spread=");
-            if !fixed::write_shortest(diff < 0, diff.unsigned_abs(), ps, out) {
-                out.truncate(at);
-                float(out, b",spread=", m.spread);
-            }
-            // mid = (ask + bid) / 2 = (ask + bid) * 5 at one more decimal.
-            let sum = (u128::from(a.price) + u128::from(b.price)) * 5;
-            let at = out.len();
-            out.extend_from_slice(b",mid_price=");
-            if !fixed::write_shortest(false, sum, ps + 1, out) {
-                out.truncate(at);
-                float(out, b",mid_price=", m.mid_price);
-            }
-        }
-        _ => {
-            float(out, b",spread=", m.spread);
-            float(out, b",mid_price=", m.mid_price);
-        }
-    }
-    float(out, b",wap=", m.wap);
-    for (n, v) in m.imbalances.as_slice() {
-        if let Some((_, key)) = imbalance_keys.iter().find(|(k, _)| k == n) {
-            float(out, key, Some(*v));
-        }
-    }
-    lineproto::write_timestamp(ts, out);
 }
 
 #[cfg(test)]

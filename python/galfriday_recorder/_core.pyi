@@ -81,6 +81,9 @@ class BookTop:
     @property
     def checksum_ok(self) -> bool:
         """The message carried a checksum and it matched (mismatches raise)."""
+    @property
+    def crossed(self) -> bool:
+        """Best bid at or above best ask: recorded as received, flagged, counted."""
 
 @final
 class BookView:
@@ -118,12 +121,17 @@ class MarketRecorder:
         l2_sample_interval_ms: int = 0,
         l2_mode: str = "full",
         max_buffer_bytes: int = 67108864,
+        max_frame_bytes: int = 16777216,
+        max_symbols: int = 1024,
+        max_trade_ahead_ms: int = 60000,
     ) -> MarketRecorder: ...
     def ingest(self, frame: bytes | str, received_at_ns: int | None = None) -> list[BookTop]:
         """Handle one raw frame; one ``BookTop`` per symbol whose book it touched.
 
         If some entry fails, the others are still applied and recorded, then the
-        first error is raised with ``.tops`` holding theirs.
+        first error is raised with ``.tops`` holding theirs. A frame above
+        ``max_frame_bytes`` is refused unread (``MalformedFrame``); one above 64 KiB
+        is handled with the GIL released.
         """
     def book(self, symbol: str) -> BookView:
         """A copy of one symbol's book; ``UnknownSymbol`` if it has none."""
@@ -137,7 +145,7 @@ class MarketRecorder:
         """Emit every open OHLCV bar into the buffer now (shutdown); returns how many."""
     def symbols(self) -> list[str]: ...
     def stats(self) -> dict[str, int]:
-        """Counters and hot-path latency (ns, measured inside the core)."""
+        """Counters and hot-path latency (ns, measured inside the core on every 8th frame)."""
     def _checksum_ns(self, symbol: str, iterations: int) -> float:
         """Benchmark helper: mean ns of Kraken's checksum timed in a Rust loop."""
 

@@ -80,6 +80,13 @@ class RecorderConfig:
     imbalance_levels: tuple[int, ...] = (5, 10)
     ohlcv_intervals: tuple[str, ...] = ("1m", "5m")
     l2_sample_interval_ms: int = 0
+    # A larger frame is refused unread (MalformedFrame): Kraken's biggest, a
+    # depth-1000 snapshot, is about 100 KB.
+    max_frame_bytes: int = 16 * 1024 * 1024
+    # Pairs with state in the market core; a new one past it is refused (UnknownSymbol).
+    max_symbols: int = 1024
+    # A trade stamped further ahead of its receipt is refused (MalformedFrame).
+    max_trade_ahead_ms: int = 60_000
 
     # Self-metrics
     host_id: str = field(default_factory=socket.gethostname)
@@ -98,6 +105,9 @@ class RecorderConfig:
             "batch_max_lines",
             "spool_max_bytes",
             "buffer_max_bytes",
+            "max_frame_bytes",
+            "max_symbols",
+            "max_trade_ahead_ms",
             "book_depth",
             "l2_levels",
         ):

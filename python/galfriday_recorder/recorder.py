@@ -89,6 +89,9 @@ class Recorder:
             ohlcv_intervals=cfg.ohlcv_intervals,
             l2_sample_interval_ms=cfg.l2_sample_interval_ms,
             max_buffer_bytes=cfg.buffer_max_bytes,
+            max_frame_bytes=cfg.max_frame_bytes,
+            max_symbols=cfg.max_symbols,
+            max_trade_ahead_ms=cfg.max_trade_ahead_ms,
         )
         self.ledger = Ledger(cfg, self._loop)
         # Raw L2 may go to a retention policy of its own, through a writer of its own.

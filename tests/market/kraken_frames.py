@@ -79,12 +79,17 @@ class SyntheticBook:
 
     def set_level(self, side: str, price: int, qty: int) -> str:
         """Change the exchange book; returns the v2 update entry a client receives."""
-        book = self.bids if side == "bid" else self.asks
+        return self.set_levels([(side, price, qty)])
+
+    def set_levels(self, ops: list[tuple[str, int, int]]) -> str:
+        """Several changes at once: the one v2 update entry carrying them all."""
         before_b, before_a = self.view()
-        if qty == 0:
-            book.pop(price, None)
-        else:
-            book[price] = qty
+        for side, price, qty in ops:
+            book = self.bids if side == "bid" else self.asks
+            if qty == 0:
+                book.pop(price, None)
+            else:
+                book[price] = qty
         after_b, after_a = self.view()
         self.ts += self.rng.randint(1, 2_000_000)
 
@@ -133,6 +138,24 @@ class SyntheticBook:
             frames.append(self.update_frame(self.set_level(side, price, qty)))
         return frames
 
+    def cyclic_mixed_updates(self, n: int, max_ops: int = 3) -> list[str]:
+        """As ``cyclic_updates``, each frame carrying 1 to ``max_ops`` changes."""
+        undo: list[list[tuple[str, int, int]]] = []
+        frames = []
+        for _ in range(n):
+            ops: list[tuple[str, int, int]] = []
+            back: list[tuple[str, int, int]] = []
+            for _ in range(self.rng.randint(1, max_ops)):
+                side, price, qty = self.random_op()
+                book = self.bids if side == "bid" else self.asks
+                back.append((side, price, book.get(price, 0)))
+                ops.append((side, price, qty))
+            undo.append(back)
+            frames.append(self.update_frame(self.set_levels(ops)))
+        for back in reversed(undo):
+            frames.append(self.update_frame(self.set_levels(back[::-1])))
+        return frames
+
     # --- v1 ---------------------------------------------------------------
     def _v1_levels(self, levels: list[Level], republish: bool = False) -> str:
         ts = f"{self.ts // 1_000_000_000}.{(self.ts // 1000) % 1_000_000:06d}"
@@ -174,6 +197,20 @@ class SyntheticBook:
         return f'[{channel_id},{",".join(parts)},"book-{self.depth}","{self.symbol}"]'
 
 
+def realistic_mix(updates_per_symbol: int = 1000) -> tuple[list[str], list[str]]:
+    """Two pairs as Kraken prints them (XRP/USD, DOGE/USD: depth 10, 5-decimal
+    prices, 8-decimal quantities, RFC 3339 timestamps, 1 to 3 levels per
+    update): their snapshots, and update frames interleaved, which return the
+    books to the snapshots' state so they can be replayed forever."""
+    books = [
+        SyntheticBook(symbol="XRP/USD", mid=62_345, price_decimals=5, qty_decimals=8, seed=1),
+        SyntheticBook(symbol="DOGE/USD", mid=16_342, price_decimals=5, qty_decimals=8, seed=2),
+    ]
+    snapshots = [b.snapshot_frame() for b in books]
+    streams = [b.cyclic_mixed_updates(updates_per_symbol) for b in books]
+    return snapshots, [f for pair in zip(*streams, strict=True) for f in pair]
+
+
 def multi_symbol_frame(kind: str, entries: list[str]) -> str:
     """A v2 book frame carrying several symbols' entries."""
     return f'{{"channel":"book","type":"{kind}","data":[{",".join(entries)}]}}'
@@ -206,3 +243,11 @@ def instrument_frame(pairs: list[tuple[str, int, int]]) -> str:
         for s, p, q in pairs
     )
     return f'{{"channel":"instrument","type":"snapshot","data":{{"assets":[],"pairs":[{items}]}}}}'
+
+
+if __name__ == "__main__":  # the mix as a file, for examples/profile_mix.rs
+    import sys
+
+    snaps, frames = realistic_mix()
+    with open(sys.argv[1], "w") as out:
+        out.writelines(f + "\n" for f in snaps + frames)
