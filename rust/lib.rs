@@ -9,6 +9,7 @@ pub mod fixed;
 pub mod kraken;
 pub mod lineproto;
 pub mod market;
+pub mod measurements;
 pub mod metrics;
 
 #[cfg(feature = "python")]

@@ -500,12 +500,13 @@ def test_sql_looking_strings_in_every_text_column_are_stored_verbatim(env: Env) 
         ) == ({INJECT: INJECT},)
         tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables").fetchall()}
         assert {"signals", "orders", "fills", "trades", "system_logs"} <= tables
-    # The same strings as InfluxDB tags and string fields round-trip exactly too.
-    rec.record_system_metrics({"note": INJECT}, module_id=SHORT + " ,=x", timestamp=T0)
+    # The same strings as InfluxDB tags round-trip exactly too (the seed's measurements
+    # have no string fields; tests/series/test_roundtrip_property.py covers those).
+    rec.record_system_metrics({"cpu_usage_pct": 1}, module_id=SHORT + " ,=x", timestamp=T0)
     rec.record_features("XR P,USD", "v1", {"rsi_14": 1.5}, T0)
     assert rec.flush(30)
-    metrics = env.influx.query("SELECT module_id, note FROM system_metrics", db=env.db)
-    assert metrics["results"][0]["series"][0]["values"][0][1:] == [SHORT + " ,=x", INJECT]
+    metrics = env.influx.query("SELECT module_id, cpu_usage_pct FROM system_metrics", db=env.db)
+    assert metrics["results"][0]["series"][0]["values"][0][1:] == [SHORT + " ,=x", 1.0]
     pairs = env.influx.query('SHOW TAG VALUES FROM features WITH KEY = "trading_pair"', db=env.db)
     assert pairs["results"][0]["series"][0]["values"] == [["trading_pair", "XR P,USD"]]
 
