@@ -12,9 +12,10 @@
 //! test_roundtrip_property.py` keeps proving it):
 //! - a newline (or carriage return) anywhere, NaN and infinities;
 //! - a backslash in a name or tag value that is last or followed by a
-//!   backslash or a character the part escapes: 1.x's line splitter skips
-//!   `\` as a pair while its tag scanner only looks one byte back, and
-//!   VictoriaMetrics unescapes `\` where 1.x keeps it;
+//!   backslash, comma, equals sign, space or double quote: 1.x's line
+//!   splitter skips `\\` as a pair while its tag scanner only looks one byte
+//!   back, 1.6 unescapes `\=` and `\"` even in a measurement or field key,
+//!   and VictoriaMetrics unescapes `\\` where 1.x keeps it;
 //! - a measurement starting with `#` (a comment: 204 and nothing stored), or a
 //!   measurement or key starting with whitespace or NUL (stripped), NUL in a
 //!   measurement or key;
@@ -87,14 +88,13 @@ impl fmt::Display for LineError {
 
 impl std::error::Error for LineError {}
 
-/// Refuses what InfluxDB would not read back as `s`; `specials` are the
-/// characters this part escapes.
-fn check_name(
-    s: &str,
-    what: &'static str,
-    specials: &[u8],
-    allow_empty: bool,
-) -> Result<(), LineError> {
+/// What a backslash in a name must not precede: InfluxDB 1.6 unescapes `\=` and
+/// `\"` even where they need no escape (a measurement, a field key), and
+/// VictoriaMetrics unescapes `\\`.
+const NOT_AFTER_BACKSLASH: &[u8] = b"\\,= \"";
+
+/// Refuses what InfluxDB would not read back as `s`.
+fn check_name(s: &str, what: &'static str, allow_empty: bool) -> Result<(), LineError> {
     if s.is_empty() && !allow_empty {
         return Err(LineError::Empty { what });
     }
@@ -107,7 +107,7 @@ fn check_name(
     let bytes = s.as_bytes();
     let escapes_next = |i: usize| match bytes.get(i + 1) {
         None => true,
-        Some(next) => *next == b'\\' || specials.contains(next),
+        Some(next) => NOT_AFTER_BACKSLASH.contains(next),
     };
     if bytes
         .iter()
@@ -133,8 +133,8 @@ fn unstorable(what: &'static str, name: &str, why: &'static str) -> LineError {
 }
 
 /// A measurement or key: no NUL, no leading whitespace (both get stripped).
-fn check_key(s: &str, what: &'static str, specials: &[u8]) -> Result<(), LineError> {
-    check_name(s, what, specials, false)?;
+fn check_key(s: &str, what: &'static str) -> Result<(), LineError> {
+    check_name(s, what, false)?;
     if s.contains('\0') {
         return Err(unstorable(what, s, "contains NUL"));
     }
@@ -160,7 +160,7 @@ fn escape_into(s: &str, specials: &[u8], out: &mut Vec<u8>) {
 
 /// Measurement name: comma and space escaped.
 pub fn write_measurement(s: &str, out: &mut Vec<u8>) -> Result<(), LineError> {
-    check_key(s, "measurement", b", ")?;
+    check_key(s, "measurement")?;
     if s.starts_with('#') {
         return Err(unstorable("measurement", s, "starts with '#' (a comment)"));
     }
@@ -170,7 +170,7 @@ pub fn write_measurement(s: &str, out: &mut Vec<u8>) -> Result<(), LineError> {
 
 /// Tag key, tag value or field key: comma, equals and space escaped.
 pub fn write_key(s: &str, what: &'static str, out: &mut Vec<u8>) -> Result<(), LineError> {
-    check_key(s, what, b",= ")?;
+    check_key(s, what)?;
     if s == "time" {
         return Err(unstorable(what, s, "is named time"));
     }
@@ -370,7 +370,7 @@ fn encode_inner(
     let mut sorted: Vec<&(String, String)> = tags.iter().collect();
     sorted.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     for (k, v) in sorted {
-        check_name(v, "tag value", b",= ", true)?;
+        check_name(v, "tag value", true)?;
         if v.is_empty() {
             continue;
         }
@@ -540,6 +540,9 @@ mod tests {
             ("m", "a\\=b", "y", 1, "backslash before"),
             ("m", "a\\\\b", "y", 1, "backslash before"),
             ("m\\ x", "v", "y", 1, "backslash before"),
+            ("m\\=", "v", "y", 1, "backslash before"),
+            ("m\\\"", "v", "y", 1, "backslash before"),
+            ("m", "v", "a\\\"", 1, "backslash before"),
             ("#m", "v", "y", 1, "comment"),
             ("\tm", "v", "y", 1, "whitespace"),
             (" m", "v", "y", 1, "whitespace"),
@@ -560,7 +563,7 @@ mod tests {
         // measurement, `#` after the start, the extremes of the time range.
         for (m, tag, ts) in [
             ("m=#", "a\\b", MIN_NANO_TIME),
-            ("m\\=", "\"q\"\0\t", MAX_NANO_TIME),
+            ("m\\x", "\"q\"\0\t", MAX_NANO_TIME),
         ] {
             assert!(line(m, &[("t", tag)], vec![("f", FieldValue::Int(1))], ts).is_ok());
         }

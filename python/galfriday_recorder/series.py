@@ -6,9 +6,16 @@ over into batches (``batch_max_lines`` lines, :data:`MAX_BATCH_BYTES` bytes or
 ``batch_interval_s`` seconds, whichever comes first, market and other data
 apart), and senders post them on executor threads:
 
-* 2xx: done. 400 and other final 4xx: the server's message is logged with the
-  rejected lines, which are counted and not retried (InfluxDB stores the good
-  lines of a partial write). 413: the batch is split in halves, recursively.
+* 2xx: done. 400 about the lines (a parse error, a type conflict, a partial
+  write): the batch is split in halves and each half sent again, recursively,
+  until every refused line stands alone; the good lines are delivered and
+  each refused one is counted and logged. The body cannot be trusted to count
+  them: InfluxDB 1.x refuses a whole batch for a type conflict inside it,
+  reports one parse error for lines an unbalanced quote ran together, and
+  leaves parse errors out of a partial write's message when a later point is
+  dropped. Resending a stored point overwrites it with itself, and the halves
+  go in order, so the last write of a point still wins. Another final 4xx
+  rejects the batch as it is. 413: the batch is split in halves, recursively.
   Anything else (a 3xx from a proxy or a wrong URL) is treated like a 401.
 * 5xx, 408, 429, timeouts, connection errors: retried with exponential backoff
   and jitter, honouring ``Retry-After``, for at most :data:`FRESH_RETRY_BUDGET_S`
@@ -70,7 +77,8 @@ BLOCKED_BACKOFF_CAP_S = 30.0
 WAKE_BYTES = 256 * 1024  # handed-over bytes that wake the pump before its next tick
 _LATENCY_SAMPLES = 2048
 _LOGGED_BODY_CHARS = 4000
-_DROPPED = re.compile(r"dropped=(\d+)")
+# A 400 whose body says this is about some of the lines, not about the request.
+_LINE_ERRORS = re.compile(r"unable to parse|partial write|type conflict|cannot parse")
 
 
 class SeriesWriterClosed(RecorderError):
@@ -138,19 +146,6 @@ def _halves(data: bytes) -> tuple[bytes, bytes]:
     if cut >= len(data):
         cut = data.rfind(b"\n", 0, len(data) - 1) + 1
     return data[:cut], data[cut:]
-
-
-def _rejected_lines(body: str, lines: int) -> int:
-    """How many lines a 400 rejected: one per parse error plus InfluxDB's ``dropped=N``.
-
-    InfluxDB 1.x counts in ``dropped=N`` only points that parsed but were refused
-    (type conflict, out of retention); with neither marker the whole batch failed.
-    """
-    parse_errors = body.count("unable to parse")
-    match = _DROPPED.search(body)
-    if match is None and not parse_errors:
-        return lines
-    return min(lines, parse_errors + (int(match.group(1)) if match else 0))
 
 
 class SeriesWriter:
@@ -528,7 +523,7 @@ class SeriesWriter:
             self._counts["lines_written"] += lines
             self._counts["batches_written"] += 1
             return None
-        if status == 413 and lines > 1:
+        if lines > 1 and (status == 413 or (status == 400 and _LINE_ERRORS.search(body))):
             for half in _halves(data):
                 failure = await self._deliver(half, half.count(b"\n"))
                 if failure is not None:
@@ -551,17 +546,14 @@ class SeriesWriter:
         return _Failure(reason, retry_after)
 
     def _reject(self, status: int, body: str, data: bytes, lines: int) -> None:
-        """A final 4xx: count and log the rejected lines; InfluxDB kept the others."""
-        rejected = _rejected_lines(body, lines)
-        self._counts["lines_rejected"] += rejected
-        self._counts["lines_written"] += lines - rejected
-        shown = body if "unable to parse" in body else f"{body}; lines: {data[:1000]!r}"
+        """A final 4xx for one line, or for a batch the body does not blame a line for."""
+        self._counts["lines_rejected"] += lines
         log.warning(
-            "InfluxDB rejected %d of %d lines (HTTP %d): %s",
-            rejected,
+            "InfluxDB rejected %d lines (HTTP %d): %s; lines: %r",
             lines,
             status,
-            shown[:_LOGGED_BODY_CHARS],
+            body[:_LOGGED_BODY_CHARS],
+            data[:1000],
         )
 
     async def _settle(self, timeout: float | None, *, drain_spool: bool) -> bool:
