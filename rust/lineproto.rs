@@ -19,7 +19,9 @@
 //! - a measurement starting with `#` (a comment: 204 and nothing stored), or a
 //!   measurement or key starting with whitespace or NUL (stripped), NUL in a
 //!   measurement or key;
-//! - a tag or field key `time` (1.x refuses the point);
+//! - a tag or field key `time` (1.x refuses the point), a double quote in a
+//!   field key (VictoriaMetrics reads a quoted string from it on, and takes
+//!   the point's timestamp for part of it);
 //! - a series key past 65,535 bytes, a timestamp outside
 //!   -9223372036854775806..=9223372036854775806 ns (1.x refuses both).
 
@@ -168,7 +170,7 @@ pub fn write_measurement(s: &str, out: &mut Vec<u8>) -> Result<(), LineError> {
     Ok(())
 }
 
-/// Tag key, tag value or field key: comma, equals and space escaped.
+/// Tag key or field key: comma, equals and space escaped.
 pub fn write_key(s: &str, what: &'static str, out: &mut Vec<u8>) -> Result<(), LineError> {
     check_key(s, what)?;
     if s == "time" {
@@ -176,6 +178,13 @@ pub fn write_key(s: &str, what: &'static str, out: &mut Vec<u8>) -> Result<(), L
     }
     escape_into(s, b",= ", out);
     Ok(())
+}
+
+fn write_field_key(s: &str, out: &mut Vec<u8>) -> Result<(), LineError> {
+    if s.contains('"') {
+        return Err(unstorable("field key", s, "contains a double quote"));
+    }
+    write_key(s, "field key", out)
 }
 
 /// String field value, quoted; double quote and backslash escaped.
@@ -383,7 +392,7 @@ fn encode_inner(
     for (i, (k, v)) in fields.iter().enumerate() {
         out.push(if i == 0 { b' ' } else { b',' });
         let field_start = out.len();
-        write_key(k, "field key", out)?;
+        write_field_key(k, out)?;
         let len = key_len + 4 + out.len() - field_start;
         if len > MAX_KEY_LENGTH {
             return Err(LineError::KeyTooLong {
@@ -542,7 +551,8 @@ mod tests {
             ("m\\ x", "v", "y", 1, "backslash before"),
             ("m\\=", "v", "y", 1, "backslash before"),
             ("m\\\"", "v", "y", 1, "backslash before"),
-            ("m", "v", "a\\\"", 1, "backslash before"),
+            ("m", "v", "a\\=", 1, "backslash before"),
+            ("m", "v", "\"", 1, "double quote"),
             ("#m", "v", "y", 1, "comment"),
             ("\tm", "v", "y", 1, "whitespace"),
             (" m", "v", "y", 1, "whitespace"),

@@ -13,8 +13,13 @@ fresh database, so a field typed by one example cannot refuse the next.
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import time
+import urllib.parse
+import urllib.request
+import uuid
 from typing import Any
 
 import pytest
@@ -23,7 +28,7 @@ from hypothesis import strategies as st
 from lpkit import post_lines
 
 from galfriday_recorder._core import InvalidPoint, encode_line
-from galfriday_recorder.services import InfluxService
+from galfriday_recorder.services import InfluxService, VictoriaMetricsService
 
 EXAMPLES = int(os.environ.get("GALFRIDAY_PROPERTY_EXAMPLES", "150"))
 SEED_MEASUREMENTS = {
@@ -171,3 +176,67 @@ def test_huge_lines_read_back_or_are_refused(
 def test_series_key_past_the_limit_is_refused() -> None:
     with pytest.raises(InvalidPoint, match="series key"):
         encode_line("m", {"t": "x" * 65_530}, {"f": 1.0}, 1)
+
+
+def _vm_export(victoria: VictoriaMetricsService, case: str) -> list[dict[str, Any]]:
+    urllib.request.urlopen(f"{victoria.url()}/internal/force_flush").close()
+    query = urllib.parse.urlencode({"match[]": f'{{case="{case}"}}'})
+    with urllib.request.urlopen(f"{victoria.url()}/api/v1/export?{query}") as resp:
+        return [json.loads(line) for line in resp.read().splitlines() if line]
+
+
+@settings(
+    max_examples=max(EXAMPLES // 3, 10),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    measurement=names,
+    tags=st.dictionaries(names, names, max_size=3),
+    fields=st.dictionaries(names, st.one_of(floats, ints, st.booleans()), min_size=1, max_size=3),
+    ts=st.integers(1_735_689_600_000, int(time.time() * 1000)).map(lambda ms: ms * 1_000_000),
+)
+def test_accepted_lines_read_back_from_victoria_metrics(
+    victoria_service: VictoriaMetricsService,
+    measurement: str,
+    tags: dict[str, str],
+    fields: dict[str, Any],
+    ts: int,
+) -> None:
+    """The v2 path: every name and tag reads back exactly from VictoriaMetrics.
+
+    VictoriaMetrics is lossy by design: milliseconds within its retention and not
+    far in the future (it drops the rest silently), numbers only, and about 12
+    significant digits (4.466783519960724e-291 reads back as 4.4667835199599994e-291,
+    subnormals as 0);
+    so times are whole ms since 2025 and values close.
+    """
+    if measurement in SEED_MEASUREMENTS or "case" in tags or "__name__" in tags:
+        return
+    case = uuid.uuid4().hex
+    try:
+        line = encode_line(measurement, {**tags, "case": case}, fields, ts)
+    except InvalidPoint:
+        event("refused at the call")
+        return
+    event("written and read back")
+    req = urllib.request.Request(
+        f"{victoria_service.url()}/api/v2/write?org=o&bucket=b&precision=ns",
+        data=line,
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        assert resp.status == 204
+    got: dict[str, Any] = {}
+    deadline = time.monotonic() + 10  # a new series takes a moment to be searchable
+    while len(got) < len(fields) and time.monotonic() < deadline:
+        got = {row["metric"]["__name__"]: row for row in _vm_export(victoria_service, case)}
+    expected_labels = {k: v for k, v in tags.items() if v} | {"case": case}
+    assert set(got) == {f"{measurement}_{key}" for key in fields}, line
+    for key, value in fields.items():
+        row = got[f"{measurement}_{key}"]
+        labels = {k: v for k, v in row["metric"].items() if k != "__name__"}
+        assert labels == expected_labels, line
+        assert row["timestamps"] == [ts // 1_000_000], line
+        [read] = row["values"]
+        assert math.isclose(read, float(value), rel_tol=1e-11, abs_tol=1e-300), line
