@@ -97,8 +97,9 @@ class V1Transport:
         }
         if config.influx_username or config.influx_password:
             self._headers.update(
-                urllib3.util.make_headers(
-                    basic_auth=f"{config.influx_username}:{config.influx_password}"
+                urllib3.util.make_headers(  # InfluxDB reads the credentials as UTF-8
+                    basic_auth=f"{config.influx_username}:{config.influx_password}",
+                    basic_auth_encoding="utf-8",
                 )
             )
         elif config.influx_token:

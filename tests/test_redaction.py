@@ -1,0 +1,129 @@
+"""Passwords with any characters never show: reprs, logs and errors, against real PostgreSQL.
+
+The session's PostgreSQL trusts every local role; these tests add a
+``scram-sha-256`` line for their own role at the top of ``pg_hba.conf`` (first
+match wins, so no other test is touched), so the password is really checked.
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.parse
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from galfriday_recorder import Recorder, RecorderConfig
+from galfriday_recorder.errors import ConfigError, RecorderError
+from galfriday_recorder.migrate import migrate
+from galfriday_recorder.redaction import redact
+
+PASSWORDS = [
+    "p%ss w@rd:/x",
+    "%41%zz",
+    "a'b\"c\\d",
+    "üñí☃ c0de",
+    "user:pw@host/db?password=x",
+]
+
+
+def _forms(password: str) -> list[str]:
+    return [password, urllib.parse.quote(password, safe=""), repr(password)[1:-1]]
+
+
+def _leaks(text: str, password: str) -> list[str]:
+    return [form for form in _forms(password) if form in text]
+
+
+@pytest.fixture
+def role(pg_admin_dsn: str, pg_dsn: str) -> Iterator[Callable[[str], dict[str, Any]]]:
+    """Makes a role with a password PostgreSQL checks; its conninfo for the test's database."""
+    made: list[str] = []
+    with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
+        [hba_file] = conn.execute("SHOW hba_file").fetchone() or [""]
+    hba = Path(hba_file)
+    original = hba.read_text()
+    info = psycopg.conninfo.conninfo_to_dict(pg_dsn)
+
+    def make(password: str) -> dict[str, Any]:
+        name = f"r_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(
+                    sql.Identifier(name), sql.Literal(password)
+                )
+            )
+            made.append(name)
+            rules = "".join(
+                f"host all {r} all scram-sha-256\nlocal all {r} scram-sha-256\n" for r in made
+            )
+            hba.write_text(rules + original)
+            conn.execute("SELECT pg_reload_conf()")
+        return {**info, "user": name}
+
+    yield make
+    hba.write_text(original)
+    with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
+        conn.execute("SELECT pg_reload_conf()")
+        for name in made:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+def _uri(info: dict[str, Any], password: str) -> str:
+    user, pw = info["user"], urllib.parse.quote(password, safe="")
+    host = info.get("host", "127.0.0.1")
+    return f"postgresql://{user}:{pw}@{host}:{info['port']}/{info['dbname']}"
+
+
+def _kv(info: dict[str, Any], password: str) -> str:
+    escaped = password.replace("\\", "\\\\").replace("'", "\\'")
+    host = info.get("host", "127.0.0.1")
+    return (
+        f"host={host} port={info['port']} dbname={info['dbname']} "
+        f"user={info['user']} password='{escaped}'"
+    )
+
+
+@pytest.mark.parametrize("password", PASSWORDS)
+@pytest.mark.parametrize("form", [_uri, _kv])
+def test_password_never_shows_while_the_recorder_runs(
+    role: Callable[[str], dict[str, Any]],
+    recorder_config: Callable[..., RecorderConfig],
+    caplog: pytest.LogCaptureFixture,
+    password: str,
+    form: Callable[[dict[str, Any], str], str],
+) -> None:
+    dsn = form(role(password), password)
+    with psycopg.connect(dsn) as conn:  # the password is right, and PostgreSQL checks it
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(form(role(password), password + "x")).close()
+    config = recorder_config().replace(pg_dsn=dsn, influx_password=password, influx_token=password)
+    with caplog.at_level(logging.DEBUG):
+        rec = Recorder(config).start()
+        shown = repr(config) + str(config) + repr(rec)
+        rec.close(30)
+        # A wrong password: the recorder logs and journals on; errors name the DSN masked.
+        bad = config.replace(pg_dsn=form(role(password + "!"), password), apply_migrations=True)
+        Recorder(bad).start().close(5)
+        with pytest.raises(RecorderError) as info:
+            migrate(bad.pg_dsn)
+    assert "password authentication failed" in caplog.text
+    shown += str(info.value) + repr(info.value) + caplog.text
+    assert not _leaks(shown, password), shown
+
+
+@pytest.mark.parametrize("password", PASSWORDS)
+def test_a_dsn_that_does_not_parse_is_refused_without_quoting_it(password: str) -> None:
+    raw = f"postgresql://bot:{password}@db:5432/galfriday"  # not percent-encoded
+    try:
+        shown = repr(RecorderConfig(pg_dsn=raw))  # when it parses after all
+    except ConfigError as exc:
+        shown = str(exc)
+    assert not _leaks(shown, password), shown
+    assert not _leaks(redact(f"could not connect to {raw}"), password)
