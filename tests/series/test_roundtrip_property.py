@@ -13,6 +13,7 @@ fresh database, so a field typed by one example cannot refuse the next.
 
 from __future__ import annotations
 
+import calendar
 import json
 import math
 import os
@@ -20,6 +21,7 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -28,6 +30,7 @@ from hypothesis import strategies as st
 from lpkit import post_lines
 
 from galfriday_recorder._core import InvalidPoint, encode_line
+from galfriday_recorder.recorder import _ns
 from galfriday_recorder.services import InfluxService, VictoriaMetricsService
 
 EXAMPLES = int(os.environ.get("GALFRIDAY_PROPERTY_EXAMPLES", "150"))
@@ -240,3 +243,47 @@ def test_accepted_lines_read_back_from_victoria_metrics(
         assert row["timestamps"] == [ts // 1_000_000], line
         [read] = row["values"]
         assert math.isclose(read, float(value), rel_tol=1e-11, abs_tol=1e-300), line
+
+
+# -- timestamps: any aware datetime in InfluxDB's range, exact to the ns --------------------
+
+FIRST = datetime(1677, 9, 21, 0, 12, 43, 145225, tzinfo=timezone.utc)  # MIN_NS rounded up to µs
+LAST = datetime(2262, 4, 11, 23, 47, 16, 854775, tzinfo=timezone.utc)  # MAX_NS rounded down
+zones = st.builds(
+    lambda minutes: timezone(timedelta(minutes=minutes)), st.integers(-23 * 60 - 59, 23 * 60 + 59)
+)
+
+
+@settings(max_examples=EXAMPLES * 10, deadline=None)
+@given(st.datetimes(timezones=zones))
+def test_datetimes_become_exact_ns_or_are_refused(when: datetime) -> None:
+    expected = calendar.timegm(when.utctimetuple()) * 10**9 + when.microsecond * 1000
+    if FIRST <= when <= LAST:
+        assert _ns(when) == expected
+        assert encode_line("m", {}, {"f": 1.0}, _ns(when)).endswith(b" %d\n" % expected)
+    else:
+        with pytest.raises(InvalidPoint, match="timestamp"):
+            encode_line("m", {}, {"f": 1.0}, _ns(when))
+
+
+def test_the_edges_of_the_range_are_stored_to_the_ns(influx_service: InfluxService) -> None:
+    edges = [
+        FIRST,
+        LAST,
+        datetime(1969, 12, 31, 23, 59, 59, 500000, tzinfo=timezone.utc),  # was 1 s late
+        datetime(1970, 1, 1, tzinfo=timezone(timedelta(hours=-5), "EST")),
+    ]
+    body = b"".join(
+        encode_line("m", {"i": str(i)}, {"f": 1.0}, _ns(t)) for i, t in enumerate(edges)
+    )
+    db = "edges"
+    influx_service.create_database(db)
+    try:
+        assert post_lines(influx_service.url(), db, body)[0] == 204
+        series, _types = _read_back(influx_service, db)
+    finally:
+        influx_service.query(f'DROP DATABASE "{db}"')
+    got = {s["tags"]["i"]: s["values"][0][0] for s in series}
+    assert got == {str(i): calendar.timegm(t.utctimetuple()) * 10**9 + t.microsecond * 1000
+                   for i, t in enumerate(edges)}  # fmt: skip
+    assert got["2"] == -500_000_000
