@@ -193,6 +193,8 @@ def _message(record: logging.LogRecord) -> str:
 
 def _storable(text: str) -> str:
     """``text`` with NUL and lone surrogates escaped: PostgreSQL stores neither."""
+    if "\x00" not in text and text.isascii():  # the common case, at the cost of two scans
+        return text
     text = text.replace("\x00", "\\x00")
     try:
         text.encode()

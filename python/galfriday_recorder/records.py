@@ -71,6 +71,7 @@ LOG_LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
 # NUMERIC(38, 18): at most 20 digits before the point.
 _MONEY_LIMIT = Decimal(10) ** 20
 _FLOAT4 = struct.Struct("<f")
+_FLOAT4_NORMAL, _FLOAT4_MAX = 1.1754943508222875e-38, 3.4028234663852886e38
 # A NUL as orjson writes it (``\u0000`` after an even run of backslashes): JSONB refuses it.
 _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
@@ -141,6 +142,8 @@ def real(name: str, value: Any, *, optional: bool = False) -> float | None:
         raise ValidationError(name, f"must be a finite number, not {value}") from None
     if not math.isfinite(result):
         raise ValidationError(name, f"must be finite, not {value}")
+    if _FLOAT4_NORMAL <= abs(result) <= _FLOAT4_MAX or result == 0.0:
+        return result  # the common case: a normal float4, no conversion needed to know
     # PostgreSQL converts to float4 as C does and refuses what becomes infinite or 0.
     try:
         as_real = _FLOAT4.unpack(_FLOAT4.pack(result))[0]
