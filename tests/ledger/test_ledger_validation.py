@@ -8,6 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 import pytest
 from ledgerkit import T0, make_fill, make_order, make_signal, rows
 
@@ -232,3 +233,43 @@ def test_poison_event_is_dead_lettered_and_logged(ledger: Ledger, pg_dsn: str) -
     assert letter[1] == "order"
     assert str(bad.client_order_id).encode() in letter[2]
     assert ledger.stats()["dead_letters"] == 1
+
+
+def test_a_refused_signal_names_each_dependant_it_takes_with_it(
+    ledger: Ledger, pg_dsn: str
+) -> None:
+    """PostgreSQL refuses a signal the checks let through (a trigger of the test's own raises
+    the error a REAL out of range gives);
+    its order and fill cannot be stored either, and each is named in the dead letters and in
+    system_logs, with why."""
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "IF NEW.strategy_id = 'poison' THEN RAISE EXCEPTION 'poisoned signal' "
+            "USING ERRCODE = 'numeric_value_out_of_range'; END IF; "
+            "RETURN NEW; END $$"
+        )
+        conn.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON signals FOR EACH ROW EXECUTE FUNCTION refuse()"
+        )
+    signal = make_signal(strategy_id="poison")
+    ledger.record_signal(signal)
+    order = make_order(signal, quantity_ordered=Decimal(2))
+    ledger.record_order(order)
+    fill = make_fill(order, "1", "0.5")
+    ledger.record_fill(fill)
+    ledger.record_log(LogEntry(source_module="t", log_level="INFO", message="after"))
+    assert ledger.flush(timeout=30)
+    assert rows(pg_dsn, "SELECT message FROM system_logs WHERE source_module = 't'") == [("after",)]
+    letters = {kind: payload for _seq, kind, payload, _error in ledger.dead_letters()}
+    assert set(letters) == {"signal", "order", "fill"}
+    assert str(signal.signal_id).encode() in letters["signal"]
+    assert str(order.client_order_id).encode() in letters["order"]
+    assert fill.fill_id.encode() in letters["fill"]
+    said = rows(
+        pg_dsn,
+        "SELECT context->>'kind', message FROM system_logs "
+        "WHERE source_module = 'galfriday_recorder.ledger' AND log_level = 'ERROR'",
+    )
+    assert sorted(kind for kind, _ in said) == ["fill", "order", "signal"]
+    assert any("poisoned signal" in message for _, message in said)
