@@ -14,8 +14,9 @@ apart), and senders post them on executor threads:
   reports one parse error for lines an unbalanced quote ran together, and
   leaves parse errors out of a partial write's message when a later point is
   dropped. Resending a stored point overwrites it with itself, and the halves
-  go in order, so the last write of a point still wins. Another final 4xx
-  rejects the batch as it is. 413: the batch is split in halves, recursively.
+  go in order, so the last write of a point still wins. Should a part meet a
+  retryable failure, only the parts not yet stored are retried or spooled.
+  Another final 4xx rejects the batch as it is. 413: the batch is split in halves, recursively.
   Anything else (a 3xx from a proxy or a wrong URL) is treated like a 401.
 * 5xx, 408, 429, timeouts, connection errors: retried with exponential backoff
   and jitter, honouring ``Retry-After``, for at most :data:`FRESH_RETRY_BUDGET_S`
@@ -46,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import functools
 import logging
 import random
@@ -92,6 +94,8 @@ class _Failure:
     reason: str
     retry_after: float | None = None
     blocked: bool = False  # 401/403/404: configuration, not load
+    # A split batch whose first parts were stored: only these lines are left to send.
+    remaining: bytes | None = None
 
 
 @dataclass
@@ -418,6 +422,8 @@ class SeriesWriter:
             if failure is None:
                 self._settled(batch)
                 return
+            if failure.remaining is not None:  # never send (or spool) stored lines again
+                batch.data, batch.lines = failure.remaining, failure.remaining.count(b"\n")
             self._counts["retries"] += 1
             delay = failure.retry_after
             if delay is None:
@@ -524,11 +530,14 @@ class SeriesWriter:
             self._counts["batches_written"] += 1
             return None
         if lines > 1 and (status == 413 or (status == 400 and _LINE_ERRORS.search(body))):
-            for half in _halves(data):
-                failure = await self._deliver(half, half.count(b"\n"))
-                if failure is not None:
-                    return failure
-            return None
+            first, second = _halves(data)
+            failure = await self._deliver(first, first.count(b"\n"))
+            if failure is not None:
+                return dataclasses.replace(failure, remaining=(failure.remaining or first) + second)
+            failure = await self._deliver(second, second.count(b"\n"))
+            if failure is not None and failure.remaining is None:
+                return dataclasses.replace(failure, remaining=second)
+            return failure
         reason = f"HTTP {status}: {body[:200]}"
         if status in (401, 403, 404) or not 400 <= status < 600:  # 3xx: a proxy or a wrong URL
             return _Failure(reason, response.retry_after, blocked=True)
