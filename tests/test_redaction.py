@@ -8,7 +8,9 @@ match wins, so no other test is touched), so the password is really checked.
 from __future__ import annotations
 
 import logging
+import urllib.error
 import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +24,8 @@ from galfriday_recorder import Recorder, RecorderConfig
 from galfriday_recorder.errors import ConfigError, RecorderError
 from galfriday_recorder.migrate import migrate
 from galfriday_recorder.redaction import redact
+from galfriday_recorder.series import SeriesWriter
+from galfriday_recorder.services import InfluxService
 
 PASSWORDS = [
     "p%ss w@rd:/x",
@@ -127,3 +131,68 @@ def test_a_dsn_that_does_not_parse_is_refused_without_quoting_it(password: str) 
         shown = str(exc)
     assert not _leaks(shown, password), shown
     assert not _leaks(redact(f"could not connect to {raw}"), password)
+
+
+class _AuthInflux(InfluxService):
+    """InfluxDB 1.6 with authentication on: the same server, ``auth-enabled`` in its config."""
+
+    def _popen(self, argv: list[str], **as_user: Any) -> int:
+        conf = Path(argv[argv.index("-config") + 1])
+        conf.write_text(conf.read_text().replace("[http]\n", "[http]\n  auth-enabled = true\n"))
+        return super()._popen(argv, **as_user)
+
+
+@pytest.fixture(scope="module")
+def auth_influx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_AuthInflux]:
+    service = _AuthInflux(tmp_path_factory.mktemp("auth-influx"))
+    service.start()
+    # The first user needs no credentials; everything after it does.
+    assert (
+        _influx_as(service, "", "", "CREATE USER admin WITH PASSWORD 'x' WITH ALL PRIVILEGES")
+        == 200
+    )
+    assert _influx_as(service, "", "", "CREATE DATABASE d") == 401
+    assert _influx_as(service, "admin", "x", "CREATE DATABASE d") == 200
+    yield service
+    service.stop()
+
+
+def _influx_as(service: InfluxService, user: str, password: str, q: str) -> int:
+    query = urllib.parse.urlencode({"q": q, "u": user, "p": password})
+    req = urllib.request.Request(f"{service.url()}/query?{query}", method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+@pytest.mark.parametrize("password", PASSWORDS)
+def test_influx_password_never_shows_and_works_with_auth_on(
+    auth_influx: _AuthInflux,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    password: str,
+) -> None:
+    """A real InfluxDB checks the password (sent as UTF-8 basic auth); a wrong one is
+    refused with 401, and neither shows in reprs or logs."""
+    user = f"u{uuid.uuid4().hex[:8]}"
+    escaped = password.replace("\\", "\\\\").replace("'", "\\'")
+    assert (
+        _influx_as(auth_influx, "admin", "x", f"CREATE USER {user} WITH PASSWORD '{escaped}'")
+        == 200
+    )
+    assert _influx_as(auth_influx, "admin", "x", f"GRANT ALL ON d TO {user}") == 200
+    url = auth_influx.url()
+    good = RecorderConfig(influx_url=url, influx_database="d", influx_username=user,
+                          influx_password=password, data_dir=tmp_path / "good")  # fmt: skip
+    bad = good.replace(influx_password=password + "!", data_dir=tmp_path / "bad")
+    with caplog.at_level(logging.DEBUG):
+        for config, expected in ((good, True), (bad, False)):
+            writer = SeriesWriter(config)
+            writer.start()
+            writer.write(b"m f=1 1\n")
+            assert writer.flush(timeout=3) is expected
+            writer.close(timeout=1)
+    assert "HTTP 401" in caplog.text
+    assert not _leaks(repr(good) + repr(bad) + caplog.text, password)
