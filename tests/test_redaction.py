@@ -1,8 +1,10 @@
-"""Passwords with any characters never show: reprs, logs and errors, against real PostgreSQL.
+"""Passwords with any characters never show in reprs, logs or errors, against real
+PostgreSQL and InfluxDB, each checking the password.
 
 The session's PostgreSQL trusts every local role; these tests add a
 ``scram-sha-256`` line for their own role at the top of ``pg_hba.conf`` (first
-match wins, so no other test is touched), so the password is really checked.
+match wins, so no other test is touched). InfluxDB runs a server of its own
+with ``auth-enabled``.
 """
 
 from __future__ import annotations
