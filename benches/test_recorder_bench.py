@@ -97,3 +97,38 @@ def test_call_log_line(benchmark: Any, rec: Recorder, handler: str) -> None:
     bot.setLevel(logging.INFO)
     bot.addHandler(rec.log_handler() if handler == "ledger" else _Discard())
     _measure(benchmark, lambda: bot.info("order acknowledged", extra={"trading_pair": "XRP/USD"}))
+
+
+FEATURES = {"rsi_14": 55.5, "spread_pct": 0.0123, "book_imbalance_5": -0.2, "momentum_5": 1}
+
+
+@pytest.mark.benchmark(group="recorder: one series point on the bot's thread, everything running")
+def test_call_record_features(benchmark: Any, rec: Recorder) -> None:
+    """Schema check, conversion (an int for a Float field), escaping, hand-over to the writer."""
+    ns = itertools.count(1_700_000_000_000_000_000)
+    _measure(
+        benchmark,
+        lambda: rec.record_features("XRP/USD", "default_v1", FEATURES, next(ns)),
+    )
+
+
+@pytest.mark.benchmark(group="recorder: one series point on the bot's thread, everything running")
+def test_call_record_features_influxdb_client_point_baseline(benchmark: Any, rec: Recorder) -> None:
+    """The same point built with influxdb-client's ``Point`` and handed to the same writer."""
+    from influxdb_client import Point
+
+    ns = itertools.count(1_700_000_000_000_000_000)
+
+    def call() -> None:
+        point = (
+            Point("features")
+            .tag("exchange", "kraken")
+            .tag("trading_pair", "XRP/USD")
+            .tag("feature_set_id", "default_v1")
+            .time(next(ns))
+        )
+        for key, value in FEATURES.items():
+            point.field(key, float(value))
+        rec.series.write(point.to_line_protocol().encode() + b"\n")
+
+    _measure(benchmark, call)

@@ -25,6 +25,7 @@ use crate::error::CoreError;
 use crate::fixed;
 use crate::lineproto::{self, FieldValue};
 use crate::market::{BookCopy, BookTop, Config, L2Mode, MarketCore};
+use crate::measurements::{self, Kind, Measurement};
 use crate::metrics::Quote;
 
 create_exception!(
@@ -535,12 +536,73 @@ impl PyMarketRecorder {
     }
 }
 
-fn field_value(py: Python<'_>, name: &str, v: &Bound<'_, PyAny>) -> PyResult<Option<FieldValue>> {
+/// A Python value as a field of the kind the schema gives it (`None`: any kind,
+/// as the value's own type says). `Ok(None)` for a `None` value: left out.
+fn field_value(
+    py: Python<'_>,
+    schema: Option<&Measurement>,
+    name: &str,
+    v: &Bound<'_, PyAny>,
+) -> PyResult<Option<FieldValue>> {
     if v.is_none() {
         return Ok(None);
     }
+    let Some(m) = schema else {
+        return free_field_value(py, name, v).map(Some);
+    };
+    let Some(kind) = m.field_kind(name) else {
+        return Err(invalid_point(
+            py,
+            format!("field {name:?} is not a field of {}", m.name),
+        ));
+    };
+    let wrong = || {
+        let type_name = v
+            .get_type()
+            .name()
+            .map_or_else(|_| "?".to_owned(), |n| n.to_string());
+        invalid_point(
+            py,
+            format!(
+                "{} field {name:?} is {}, not {type_name}",
+                m.name,
+                kind.name()
+            ),
+        )
+    };
+    let is_bool = v.cast::<PyBool>().is_ok();
+    let value = match kind {
+        Kind::Float if is_bool || v.cast::<PyString>().is_ok() => return Err(wrong()),
+        Kind::Float if v.cast::<PyInt>().is_ok() => {
+            // Any int, written as the float it rounds to; past f64's range it is refused.
+            let f: f64 = v.extract().map_err(|_| {
+                invalid_point(
+                    py,
+                    format!(
+                        "{} field {name:?}: the int is beyond a float's range",
+                        m.name
+                    ),
+                )
+            })?;
+            FieldValue::Float(f)
+        }
+        Kind::Float => match free_field_value(py, name, v)? {
+            f @ (FieldValue::Float(_) | FieldValue::Decimal(_)) => f,
+            _ => return Err(wrong()),
+        },
+        Kind::Integer if is_bool => return Err(wrong()),
+        Kind::Integer if v.cast::<PyInt>().is_ok() => free_field_value(py, name, v)?,
+        Kind::Boolean if is_bool => free_field_value(py, name, v)?,
+        Kind::String if v.cast::<PyString>().is_ok() => free_field_value(py, name, v)?,
+        _ => return Err(wrong()),
+    };
+    Ok(Some(value))
+}
+
+/// A field of a measurement outside the schema: typed by the Python value.
+fn free_field_value(py: Python<'_>, name: &str, v: &Bound<'_, PyAny>) -> PyResult<FieldValue> {
     if let Ok(b) = v.cast::<PyBool>() {
-        return Ok(Some(FieldValue::Bool(b.is_true())));
+        return Ok(FieldValue::Bool(b.is_true()));
     }
     if v.cast::<PyInt>().is_ok() {
         let n: i64 = v.extract().map_err(|_| {
@@ -549,13 +611,13 @@ fn field_value(py: Python<'_>, name: &str, v: &Bound<'_, PyAny>) -> PyResult<Opt
                 format!("field {name:?}: integer does not fit in 64 bits"),
             )
         })?;
-        return Ok(Some(FieldValue::Int(n)));
+        return Ok(FieldValue::Int(n));
     }
     if let Ok(f) = v.cast::<PyFloat>() {
-        return Ok(Some(FieldValue::Float(f.value())));
+        return Ok(FieldValue::Float(f.value()));
     }
     if let Ok(s) = v.cast::<PyString>() {
-        return Ok(Some(FieldValue::Str(s.to_str()?.to_owned())));
+        return Ok(FieldValue::Str(utf8(py, s, "field", name)?));
     }
     if v.is_instance(decimal_type(py)?)? {
         if !v.call_method0("is_finite")?.is_truthy()? {
@@ -567,19 +629,30 @@ fn field_value(py: Python<'_>, name: &str, v: &Bound<'_, PyAny>) -> PyResult<Opt
         // format(d, "f") is the plain positional text (no exponent), exact.
         let text: String = v.call_method1("__format__", ("f",))?.extract()?;
         if text.len() <= 64 && lineproto::is_plain_decimal(&text) {
-            return Ok(Some(FieldValue::Decimal(text)));
+            return Ok(FieldValue::Decimal(text));
         }
         // Very long expansions (1E+400) go through float, which refuses infinities.
         let f: f64 = v.extract()?;
-        return Ok(Some(FieldValue::Float(f)));
+        return Ok(FieldValue::Float(f));
     }
     if let Ok(f) = v.extract::<f64>() {
-        return Ok(Some(FieldValue::Float(f)));
+        return Ok(FieldValue::Float(f));
     }
     Err(PyTypeError::new_err(format!(
         "field {name:?}: unsupported type {} (float, int, bool, str or Decimal)",
         v.get_type().name()?
     )))
+}
+
+/// A str as UTF-8; a lone surrogate cannot be stored anywhere.
+fn utf8(py: Python<'_>, s: &Bound<'_, PyString>, what: &str, name: &str) -> PyResult<String> {
+    match s.to_str() {
+        Ok(text) => Ok(text.to_owned()),
+        Err(_) => Err(invalid_point(
+            py,
+            format!("{what} {name:?} is not valid UTF-8 (a lone surrogate)"),
+        )),
+    }
 }
 
 type Pairs<'py> = Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)>;
@@ -600,42 +673,68 @@ fn items<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<Pairs<'py>> {
 }
 
 /// One line of line protocol for any measurement (features, predictions,
-/// portfolio_metrics, system_metrics, ...). `None` values are left out.
+/// portfolio_metrics, system_metrics, ...). `None` values are left out. The six
+/// measurements of the seed have their tags and field kinds checked and
+/// converted by [`measurements::SCHEMA`].
 #[pyfunction]
 fn encode_line<'py>(
     py: Python<'py>,
-    measurement: &str,
+    measurement: &Bound<'py, PyString>,
     tags: &Bound<'py, PyAny>,
     fields: &Bound<'py, PyAny>,
-    timestamp_ns: i64,
+    timestamp_ns: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyBytes>> {
+    let measurement = utf8(py, measurement, "measurement", "")?;
+    let schema = measurements::measurement(&measurement);
+    let timestamp_ns: i64 = match timestamp_ns.extract() {
+        Ok(ns) => ns,
+        Err(_) if timestamp_ns.cast::<PyInt>().is_ok() => {
+            return Err(invalid_point(
+                py,
+                format!("timestamp {timestamp_ns} ns is outside InfluxDB's range"),
+            ))
+        }
+        Err(e) => return Err(e),
+    };
     let tags = items(tags, "tags")?;
     let fields = items(fields, "fields")?;
     let mut tag_list = Vec::with_capacity(tags.len());
     for (k, v) in tags {
-        let key: String = k
-            .extract()
-            .map_err(|_| PyTypeError::new_err("tag keys must be str"))?;
+        let key = k
+            .cast::<PyString>()
+            .map_err(|_| PyTypeError::new_err("tag keys must be str"))
+            .and_then(|k| utf8(py, k, "tag key", ""))?;
+        if let Some(m) = schema.filter(|m| !m.has_tag(&key)) {
+            return Err(invalid_point(
+                py,
+                format!(
+                    "tag {key:?} is not a tag of {} (tags: {:?})",
+                    m.name, m.tags
+                ),
+            ));
+        }
         if v.is_none() {
             continue;
         }
-        let value: String = v
-            .extract()
-            .map_err(|_| PyTypeError::new_err(format!("tag {key:?}: value must be str")))?;
+        let value = v
+            .cast::<PyString>()
+            .map_err(|_| PyTypeError::new_err(format!("tag {key:?}: value must be str")))
+            .and_then(|v| utf8(py, v, "tag", &key))?;
         tag_list.push((key, value));
     }
     let mut field_list = Vec::with_capacity(fields.len());
     for (k, v) in fields {
-        let key: String = k
-            .extract()
-            .map_err(|_| PyTypeError::new_err("field keys must be str"))?;
-        if let Some(value) = field_value(py, &key, &v)? {
+        let key = k
+            .cast::<PyString>()
+            .map_err(|_| PyTypeError::new_err("field keys must be str"))
+            .and_then(|k| utf8(py, k, "field key", ""))?;
+        if let Some(value) = field_value(py, schema, &key, &v)? {
             field_list.push((key, value));
         }
     }
     let mut out = Vec::with_capacity(128);
-    lineproto::encode_point(measurement, &tag_list, &field_list, timestamp_ns, &mut out)
-        .map_err(|e| invalid_point(py, e.to_string()))?;
+    lineproto::encode_point(&measurement, &tag_list, &field_list, timestamp_ns, &mut out)
+        .map_err(|e| invalid_point(py, format!("{measurement:?}: {e}")))?;
     Ok(PyBytes::new(py, &out))
 }
 

@@ -10,6 +10,7 @@ pub mod fixed;
 pub mod kraken;
 pub mod lineproto;
 pub mod market;
+pub mod measurements;
 pub mod metrics;
 pub mod points;
 pub mod scan;

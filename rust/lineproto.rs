@@ -3,10 +3,27 @@
 //! Escaping follows the InfluxDB 1.x line-protocol reference:
 //! measurement: comma and space; tag keys, tag values and field keys: comma,
 //! equals sign and space; string field values: double quote and backslash.
-//! Newlines cannot be represented anywhere and are refused, as are NaN and
-//! infinities. Integers get the `i` suffix (1.x rejects `u`); floats use
-//! ryu's shortest round-trip text, which always carries a `.` or an exponent,
-//! so an integral float (`1.0`) is still typed float by InfluxDB.
+//! Integers get the `i` suffix (1.x rejects `u`); floats use ryu's shortest
+//! round-trip text, which always carries a `.` or an exponent, so an integral
+//! float (`1.0`) is still typed float by InfluxDB.
+//!
+//! Every line written reads back exactly; what cannot is refused, found by
+//! experiment against influxd 1.6 and VictoriaMetrics (`tests/series/
+//! test_roundtrip_property.py` keeps proving it):
+//! - a newline (or carriage return) anywhere, NaN and infinities;
+//! - a backslash in a name or tag value that is last or followed by a
+//!   backslash, comma, equals sign, space or double quote: 1.x's line
+//!   splitter skips `\\` as a pair while its tag scanner only looks one byte
+//!   back, 1.6 unescapes `\=` and `\"` even in a measurement or field key,
+//!   and VictoriaMetrics unescapes `\\` where 1.x keeps it;
+//! - a measurement starting with `#` (a comment: 204 and nothing stored), or a
+//!   measurement or key starting with whitespace or NUL (stripped), NUL in a
+//!   measurement or key;
+//! - a tag or field key `time` (1.x refuses the point), a double quote in a
+//!   field key (VictoriaMetrics reads a quoted string from it on, and takes
+//!   the point's timestamp for part of it);
+//! - a series key past 65,535 bytes, a timestamp outside
+//!   -9223372036854775806..=9223372036854775806 ns (1.x refuses both).
 
 use std::fmt;
 
@@ -17,13 +34,27 @@ pub enum LineError {
     Newline { what: &'static str, name: String },
     /// A key or measurement that is empty.
     Empty { what: &'static str },
-    /// A name ending in a backslash would escape the delimiter after it.
-    TrailingBackslash { what: &'static str, name: String },
     /// NaN or +/-inf.
     NonFinite { field: String },
     /// A point needs at least one field.
     NoFields,
+    /// Text InfluxDB would parse into something else, or not store.
+    Unstorable {
+        what: &'static str,
+        name: String,
+        why: &'static str,
+    },
+    /// Measurement, tags and a field key longer than 1.x's series-key limit.
+    KeyTooLong { field: String, len: usize },
+    /// A timestamp outside InfluxDB's range.
+    TimeOutOfRange { ns: i64 },
 }
+
+/// InfluxDB 1.x's time range in ns (`models.MinNanoTime`, `models.MaxNanoTime`).
+pub const MIN_NANO_TIME: i64 = i64::MIN + 2;
+pub const MAX_NANO_TIME: i64 = i64::MAX - 1;
+/// 1.x's limit on measurement + tags + `#!~#` + field key.
+pub const MAX_KEY_LENGTH: usize = 65535;
 
 impl fmt::Display for LineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -35,12 +66,6 @@ impl fmt::Display for LineError {
                 )
             }
             LineError::Empty { what } => write!(f, "{what} must not be empty"),
-            LineError::TrailingBackslash { what, name } => {
-                write!(
-                    f,
-                    "{what} {name:?} ends with a backslash, which line protocol cannot carry"
-                )
-            }
             LineError::NonFinite { field } => {
                 write!(
                     f,
@@ -48,12 +73,29 @@ impl fmt::Display for LineError {
                 )
             }
             LineError::NoFields => write!(f, "a point needs at least one field"),
+            LineError::Unstorable { what, name, why } => {
+                write!(f, "{what} {name:?} {why}, which InfluxDB cannot store")
+            }
+            LineError::KeyTooLong { field, len } => write!(
+                f,
+                "field {field:?}: the series key is {len} bytes, InfluxDB stores at most {MAX_KEY_LENGTH}"
+            ),
+            LineError::TimeOutOfRange { ns } => write!(
+                f,
+                "timestamp {ns} ns is outside InfluxDB's range ({MIN_NANO_TIME}..={MAX_NANO_TIME})"
+            ),
         }
     }
 }
 
 impl std::error::Error for LineError {}
 
+/// What a backslash in a name must not precede: InfluxDB 1.6 unescapes `\=` and
+/// `\"` even where they need no escape (a measurement, a field key), and
+/// VictoriaMetrics unescapes `\\`.
+const NOT_AFTER_BACKSLASH: &[u8] = b"\\,= \"";
+
+/// Refuses what InfluxDB would not read back as `s`.
 fn check_name(s: &str, what: &'static str, allow_empty: bool) -> Result<(), LineError> {
     if s.is_empty() && !allow_empty {
         return Err(LineError::Empty { what });
@@ -64,11 +106,42 @@ fn check_name(s: &str, what: &'static str, allow_empty: bool) -> Result<(), Line
             name: s.to_owned(),
         });
     }
-    if s.ends_with('\\') {
-        return Err(LineError::TrailingBackslash {
-            what,
-            name: s.to_owned(),
-        });
+    let bytes = s.as_bytes();
+    let escapes_next = |i: usize| match bytes.get(i + 1) {
+        None => true,
+        Some(next) => NOT_AFTER_BACKSLASH.contains(next),
+    };
+    if bytes
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\\' && escapes_next(i))
+    {
+        let why = if s.ends_with('\\') {
+            "ends with a backslash"
+        } else {
+            "has a backslash before a backslash or an escaped character"
+        };
+        return Err(unstorable(what, s, why));
+    }
+    Ok(())
+}
+
+fn unstorable(what: &'static str, name: &str, why: &'static str) -> LineError {
+    LineError::Unstorable {
+        what,
+        name: name.to_owned(),
+        why,
+    }
+}
+
+/// A measurement or key: no NUL, no leading whitespace (both get stripped).
+fn check_key(s: &str, what: &'static str) -> Result<(), LineError> {
+    check_name(s, what, false)?;
+    if s.contains('\0') {
+        return Err(unstorable(what, s, "contains NUL"));
+    }
+    if s.starts_with([' ', '\t']) {
+        return Err(unstorable(what, s, "starts with whitespace"));
     }
     Ok(())
 }
@@ -89,16 +162,29 @@ fn escape_into(s: &str, specials: &[u8], out: &mut Vec<u8>) {
 
 /// Measurement name: comma and space escaped.
 pub fn write_measurement(s: &str, out: &mut Vec<u8>) -> Result<(), LineError> {
-    check_name(s, "measurement", false)?;
+    check_key(s, "measurement")?;
+    if s.starts_with('#') {
+        return Err(unstorable("measurement", s, "starts with '#' (a comment)"));
+    }
     escape_into(s, b", ", out);
     Ok(())
 }
 
-/// Tag key, tag value or field key: comma, equals and space escaped.
+/// Tag key or field key: comma, equals and space escaped.
 pub fn write_key(s: &str, what: &'static str, out: &mut Vec<u8>) -> Result<(), LineError> {
-    check_name(s, what, false)?;
+    check_key(s, what)?;
+    if s == "time" {
+        return Err(unstorable(what, s, "is named time"));
+    }
     escape_into(s, b",= ", out);
     Ok(())
+}
+
+fn write_field_key(s: &str, out: &mut Vec<u8>) -> Result<(), LineError> {
+    if s.contains('"') {
+        return Err(unstorable("field key", s, "contains a double quote"));
+    }
+    write_key(s, "field key", out)
 }
 
 /// String field value, quoted; double quote and backslash escaped.
@@ -135,6 +221,14 @@ pub fn write_int(v: i64, out: &mut Vec<u8>) {
 
 pub fn write_bool(v: bool, out: &mut Vec<u8>) {
     out.extend_from_slice(if v { b"true" } else { b"false" });
+}
+
+pub fn check_timestamp(ns: i64) -> Result<(), LineError> {
+    if (MIN_NANO_TIME..=MAX_NANO_TIME).contains(&ns) {
+        Ok(())
+    } else {
+        Err(LineError::TimeOutOfRange { ns })
+    }
 }
 
 pub fn write_timestamp(ts: i64, out: &mut Vec<u8>) {
@@ -264,6 +358,7 @@ pub fn encode_point(
     if fields.is_empty() {
         return Err(LineError::NoFields);
     }
+    check_timestamp(timestamp_ns)?;
     let start = out.len();
     let result = encode_inner(measurement, tags, fields, timestamp_ns, out);
     if result.is_err() {
@@ -279,6 +374,7 @@ fn encode_inner(
     timestamp_ns: i64,
     out: &mut Vec<u8>,
 ) -> Result<(), LineError> {
+    let key_start = out.len();
     write_measurement(measurement, out)?;
     let mut sorted: Vec<&(String, String)> = tags.iter().collect();
     sorted.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
@@ -290,11 +386,20 @@ fn encode_inner(
         out.push(b',');
         write_key(k, "tag key", out)?;
         out.push(b'=');
-        write_key(v, "tag value", out)?;
+        escape_into(v, b",= ", out);
     }
+    let key_len = out.len() - key_start;
     for (i, (k, v)) in fields.iter().enumerate() {
         out.push(if i == 0 { b' ' } else { b',' });
-        write_key(k, "field key", out)?;
+        let field_start = out.len();
+        write_field_key(k, out)?;
+        let len = key_len + 4 + out.len() - field_start;
+        if len > MAX_KEY_LENGTH {
+            return Err(LineError::KeyTooLong {
+                field: k.clone(),
+                len,
+            });
+        }
         out.push(b'=');
         match v {
             FieldValue::Float(f) => write_float(k, *f, out)?,
@@ -424,10 +529,54 @@ mod tests {
             line("", &[], vec![("y", FieldValue::Int(1))], 1),
             Err(LineError::Empty { .. })
         ));
-        assert!(matches!(
-            line("m", &[("t", "x\\")], vec![("y", FieldValue::Int(1))], 1),
-            Err(LineError::TrailingBackslash { .. })
-        ));
+    }
+
+    fn refused(m: &str, tags: &[(&str, &str)], field: &str, ts: i64) -> String {
+        match line(m, tags, vec![(field, FieldValue::Int(1))], ts) {
+            Ok(l) => panic!("accepted {l:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// Each case InfluxDB 1.6 answered 204 to and stored something else (or
+    /// nothing), or refused; VictoriaMetrics unescapes `\\\\`.
+    #[test]
+    fn unstorable_text_is_refused() {
+        for (m, tag, field, ts, needle) in [
+            ("m", "x\\", "y", 1, "ends with a backslash"),
+            ("m", "bs\\ space", "y", 1, "backslash before"),
+            ("m", "a\\,b", "y", 1, "backslash before"),
+            ("m", "a\\=b", "y", 1, "backslash before"),
+            ("m", "a\\\\b", "y", 1, "backslash before"),
+            ("m\\ x", "v", "y", 1, "backslash before"),
+            ("m\\=", "v", "y", 1, "backslash before"),
+            ("m\\\"", "v", "y", 1, "backslash before"),
+            ("m", "v", "a\\=", 1, "backslash before"),
+            ("m", "v", "\"", 1, "double quote"),
+            ("#m", "v", "y", 1, "comment"),
+            ("\tm", "v", "y", 1, "whitespace"),
+            (" m", "v", "y", 1, "whitespace"),
+            ("\0m", "v", "y", 1, "NUL"),
+            ("m", "v", "time", 1, "named time"),
+            ("m", "v", "\0f", 1, "NUL"),
+            ("m", "v", "\tf", 1, "whitespace"),
+            ("m", "v", "y", i64::MAX, "outside"),
+            ("m", "v", "y", i64::MIN + 1, "outside"),
+        ] {
+            let e = refused(m, &[("t", tag)], field, ts);
+            assert!(e.contains(needle), "{m:?} {tag:?} {field:?}: {e}");
+        }
+        assert!(refused("m", &[("time", "v")], "y", 1).contains("tag key \"time\""));
+        let long = "k".repeat(MAX_KEY_LENGTH);
+        assert!(refused("m", &[], &long, 1).contains("series key"));
+        // What stays legal: a backslash before an ordinary character, `=` in a
+        // measurement, `#` after the start, the extremes of the time range.
+        for (m, tag, ts) in [
+            ("m=#", "a\\b", MIN_NANO_TIME),
+            ("m\\x", "\"q\"\0\t", MAX_NANO_TIME),
+        ] {
+            assert!(line(m, &[("t", tag)], vec![("f", FieldValue::Int(1))], ts).is_ok());
+        }
     }
 
     #[test]

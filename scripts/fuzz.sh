@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Longer fuzzing on demand (`make fuzz`): the frame parser and the line encoder, with atheris.
+# Longer fuzzing on demand (`make fuzz`): the frame parser and the line encoder, with atheris,
+# then the encoder's hypothesis round trip against real servers (PROPERTY_EXAMPLES, 5000).
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]   (default 600; CI runs each for ~10-20 s in pytest)
 # Seeds are read from the corpora in the repo (tests/market/corpus_ingest, tests/market/corpus_lineproto);
 # new interesting inputs go to .fuzz/<target>/ (not committed: copy the ones worth keeping).
@@ -24,4 +25,8 @@ run() {  # name, harness, seed corpus, max_len
 }
 run ingest tests/market/fuzz_ingest.py tests/market/corpus_ingest 4096
 run lineproto tests/market/fuzz_lineproto.py tests/market/corpus_lineproto 512
+# The encoder's round trip through the real servers, with many more examples than make test.
+echo "== round-trip property tests against influxd and VictoriaMetrics"
+GALFRIDAY_PROPERTY_EXAMPLES="${PROPERTY_EXAMPLES:-5000}" "$PY" -m pytest -q \
+  tests/series/test_roundtrip_property.py || status=1
 exit "$status"

@@ -221,6 +221,98 @@ SERIES_CASES: list[tuple[str, Callable[[Recorder], None], type[Exception], str]]
         InvalidPoint,
         "naive datetime",
     ),
+    # Values a store would take and type, mangle or drop: refused at the call, named.
+    (
+        "bool-for-float-field",
+        lambda r: r.record_prediction("XRP/USD", "xgb", "up", True),
+        InvalidPoint,
+        'predictions field "prediction_value" is Float, not bool',
+    ),
+    (
+        "str-for-float-field",
+        lambda r: r.record_portfolio_metrics(
+            total_equity="10000",  # type: ignore[arg-type]
+            available_balance=1,
+            unrealized_pnl=0,
+            realized_pnl_session=0,
+            total_exposure_pct=0,
+            daily_drawdown_pct=0,
+            weekly_drawdown_pct=0,
+            total_drawdown_pct=0,
+        ),
+        InvalidPoint,
+        'portfolio_metrics field "total_equity" is Float, not str',
+    ),
+    (
+        "float-for-integer-field",
+        lambda r: r.record_system_metrics({"event_queue_depth": 2.5}),
+        InvalidPoint,
+        'system_metrics field "event_queue_depth" is Integer, not float',
+    ),
+    (
+        "int-past-float-range",
+        lambda r: r.record_features("XRP/USD", "v1", {"rsi_14": 10**400}),
+        InvalidPoint,
+        "beyond a float's range",
+    ),
+    (
+        "field-named-time",
+        lambda r: r.record_features("XRP/USD", "v1", {"time": 1.0}),
+        InvalidPoint,
+        'field key "time" is named time',
+    ),
+    (
+        "backslash-space-in-tag",
+        lambda r: r.record_features("XRP/USD", "bs\\ space", {"rsi_14": 1.0}),
+        InvalidPoint,
+        "backslash before",
+    ),
+    (
+        "trailing-backslash-in-tag",
+        lambda r: r.record_prediction("XRP/USD", "model\\", "up", 0.5),
+        InvalidPoint,
+        "ends with a backslash",
+    ),
+    (
+        "nul-in-field-key",
+        lambda r: r.record_features("XRP/USD", "v1", {"rsi\x00": 1.0}),
+        InvalidPoint,
+        "contains NUL",
+    ),
+    (
+        "lone-surrogate-in-tag",
+        lambda r: r.record_features("XRP/USD", "v\udc80", {"rsi_14": 1.0}),
+        InvalidPoint,
+        "lone surrogate",
+    ),
+    (
+        "quote-in-field-key",
+        lambda r: r.record_features("XRP/USD", "v1", {'a"b': 1.0}),
+        InvalidPoint,
+        "double quote",
+    ),
+    (
+        "datetime-past-2262",
+        lambda r: r.record_features(
+            "XRP/USD", "v1", {"rsi_14": 1.0}, datetime(2262, 4, 12, tzinfo=timezone.utc)
+        ),
+        InvalidPoint,
+        "timestamp 92233",
+    ),
+    (
+        "datetime-before-1677",
+        lambda r: r.record_features(
+            "XRP/USD", "v1", {"rsi_14": 1.0}, datetime(1677, 9, 21, tzinfo=timezone.utc)
+        ),
+        InvalidPoint,
+        "outside InfluxDB's range",
+    ),
+    (
+        "ns-past-int64",
+        lambda r: r.record_features("XRP/USD", "v1", {"rsi_14": 1.0}, 2**63),
+        InvalidPoint,
+        "outside InfluxDB's range",
+    ),
 ]
 
 
@@ -351,6 +443,36 @@ LEDGER_CASES: list[tuple[str, Callable[[Recorder], None], type[Exception], str]]
         lambda r: r.record_signal(_signal(strategy_id="a\x00b")),
         ValidationError,
         "strategy_id: contains a NUL",
+    ),
+    (
+        "nul-in-json-value",
+        lambda r: r.record_signal(_signal(risk_check_details={"why": ["ok", "a\x00"]})),
+        ValidationError,
+        "risk_check_details: contains a NUL",
+    ),
+    (
+        "nul-in-json-key",
+        lambda r: r.record_signal(_signal(risk_check_details={"a\x00": 1})),
+        ValidationError,
+        "risk_check_details: contains a NUL",
+    ),
+    (
+        "real-overflow",
+        lambda r: r.record_signal(_signal(prediction_value=3.5e38)),
+        ValidationError,
+        "prediction_value: 3.5e+38 is beyond REAL's range",
+    ),
+    (
+        "real-underflow",
+        lambda r: r.record_signal(_signal(prediction_value=1e-50)),
+        ValidationError,
+        "prediction_value: 1e-50 is too small for REAL",
+    ),
+    (
+        "numeric-past-38-18",
+        lambda r: r.record_signal(_signal(proposed_tp_price=Decimal("1e20"))),
+        ValidationError,
+        "proposed_tp_price: 1E+20 does not fit NUMERIC(38,18)",
     ),
 ]
 
@@ -500,12 +622,13 @@ def test_sql_looking_strings_in_every_text_column_are_stored_verbatim(env: Env) 
         ) == ({INJECT: INJECT},)
         tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables").fetchall()}
         assert {"signals", "orders", "fills", "trades", "system_logs"} <= tables
-    # The same strings as InfluxDB tags and string fields round-trip exactly too.
-    rec.record_system_metrics({"note": INJECT}, module_id=SHORT + " ,=x", timestamp=T0)
+    # The same strings as InfluxDB tags round-trip exactly too (the seed's measurements
+    # have no string fields; tests/series/test_roundtrip_property.py covers those).
+    rec.record_system_metrics({"cpu_usage_pct": 1}, module_id=SHORT + " ,=x", timestamp=T0)
     rec.record_features("XR P,USD", "v1", {"rsi_14": 1.5}, T0)
     assert rec.flush(30)
-    metrics = env.influx.query("SELECT module_id, note FROM system_metrics", db=env.db)
-    assert metrics["results"][0]["series"][0]["values"][0][1:] == [SHORT + " ,=x", INJECT]
+    metrics = env.influx.query("SELECT module_id, cpu_usage_pct FROM system_metrics", db=env.db)
+    assert metrics["results"][0]["series"][0]["values"][0][1:] == [SHORT + " ,=x", 1.0]
     pairs = env.influx.query('SHOW TAG VALUES FROM features WITH KEY = "trading_pair"', db=env.db)
     assert pairs["results"][0]["series"][0]["values"] == [["trading_pair", "XR P,USD"]]
 

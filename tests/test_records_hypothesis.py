@@ -56,6 +56,8 @@ short = st.text(NO_NUL, min_size=1, max_size=16)
 name32 = st.text(NO_NUL, min_size=1, max_size=32)
 name64 = st.text(NO_NUL, min_size=1, max_size=64)
 finite = st.floats(allow_nan=False, allow_infinity=False)
+# REAL columns: the values a float4 holds (PostgreSQL refuses the rest; see the hostile test).
+real_values = st.floats(width=32, allow_nan=False, allow_infinity=False)
 json_leaf = st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | finite | text
 json_value = st.recursive(
     json_leaf,
@@ -78,7 +80,7 @@ def signals(draw: st.DrawFn) -> Signal:
         proposed_sl_price=draw(price),
         proposed_tp_price=draw(price),
         prediction_event_id=draw(st.none() | st.uuids()),
-        prediction_value=draw(st.none() | finite),
+        prediction_value=draw(st.none() | real_values),
         status=status,
         rejection_reason=draw(name64) if status == "REJECTED" else None,
         risk_check_details=draw(st.none() | json_object),
@@ -143,7 +145,7 @@ def trades(draw: st.DrawFn) -> Trade:
         average_exit_price=draw(price),
         total_commission=draw(price),
         realized_pnl=draw(price.map(lambda d: -d) | price),
-        realized_pnl_pct=draw(finite),
+        realized_pnl_pct=draw(real_values),
         exit_reason=draw(st.sampled_from(sorted(EXIT_REASONS))),
         entry_client_order_id=draw(st.none() | st.uuids()),
         exit_client_order_id=draw(st.none() | st.uuids()),
@@ -173,10 +175,10 @@ def snapshots(draw: st.DrawFn) -> PortfolioSnapshot:
     return PortfolioSnapshot(
         total_equity=draw(price),
         available_balance=draw(price),
-        total_exposure_pct=draw(finite),
-        daily_drawdown_pct=draw(finite),
-        weekly_drawdown_pct=draw(finite),
-        total_drawdown_pct=draw(finite),
+        total_exposure_pct=draw(real_values),
+        daily_drawdown_pct=draw(real_values),
+        weekly_drawdown_pct=draw(real_values),
+        total_drawdown_pct=draw(real_values),
         positions=draw(json_object | st.lists(json_value, max_size=3)),
         snapshot_timestamp=draw(aware),
     )

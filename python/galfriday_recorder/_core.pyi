@@ -155,4 +155,11 @@ def encode_line(
     fields: Mapping[str, float | int | bool | str | Decimal | None],
     timestamp_ns: int,
 ) -> bytes:
-    """One line of line protocol for any measurement; ``None`` values are left out."""
+    """One line of line protocol for any measurement; ``None`` values are left out.
+
+    The six measurements of the seed have fixed tag keys and field kinds (see the
+    README's value contract): an ``int`` or ``Decimal`` for a Float field is
+    written as a float, a value of another kind raises ``InvalidPoint`` naming
+    the measurement and field. Anything InfluxDB would not read back exactly
+    raises ``InvalidPoint`` too.
+    """

@@ -1,7 +1,8 @@
 """One ``RecorderConfig``: keyword arguments over environment over an optional TOML file.
 
 Secrets (the PostgreSQL password inside the DSN, the InfluxDB password and
-token) never appear in ``repr``, logs or exceptions: :func:`redact` masks them.
+token) never appear in ``repr``, logs or exceptions: a configuration registers
+them, found by parsing, with :mod:`.redaction`, whose :func:`redact` masks them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
 from .errors import ConfigError
+from .redaction import dsn_password, register_secrets, url_password
+from .redaction import redact as redact  # where the modules already import it from
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -24,14 +30,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 ENV_PREFIX = "GALFRIDAY_"
 _SECRET_FIELDS = frozenset({"influx_password", "influx_token"})
-_DSN_PASSWORD = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
 _DURATION = re.compile(r"INF|[1-9][0-9]{0,8}[smhdw]")
-_KV_PASSWORD = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
-
-
-def redact(text: str) -> str:
-    """Mask passwords in a DSN or URL, either ``user:pw@host`` or ``password=pw`` form."""
-    return _KV_PASSWORD.sub(r"\1***", _DSN_PASSWORD.sub(r"\1***\3", text))
 
 
 @dataclass(frozen=True)
@@ -97,6 +96,13 @@ class RecorderConfig:
         # a str for a Path, a list for a tuple) and fails here, naming the field.
         for f in fields(self):
             object.__setattr__(self, f.name, _coerce(f.name, getattr(self, f.name)))
+        # Before any check below, so that every message (and every log line after) masks them.
+        register_secrets(
+            dsn_password(self.pg_dsn),
+            url_password(self.influx_url),
+            self.influx_password,
+            self.influx_token,
+        )
         if self.influx_api not in ("v1", "v2"):
             raise ConfigError(f"influx_api must be 'v1' or 'v2', not {self.influx_api!r}")
         for name in (
@@ -144,6 +150,14 @@ class RecorderConfig:
             self.pg_dsn.startswith(("postgresql://", "postgres://")) or "=" in self.pg_dsn
         ):
             raise ConfigError(f"pg_dsn is neither a URI nor key=value DSN: {redact(self.pg_dsn)}")
+        if self.pg_dsn:
+            try:
+                conninfo_to_dict(self.pg_dsn)
+            except psycopg.ProgrammingError:  # its message quotes pieces of the DSN
+                raise ConfigError(
+                    "pg_dsn does not parse as a libpq DSN (the driver's message is withheld: "
+                    "it may quote the password; percent-encode special characters in a URI)"
+                ) from None
 
     def __repr__(self) -> str:
         parts = []

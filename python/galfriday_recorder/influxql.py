@@ -28,8 +28,9 @@ def auth_headers(config: RecorderConfig) -> dict[str, str]:
     """The credentials ``config`` holds, as the HTTP headers InfluxDB expects."""
     if config.influx_username or config.influx_password:
         return dict(
-            urllib3.util.make_headers(
-                basic_auth=f"{config.influx_username}:{config.influx_password}"
+            urllib3.util.make_headers(  # InfluxDB reads the credentials as UTF-8
+                basic_auth=f"{config.influx_username}:{config.influx_password}",
+                basic_auth_encoding="utf-8",
             )
         )
     if config.influx_token:

@@ -13,7 +13,10 @@ skipped so a PostgreSQL outage cannot feed itself.
 Context: ``trading_pair``, ``signal_id`` and ``order_pk`` from ``extra=`` go to
 their columns (when they have the column's type; otherwise into the context);
 ``extra={"context": {...}}`` and any other non-standard attribute go into the
-JSONB ``context`` (values that JSON cannot hold are stored as ``str``).
+JSONB ``context`` (values that JSON cannot hold are stored as ``str``). NUL and
+lone surrogates, which PostgreSQL cannot store, are escaped wherever they are
+(message, arguments, traceback, context keys and values) as ``\x00`` and
+``\udc80``: a record is never lost for its text.
 """
 
 from __future__ import annotations
@@ -165,15 +168,17 @@ def _entry(taken: _Taken) -> LogEntry:
     ):
         context["order_pk"], order_pk = order_pk, None
     context.update(extra)
+    if trading_pair is not None and _storable(trading_pair) != trading_pair:
+        context["trading_pair"], trading_pair = trading_pair, None
     return LogEntry(
-        source_module=taken.name[:64] or "root",
+        source_module=_storable(taken.name)[:64] or "root",
         log_level=level_name(taken.levelno),
-        message=taken.message.replace("\x00", "\\x00"),
+        message=_storable(taken.message),
         trading_pair=trading_pair,
         signal_id=signal_id,
         order_pk=order_pk,
-        exception_type=taken.exc_type,
-        stack_trace=taken.stack,
+        exception_type=None if taken.exc_type is None else _storable(taken.exc_type),
+        stack_trace=None if taken.stack is None else _storable(taken.stack),
         context=_jsonable(context) if context else None,
         log_timestamp=datetime.fromtimestamp(taken.created, timezone.utc),
     )
@@ -186,9 +191,45 @@ def _message(record: logging.LogRecord) -> str:
         return f"{record.msg!s} {record.args!r}"
 
 
+def _storable(text: str) -> str:
+    """``text`` with NUL and lone surrogates escaped: PostgreSQL stores neither."""
+    if "\x00" not in text and text.isascii():  # the common case, at the cost of two scans
+        return text
+    text = text.replace("\x00", "\\x00")
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode()
+    return text
+
+
+_JSON_NATIVE = (int, float, bool, type(None))
+_MAX_DEPTH = 100
+
+
+def _cleaned(obj: Any, depth: int = 0) -> Any:
+    """Plain JSON values with every string storable; past 64-bit ints and deep nesting as str."""
+    if isinstance(obj, str):
+        return _storable(obj)
+    if depth < _MAX_DEPTH and isinstance(obj, Mapping):
+        return {_storable(str(k)): _cleaned(v, depth + 1) for k, v in obj.items()}
+    if depth < _MAX_DEPTH and isinstance(obj, (list, tuple)):
+        return [_cleaned(v, depth + 1) for v in obj]
+    if isinstance(obj, _JSON_NATIVE) and not (isinstance(obj, int) and abs(obj) >= 2**63):
+        return obj
+    try:
+        return _storable(str(obj))
+    except Exception:  # a __str__ that raises: say what it was rather than lose the record
+        return f"<unprintable {type(obj).__qualname__}>"
+
+
 def _jsonable(context: dict[str, Any]) -> dict[str, Any]:
-    """Round-trip through orjson so whatever the caller passed becomes plain JSON."""
-    result: dict[str, Any] = orjson.loads(
-        orjson.dumps(context, default=str, option=orjson.OPT_NON_STR_KEYS)
-    )
+    """Round-trip through orjson so whatever the caller passed becomes plain, storable JSON."""
+    try:
+        data = orjson.dumps(context, default=str, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:  # a lone surrogate, an int past 64 bits, nesting too deep
+        data = orjson.dumps(_cleaned(context))
+    result: dict[str, Any] = orjson.loads(data)
+    if b"\\u0000" in data:  # a NUL somewhere (or a harmless escaped backslash before u0000)
+        result = _cleaned(result)
     return result

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from types import FrameType, TracebackType
 from typing import Any
@@ -46,14 +46,23 @@ Timestamp = datetime | int | None
 FieldValue = float | int | bool | str | Decimal
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def _ns(ts: Timestamp) -> int:
-    """Nanoseconds since the epoch from an aware datetime, an int of ns, or now."""
+    """Nanoseconds since the epoch from an aware datetime, an int of ns, or now.
+
+    Exact integer arithmetic (``timestamp()`` is a float and ``int()`` of it
+    truncates toward zero: a time before 1970 landed a second late); the
+    encoder refuses what falls outside InfluxDB's range.
+    """
     if ts is None:
         return time.time_ns()
     if isinstance(ts, datetime):
-        if ts.tzinfo is None:
+        if ts.tzinfo is None or ts.utcoffset() is None:
             raise InvalidPoint("timestamp: naive datetime; pass an aware (UTC) datetime")
-        return int(ts.timestamp()) * 1_000_000_000 + ts.microsecond * 1000
+        return (ts - _EPOCH) // _MICROSECOND * 1000
     if isinstance(ts, bool) or not isinstance(ts, int):
         raise TypeError(f"timestamp: expected datetime or int ns, not {type(ts).__name__}")
     return ts

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
+import struct
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -68,6 +70,10 @@ EXIT_REASONS = frozenset(
 LOG_LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
 # NUMERIC(38, 18): at most 20 digits before the point.
 _MONEY_LIMIT = Decimal(10) ** 20
+_FLOAT4 = struct.Struct("<f")
+_FLOAT4_NORMAL, _FLOAT4_MAX = 1.1754943508222875e-38, 3.4028234663852886e38
+# A NUL as orjson writes it (``\u0000`` after an even run of backslashes): JSONB refuses it.
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def utcnow() -> datetime:
@@ -111,7 +117,7 @@ def money(
         raise ValidationError(name, f"{value!r} is not a number") from None
     if not dec.is_finite():
         raise ValidationError(name, f"must be finite, not {dec}")
-    if abs(dec) >= _MONEY_LIMIT:
+    if dec.copy_abs() >= _MONEY_LIMIT:  # copy_abs is exact; abs() rounds to 28 digits
         raise ValidationError(name, f"{dec} does not fit NUMERIC(38,18)")
     if dec.as_tuple().exponent < -18:  # type: ignore[operator]
         raise ValidationError(name, f"{dec} has more than 18 decimals")
@@ -136,6 +142,15 @@ def real(name: str, value: Any, *, optional: bool = False) -> float | None:
         raise ValidationError(name, f"must be a finite number, not {value}") from None
     if not math.isfinite(result):
         raise ValidationError(name, f"must be finite, not {value}")
+    if _FLOAT4_NORMAL <= abs(result) <= _FLOAT4_MAX or result == 0.0:
+        return result  # the common case: a normal float4, no conversion needed to know
+    # PostgreSQL converts to float4 as C does and refuses what becomes infinite or 0.
+    try:
+        as_real = _FLOAT4.unpack(_FLOAT4.pack(result))[0]
+    except OverflowError:
+        raise ValidationError(name, f"{value} is beyond REAL's range (±3.4028235e38)") from None
+    if as_real == 0.0 and result != 0.0:
+        raise ValidationError(name, f"{value} is too small for REAL (underflows to 0)")
     return result
 
 
@@ -215,9 +230,11 @@ def json_object(name: str, value: Any, *, optional: bool = False) -> Any:
     if not isinstance(value, (Mapping, list)):
         raise ValidationError(name, f"must be a dict or list, not {type(value).__name__}")
     try:
-        dumps(value)
+        data = dumps(value)
     except TypeError as exc:
         raise ValidationError(name, f"is not JSON-serialisable: {exc}") from None
+    if b"\\u0000" in data and _JSON_NUL.search(data):
+        raise ValidationError(name, "contains a NUL character, which JSONB cannot store")
     return value
 
 

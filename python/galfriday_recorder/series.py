@@ -6,9 +6,17 @@ over into batches (``batch_max_lines`` lines, :data:`MAX_BATCH_BYTES` bytes or
 ``batch_interval_s`` seconds, whichever comes first, market and other data
 apart), and senders post them on executor threads:
 
-* 2xx: done. 400 and other final 4xx: the server's message is logged with the
-  rejected lines, which are counted and not retried (InfluxDB stores the good
-  lines of a partial write). 413: the batch is split in halves, recursively.
+* 2xx: done. 400 about the lines (a parse error, a type conflict, a partial
+  write): the batch is split in halves and each half sent again, recursively,
+  until every refused line stands alone; the good lines are delivered and
+  each refused one is counted and logged. The body cannot be trusted to count
+  them: InfluxDB 1.x refuses a whole batch for a type conflict inside it,
+  reports one parse error for lines an unbalanced quote ran together, and
+  leaves parse errors out of a partial write's message when a later point is
+  dropped. Resending a stored point overwrites it with itself, and the halves
+  go in order, so the last write of a point still wins. Should a part meet a
+  retryable failure, only the parts not yet stored are retried or spooled.
+  Another final 4xx rejects the batch as it is. 413: the batch is split in halves, recursively.
   Anything else (a 3xx from a proxy or a wrong URL) is treated like a 401.
 * 5xx, 408, 429, timeouts, connection errors: retried with exponential backoff
   and jitter, honouring ``Retry-After``, for at most :data:`FRESH_RETRY_BUDGET_S`
@@ -39,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import functools
 import logging
 import random
@@ -71,7 +80,8 @@ BLOCKED_BACKOFF_CAP_S = 30.0
 WAKE_BYTES = 256 * 1024  # handed-over bytes that wake the pump before its next tick
 _LATENCY_SAMPLES = 2048
 _LOGGED_BODY_CHARS = 4000
-_DROPPED = re.compile(r"dropped=(\d+)")
+# A 400 whose body says this is about some of the lines, not about the request.
+_LINE_ERRORS = re.compile(r"unable to parse|partial write|type conflict|cannot parse")
 
 
 class SeriesWriterClosed(RecorderError):
@@ -85,6 +95,8 @@ class _Failure:
     reason: str
     retry_after: float | None = None
     blocked: bool = False  # 401/403/404: configuration, not load
+    # A split batch whose first parts were stored: only these lines are left to send.
+    remaining: bytes | None = None
 
 
 @dataclass
@@ -139,19 +151,6 @@ def _halves(data: bytes) -> tuple[bytes, bytes]:
     if cut >= len(data):
         cut = data.rfind(b"\n", 0, len(data) - 1) + 1
     return data[:cut], data[cut:]
-
-
-def _rejected_lines(body: str, lines: int) -> int:
-    """How many lines a 400 rejected: one per parse error plus InfluxDB's ``dropped=N``.
-
-    InfluxDB 1.x counts in ``dropped=N`` only points that parsed but were refused
-    (type conflict, out of retention); with neither marker the whole batch failed.
-    """
-    parse_errors = body.count("unable to parse")
-    match = _DROPPED.search(body)
-    if match is None and not parse_errors:
-        return lines
-    return min(lines, parse_errors + (int(match.group(1)) if match else 0))
 
 
 class SeriesWriter:
@@ -425,6 +424,8 @@ class SeriesWriter:
             if failure is None:
                 self._settled(batch)
                 return
+            if failure.remaining is not None:  # never send (or spool) stored lines again
+                batch.data, batch.lines = failure.remaining, failure.remaining.count(b"\n")
             self._counts["retries"] += 1
             delay = failure.retry_after
             if delay is None:
@@ -530,12 +531,15 @@ class SeriesWriter:
             self._counts["lines_written"] += lines
             self._counts["batches_written"] += 1
             return None
-        if status == 413 and lines > 1:
-            for half in _halves(data):
-                failure = await self._deliver(half, half.count(b"\n"))
-                if failure is not None:
-                    return failure
-            return None
+        if lines > 1 and (status == 413 or (status == 400 and _LINE_ERRORS.search(body))):
+            first, second = _halves(data)
+            failure = await self._deliver(first, first.count(b"\n"))
+            if failure is not None:
+                return dataclasses.replace(failure, remaining=(failure.remaining or first) + second)
+            failure = await self._deliver(second, second.count(b"\n"))
+            if failure is not None and failure.remaining is None:
+                return dataclasses.replace(failure, remaining=second)
+            return failure
         if status == 404 and "database not found" in body and self._may_create_database:
             self._may_create_database = False  # once per writer: a refusal stays a refusal
             if await self._create_database():
@@ -577,17 +581,14 @@ class SeriesWriter:
         return _Failure(reason, retry_after)
 
     def _reject(self, status: int, body: str, data: bytes, lines: int) -> None:
-        """A final 4xx: count and log the rejected lines; InfluxDB kept the others."""
-        rejected = _rejected_lines(body, lines)
-        self._counts["lines_rejected"] += rejected
-        self._counts["lines_written"] += lines - rejected
-        shown = body if "unable to parse" in body else f"{body}; lines: {data[:1000]!r}"
+        """A final 4xx for one line, or for a batch the body does not blame a line for."""
+        self._counts["lines_rejected"] += lines
         log.warning(
-            "InfluxDB rejected %d of %d lines (HTTP %d): %s",
-            rejected,
+            "InfluxDB rejected %d lines (HTTP %d): %s; lines: %r",
             lines,
             status,
-            shown[:_LOGGED_BODY_CHARS],
+            body[:_LOGGED_BODY_CHARS],
+            data[:1000],
         )
 
     async def _settle(self, timeout: float | None, *, drain_spool: bool) -> bool:

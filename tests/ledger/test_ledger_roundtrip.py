@@ -347,7 +347,7 @@ class _Unprintable:
         raise RuntimeError("no text for you")
 
 
-def test_a_log_record_no_row_can_hold_is_counted_and_said(ledger: Ledger, pg_dsn: str) -> None:
+def test_a_log_record_with_an_unprintable_value_is_kept(ledger: Ledger, pg_dsn: str) -> None:
     logger = logging.getLogger("bot.odd")
     handler = ledger.log_handler(logging.INFO)
     logger.addHandler(handler)
@@ -357,11 +357,64 @@ def test_a_log_record_no_row_can_hold_is_counted_and_said(ledger: Ledger, pg_dsn
         logger.warning("after")
     finally:
         logger.removeHandler(handler)
-    assert ledger.flush(timeout=30)  # the odd one still takes its place in the journal
-    got = rows(pg_dsn, "SELECT source_module, message FROM system_logs ORDER BY log_timestamp")
-    assert [m for src, m in got if src == "bot.odd"] == ["before", "after"]
-    [said] = [m for src, m in got if src == "galfriday_recorder.ledger"]
-    assert said.startswith("a log record could not be recorded: ")
-    assert "_Unprintable" in said
-    assert handler.dropped == 1
-    assert ledger.stats()["log_records_dropped"] == 1
+    assert ledger.flush(timeout=30)
+    got = rows(
+        pg_dsn,
+        "SELECT message, context FROM system_logs WHERE source_module = 'bot.odd' "
+        "ORDER BY log_timestamp",
+    )
+    assert got == [
+        ("before", None),
+        ("odd", {"thing": "<unprintable _Unprintable>"}),
+        ("after", None),
+    ]
+    assert handler.dropped == 0
+    assert ledger.stats()["log_records_dropped"] == 0
+
+
+class _NulError(Exception):
+    pass
+
+
+def test_log_handler_escapes_nul_and_lone_surrogates_everywhere(
+    ledger: Ledger, pg_dsn: str
+) -> None:
+    """PostgreSQL stores neither NUL nor a lone surrogate: the record is kept, escaped."""
+    logger = logging.getLogger("bot.nul\x00")
+    handler = ledger.log_handler(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        logger.warning(
+            "m\x00 %s %s",
+            "arg\x00",
+            "sur\udc80",
+            extra={
+                "context": {"k\x00": ["v\x00", {"\udcff": "x"}], "n": 2**70},
+                "trading_pair": "XRP\x00USD",
+                "note": "x\udc80\x00",
+            },
+        )
+        try:
+            raise _NulError("boom\x00 \ud800")
+        except _NulError:
+            logger.exception("failed\x00")
+    finally:
+        logger.removeHandler(handler)
+    assert ledger.flush(timeout=30)
+    got = rows(
+        pg_dsn,
+        "SELECT source_module, message, trading_pair, context, stack_trace FROM system_logs "
+        "WHERE source_module LIKE 'bot.nul%%' ORDER BY log_timestamp",
+    )
+    assert len(got) == 2
+    warning, error = got
+    assert warning[:3] == ("bot.nul\\x00", "m\\x00 arg\\x00 sur\\udc80", None)
+    assert warning[3] == {
+        "k\\x00": ["v\\x00", {"\\udcff": "x"}],
+        "n": str(2**70),
+        "trading_pair": "XRP\\x00USD",
+        "note": "x\\udc80\\x00",
+    }
+    assert error[1] == "failed\\x00"
+    assert "boom\\x00 \\ud800" in error[4]
+    assert handler.dropped == 0

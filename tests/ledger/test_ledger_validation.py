@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import struct
 import uuid
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 import pytest
 from ledgerkit import T0, make_fill, make_order, make_signal, rows
 
@@ -34,13 +36,72 @@ from galfriday_recorder.records import LogEntry, PortfolioSnapshot
         ("signal_id", "not-a-uuid", "not a UUID"),
         ("signal_id", 42, "must be a UUID"),
         ("prediction_value", float("nan"), "finite"),
+        ("prediction_value", 1e39, "beyond REAL"),
+        ("prediction_value", 3.5e38, "beyond REAL"),
+        ("prediction_value", -(10**39), "beyond REAL"),
+        ("prediction_value", 1e-50, "too small for REAL"),
+        ("prediction_value", Decimal("-7e-46"), "too small for REAL"),
+        ("proposed_tp_price", Decimal("100000000000000000000"), "NUMERIC"),
         ("risk_check_details", {"x": object()}, "JSON"),
+        ("risk_check_details", {"x": "a\x00b"}, "NUL"),
+        ("risk_check_details", {"k\x00": 1}, "NUL"),
+        ("risk_check_details", {"deep": [{"x": ["\x00"]}]}, "NUL"),
+        ("risk_check_details", {"x": "\udc80"}, "JSON"),
+        ("risk_check_details", {"x": 2**64}, "JSON"),
     ],
 )
 def test_signal_field_errors_name_the_field(field: str, value: Any, match: str) -> None:
     with pytest.raises(ValidationError, match=match) as info:
         make_signal(**{field: value})
     assert info.value.field == field
+
+
+def test_column_domains_at_their_edges_are_stored_exactly(ledger: Ledger, pg_dsn: str) -> None:
+    """What the checks let through, PostgreSQL stores: REAL's extremes and subnormals,
+    NUMERIC(38,18)'s true maximum, and text that only looks like an escaped NUL."""
+    top = Decimal("99999999999999999999.999999999999999999")
+    edges = [3.4028234663852886e38, -3.4028234663852886e38, 1.401298464324817e-45, 1e-40]
+    signals = [
+        make_signal(
+            prediction_value=v,
+            proposed_tp_price=top,
+            proposed_sl_price=Decimal("1e-18"),
+            risk_check_details={"text": "\\u0000 is not NUL", "\\u0000": [1]},
+        )
+        for v in edges
+    ]
+    for signal in signals:
+        ledger.record_signal(signal)
+    ledger.record_portfolio_snapshot(
+        PortfolioSnapshot(
+            total_equity=top.copy_negate(),  # -top would round to 28 digits
+            available_balance=top,
+            total_exposure_pct=3.4028234663852886e38,
+            daily_drawdown_pct=1.401298464324817e-45,
+            weekly_drawdown_pct=0,
+            total_drawdown_pct=-1e-38,
+            positions=[],
+            snapshot_timestamp=T0,
+        )
+    )
+    assert ledger.flush(timeout=30)
+    assert ledger.stats()["dead_letters"] == 0
+    got = rows(
+        pg_dsn,
+        "SELECT prediction_value::float8, proposed_tp_price, proposed_sl_price, "
+        "risk_check_details FROM signals",
+    )
+    as_float4 = [struct.unpack("<f", struct.pack("<f", v))[0] for v in edges]
+    assert as_float4[3] != 1e-40  # a subnormal float4: PostgreSQL rounds it, and keeps it
+    assert sorted(r[0] for r in got) == sorted(as_float4)
+    for _, tp, sl, details in got:
+        assert (tp, sl) == (top, Decimal("1e-18"))
+        assert details == {"text": "\\u0000 is not NUL", "\\u0000": [1]}
+    assert rows(
+        pg_dsn,
+        "SELECT total_equity, available_balance, total_exposure_pct::float8, "
+        "daily_drawdown_pct::float8 FROM portfolio_snapshots",
+    ) == [(top.copy_negate(), top, 3.4028234663852886e38, 1.401298464324817e-45)]
 
 
 def test_record_rules() -> None:
@@ -172,3 +233,43 @@ def test_poison_event_is_dead_lettered_and_logged(ledger: Ledger, pg_dsn: str) -
     assert letter[1] == "order"
     assert str(bad.client_order_id).encode() in letter[2]
     assert ledger.stats()["dead_letters"] == 1
+
+
+def test_a_refused_signal_names_each_dependant_it_takes_with_it(
+    ledger: Ledger, pg_dsn: str
+) -> None:
+    """PostgreSQL refuses a signal the checks let through (a trigger of the test's own raises
+    the error a REAL out of range gives);
+    its order and fill cannot be stored either, and each is named in the dead letters and in
+    system_logs, with why."""
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "IF NEW.strategy_id = 'poison' THEN RAISE EXCEPTION 'poisoned signal' "
+            "USING ERRCODE = 'numeric_value_out_of_range'; END IF; "
+            "RETURN NEW; END $$"
+        )
+        conn.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON signals FOR EACH ROW EXECUTE FUNCTION refuse()"
+        )
+    signal = make_signal(strategy_id="poison")
+    ledger.record_signal(signal)
+    order = make_order(signal, quantity_ordered=Decimal(2))
+    ledger.record_order(order)
+    fill = make_fill(order, "1", "0.5")
+    ledger.record_fill(fill)
+    ledger.record_log(LogEntry(source_module="t", log_level="INFO", message="after"))
+    assert ledger.flush(timeout=30)
+    assert rows(pg_dsn, "SELECT message FROM system_logs WHERE source_module = 't'") == [("after",)]
+    letters = {kind: payload for _seq, kind, payload, _error in ledger.dead_letters()}
+    assert set(letters) == {"signal", "order", "fill"}
+    assert str(signal.signal_id).encode() in letters["signal"]
+    assert str(order.client_order_id).encode() in letters["order"]
+    assert fill.fill_id.encode() in letters["fill"]
+    said = rows(
+        pg_dsn,
+        "SELECT context->>'kind', message FROM system_logs "
+        "WHERE source_module = 'galfriday_recorder.ledger' AND log_level = 'ERROR'",
+    )
+    assert sorted(kind for kind, _ in said) == ["fill", "order", "signal"]
+    assert any("poisoned signal" in message for _, message in said)

@@ -39,6 +39,20 @@ OUTCOMES = (
     "Decimal",
     "too long",
     "control",
+    "comment",
+    "whitespace",
+    "NUL",
+    "named time",
+    "double quote",
+    "range",
+    "series key",
+    "not a field",
+    "not a tag",
+    "surrogate",
+    " is Float",
+    " is Integer",
+    " is Boolean",
+    " is String",
 )
 SPECIAL = ',= "\\\n\r\t'
 

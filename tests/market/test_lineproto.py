@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from kraken_frames import SyntheticBook, ohlc_frame, trade_frame
 
-from galfriday_recorder._core import MarketRecorder, encode_line
+from galfriday_recorder._core import InvalidPoint, MarketRecorder, encode_line
 
 
 def test_encode_line_basics() -> None:
@@ -53,10 +53,13 @@ def test_encode_line_values() -> None:
         },
         5,
     )
+    # portfolio_metrics fields are Float whatever the caller passed: 2**62 too.
     assert line == (
         b"portfolio_metrics,account_id=main total_equity=10000.50,neg=-0.00000001,sci=1000,"
-        b"big=4611686018427387904i,tiny=1e-7 5\n"
+        b"big=4.611686018427388e18,tiny=1e-7 5\n"
     )
+    # Outside the six measurements the caller's type is the field's type.
+    assert encode_line("other", {}, {"big": 2**62}, 5) == b"other big=4611686018427387904i 5\n"
 
 
 @pytest.mark.parametrize(
@@ -82,6 +85,112 @@ def test_encode_line_refusals(args: tuple[Any, ...], needle: str) -> None:
     with pytest.raises(ValueError) as info:
         encode_line(*args)
     assert any(n in str(info.value) for n in needle.split("|")), str(info.value)
+
+
+# Each measurement of the seed with ints, Decimals and floats for its Float fields.
+SEED_POINTS: list[tuple[str, dict[str, str], dict[str, Any]]] = [
+    ("market_data_l2", {"exchange": "kraken", "trading_pair": "XRP/USD"},
+     {"bid_price_level_0": 1, "spread": Decimal("0.5"), "is_snapshot": True, "imbalance_5": 0}),
+    ("market_data_ohlcv", {"exchange": "kraken", "trading_pair": "XRP/USD", "interval": "1m"},
+     {"open": 1, "high": Decimal(2), "low": 0, "close": 1.5, "volume": 10**20}),
+    ("features", {"exchange": "kraken", "trading_pair": "XRP/USD", "feature_set_id": "v1"},
+     {"rsi_14": 55, "momentum_5": Decimal("-1")}),
+    ("predictions", {"exchange": "k", "trading_pair": "XRP/USD", "model_id": "m",
+                     "prediction_target": "up"},
+     {"prediction_value": 1, "confidence": 0}),
+    ("portfolio_metrics", {"account_id": "main"},
+     {"total_equity": 10000, "position_qty_XRPUSD": -(2**63), "total_drawdown_pct": 0}),
+    ("system_metrics", {"host_id": "vm", "module_id": "risk"},
+     {"cpu_usage_pct": 3, "event_queue_depth": 4, "websocket_connected": False,
+      "api_call_latency_ms": Decimal("0.25")}),
+]  # fmt: skip
+
+
+def test_seed_field_types_whatever_the_caller_passed(influx_service: Any, influx_db: str) -> None:
+    """The first write types a field for good: an int for a Float field must not make it integer."""
+    ts = 1_700_000_000_000_000_000
+    body = b"".join(encode_line(m, tags, fields, ts) for m, tags, fields in SEED_POINTS)
+    # The same fields with floats afterwards: all stored (no type conflict, no partial write).
+    body += b"".join(
+        encode_line(
+            m,
+            tags,
+            {k: 0.5 if not isinstance(v, bool) and k != "event_queue_depth" else v
+             for k, v in fields.items()},
+            ts + 1,
+        )
+        for m, tags, fields in SEED_POINTS
+    )  # fmt: skip
+    write(influx_service, influx_db, body)
+    for m, _tags, fields in SEED_POINTS:
+        expected = {
+            k: "boolean" if isinstance(v, bool) else "integer" if k == "event_queue_depth"
+            else "float"
+            for k, v in fields.items()
+        }  # fmt: skip
+        assert field_types(influx_service, influx_db, m) == expected, m
+        got = rows(influx_service, influx_db, f'SELECT * FROM "{m}" ORDER BY time')
+        assert len(got) == 2, m
+        for k, v in fields.items():  # JSON may carry an integral float as integer text
+            read = got[0][k] if isinstance(v, bool) else float(got[0][k])
+            assert read == (v if isinstance(v, bool) else float(v)), (m, k)
+
+
+@pytest.mark.parametrize(
+    ("measurement", "tags", "fields", "needle"),
+    [
+        ("predictions", {}, {"prediction_value": True}, 'predictions field "prediction_value"'),
+        ("predictions", {}, {"confidence": "0.9"}, 'predictions field "confidence"'),
+        ("predictions", {}, {"score": 0.9}, '"score" is not a field of predictions'),
+        ("market_data_ohlcv", {}, {"trades": 3}, '"trades" is not a field of market_data_ohlcv'),
+        ("market_data_l2", {}, {"is_snapshot": 1}, 'market_data_l2 field "is_snapshot"'),
+        ("system_metrics", {}, {"event_queue_depth": 3.0}, 'system_metrics field "event_queue'),
+        ("system_metrics", {}, {"event_queue_depth": True}, 'system_metrics field "event_queue'),
+        ("system_metrics", {}, {"websocket_connected": 1}, 'system_metrics field "websocket'),
+        ("features", {}, {"rsi_14": 10**400}, 'features field "rsi_14"'),
+        ("features", {}, {"rsi_14": False}, 'features field "rsi_14"'),
+        ("features", {"model_id": "x"}, {"rsi_14": 1.0}, 'tag "model_id" is not a tag of features'),
+        ("portfolio_metrics", {}, {"total_equity": "1"}, 'portfolio_metrics field "total_equity"'),
+    ],
+)
+def test_seed_field_kinds_refused(
+    measurement: str, tags: dict[str, str], fields: dict[str, Any], needle: str
+) -> None:
+    with pytest.raises(InvalidPoint) as info:
+        encode_line(measurement, tags, fields, 1)
+    assert needle in str(info.value)
+
+
+def _parse(line: bytes) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """The core's lines (no escapes in its names): typed as InfluxDB would type them."""
+    key, field_part, _ts = line.decode().split(" ")
+    measurement, *tag_pairs = key.split(",")
+    fields: dict[str, Any] = {}
+    for pair in field_part.split(","):
+        k, v = pair.split("=")
+        fields[k] = (
+            v == "true" if v in ("true", "false") else int(v[:-1]) if v[-1] == "i" else (float(v))
+        )
+    return measurement, dict(p.split("=") for p in tag_pairs), fields
+
+
+def test_market_core_lines_follow_the_schema() -> None:
+    """Every line of the core re-encodes through the schema check unchanged in kind."""
+    sb = SyntheticBook(symbol="XRP/USD", mid=5_123_4, price_decimals=5, qty_decimals=8, seed=4)
+    rec = MarketRecorder(ohlcv_intervals=["1m"])
+    rec.ingest(sb.snapshot_frame())
+    for f in sb.updates(20):
+        rec.ingest(f)
+    t0 = 1_700_000_100_000_000_000
+    rec.ingest(trade_frame("XRP/USD", [("0.51234", "100.5", t0)]))
+    rec.ingest(ohlc_frame("XRP/USD", "0.5", "0.6", "0.4", "0.55", "1234.5", t0, 60))
+    rec.flush_bars()
+    lines = rec.drain().splitlines()
+    assert {line.split(b",")[0] for line in lines} == {b"market_data_l2", b"market_data_ohlcv"}
+    for line in lines:
+        measurement, tags, fields = _parse(line)
+        assert encode_line(measurement, tags, fields, 1)  # raises on a kind the schema refuses
+        assert not any(type(v) is int for v in fields.values()), line
 
 
 def test_encode_line_type_errors() -> None:

@@ -12,6 +12,8 @@ import http.server
 import ssl
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -132,6 +134,16 @@ class FakeInflux:
         self._release.set()
         self._server.shutdown()
         self._server.server_close()
+
+
+def post_lines(url: str, db: str, body: bytes) -> tuple[int, str]:
+    """POST line protocol to a real InfluxDB 1.x ``/write``: its status and body."""
+    req = urllib.request.Request(f"{url}/write?db={db}&precision=ns", data=body, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:

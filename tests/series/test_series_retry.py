@@ -284,3 +284,19 @@ def test_an_https_url_is_served_over_verified_tls(tmp_path: Path, api: str) -> N
         assert writer.close(timeout=10)
     assert sorted(fake.stored) == sorted(numbered(10).splitlines())
     assert writer.stats()["retries"] == 0
+
+
+def test_a_split_batch_interrupted_by_a_5xx_resends_only_what_is_left(tmp_path: Path) -> None:
+    """A 400 splits the batch; the first half is stored, the second meets a 503. The retry
+    sends the second half alone: nothing stored is sent or counted twice."""
+    partial = Reply(400, body=b'{"error":"partial write: field type conflict dropped=1"}')
+    replies = [partial, Reply(204), Reply(503), Reply(204)]
+    with FakeInflux(lambda n, lines: replies[n] if n < len(replies) else Reply(204)) as fake:
+        writer = _writer(fake.url(), tmp_path)
+        writer.write(numbered(10))
+        assert writer.close(timeout=10)
+    assert [lines for _, lines, _ in fake.log] == [10, 5, 5, 5]
+    assert sorted(fake.stored) == sorted(numbered(10).splitlines())
+    stats = writer.stats()
+    assert (stats["lines_written"], stats["retries"], stats["lines_rejected"]) == (10, 1, 0)
+    assert stats["lines_in_doubt"] == 5
