@@ -47,7 +47,8 @@ def cmd_services(args: argparse.Namespace) -> int:
 def cmd_migrate(args: argparse.Namespace) -> int:
     from .migrate import migrate
 
-    dsn = args.dsn or RecorderConfig.load(args.config).pg_dsn
+    cfg = RecorderConfig.load(args.config)
+    dsn, schema = (args.dsn, "") if args.dsn else (cfg.pg_conninfo, cfg.pg_schema)
     if not dsn:
         services = _services(args)
         if not services.postgres.running():
@@ -58,7 +59,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             )
             return 2
         dsn = services.postgres.dsn()
-    applied = migrate(dsn)
+    applied = migrate(dsn, schema=schema)
     print(f"{redact(dsn)}: applied {applied}" if applied else f"{redact(dsn)}: up to date")
     return 0
 
@@ -120,7 +121,7 @@ def _percentiles(samples: list[int]) -> str:
 def _summary(
     cfg: RecorderConfig, args: argparse.Namespace
 ) -> tuple[dict[str, int], dict[str, int]]:
-    tables = table_counts(cfg.pg_dsn)
+    tables = table_counts(cfg.pg_conninfo)
     services = _services(args)
     points = (
         measurement_counts(services.influxdb.query, cfg.influx_database)
@@ -157,7 +158,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"\nstrategy: {c.signals} signals ({c.rejected} rejected), {c.orders} orders, "
         f"{c.fills} fills, exits {dict(sorted(c.exits.items()))}"
     )
-    print(build_report(cfg.pg_dsn).render())
+    print(build_report(cfg.pg_conninfo).render())
     print(
         f"\nhot path, Rust ingest per frame: p50 {stats['market_ingest_ns_p50'] / 1000:.2f} us, "
         f"p99 {stats['market_ingest_ns_p99'] / 1000:.2f} us"
@@ -199,14 +200,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     since = datetime.fromisoformat(args.since) if args.since else None
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=timezone.utc)
-    report = build_report(cfg.pg_dsn, since)
+    report = build_report(cfg.pg_conninfo, since)
     print(report.render())
     if args.png:
         from .report import draw_png
 
         pair = report.rows[0].trading_pair if report.rows else None
         mids = _mids(args, cfg, pair) if pair else None
-        draw_png(cfg.pg_dsn, Path(args.png), mids, pair)
+        draw_png(cfg.pg_conninfo, Path(args.png), mids, pair)
         print(f"wrote {args.png}")
     return 0
 

@@ -35,7 +35,7 @@ def diagnose(cfg: RecorderConfig) -> Iterator[Check]:
 
 def _postgres(cfg: RecorderConfig) -> Iterator[Check]:
     try:
-        with psycopg.connect(cfg.pg_dsn, connect_timeout=5) as conn:
+        with psycopg.connect(cfg.pg_conninfo, connect_timeout=5) as conn:
             version = conn.execute("SHOW server_version").fetchone()
             applied: dict[int, str] = {}
             if conn.execute("SELECT to_regclass('schema_migrations')").fetchone() != (None,):

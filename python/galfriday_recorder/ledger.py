@@ -186,13 +186,15 @@ _ORDER = Bulk(
     "client_order_id uuid, exchange_order_id text, signal_id uuid, trading_pair text, "
     "exchange text, side text, order_type text, quantity_ordered numeric, limit_price numeric, "
     "stop_price numeric, status text, error_message text, exit_reason text, "
-    "created_at timestamptz, submitted_at timestamptz, last_updated_at timestamptz",
+    "created_at timestamptz, submitted_at timestamptz, last_updated_at timestamptz, "
+    "client_order_ref text",
     "INSERT INTO orders (client_order_id, exchange_order_id, signal_id, trading_pair, "
     "exchange, side, order_type, quantity_ordered, limit_price, stop_price, status, "
-    "error_message, exit_reason, created_at, submitted_at, last_updated_at, ledger_seq) "
+    "error_message, exit_reason, created_at, submitted_at, last_updated_at, ledger_seq, "
+    "client_order_ref) "
     "SELECT client_order_id, exchange_order_id, signal_id, trading_pair, exchange, side, "
     "order_type, quantity_ordered, limit_price, stop_price, status, error_message, "
-    "exit_reason, created_at, submitted_at, last_updated_at, seq FROM {rows} "
+    "exit_reason, created_at, submitted_at, last_updated_at, seq, client_order_ref FROM {rows} "
     "ON CONFLICT (client_order_id) DO NOTHING",
 )
 # Successive updates of one order fold into one: the last status, the last value given
@@ -827,7 +829,7 @@ class Ledger:
     def load_recovery_state(self) -> RecoveryState:
         """Flush what is pending (briefly), then read the recovery view from PostgreSQL."""
         self.flush(timeout=10)
-        with psycopg.connect(self._config.pg_dsn, connect_timeout=10) as conn:
+        with psycopg.connect(self._config.pg_conninfo, connect_timeout=10) as conn:
             return load_recovery_state(conn)
 
     # -- in-memory state (callers hold _lock, or start() runs alone) -----------------
@@ -932,7 +934,7 @@ class Ledger:
         with self._lock:
             waiting = [_replayed_fill_id(item) for item in self._replay_later]
         try:
-            with psycopg.connect(self._config.pg_dsn, connect_timeout=connect_timeout) as conn:
+            with psycopg.connect(self._config.pg_conninfo, connect_timeout=connect_timeout) as conn:
                 state = load_recovery_state(conn)
                 stored = set(conn.execute(_STORED_FILLS, ([f for f in waiting if f],)).fetchall())
         except psycopg.Error as exc:
@@ -1197,7 +1199,7 @@ class Ledger:
         while self._conn is None or self._conn.closed:
             try:
                 self._conn = await psycopg.AsyncConnection.connect(
-                    self._config.pg_dsn, autocommit=True, connect_timeout=5
+                    self._config.pg_conninfo, autocommit=True, connect_timeout=5
                 )
             except psycopg.Error as exc:
                 self._pg_connected = 0

@@ -28,11 +28,11 @@ from uuid import UUID
 import psutil
 
 from ._core import BookTop, InvalidPoint, MarketRecorder, encode_line
-from .config import RecorderConfig, redact
+from .config import RecorderConfig, redact, redact_mapping
 from .ledger import Ledger
 from .loghandler import LedgerLogHandler
 from .migrate import migrate
-from .records import Fill, Order, PortfolioSnapshot, Signal, Trade
+from .records import Fill, Order, PortfolioSnapshot, Signal, Trade, client_order_uuid
 from .recovery import RecoveryState
 from .runtime import BackgroundLoop
 from .series import SeriesWriter
@@ -111,7 +111,7 @@ class Recorder:
                 return self
             if self.config.apply_migrations and self.config.pg_dsn:
                 try:
-                    migrate(self.config.pg_dsn)
+                    migrate(self.config.pg_conninfo, schema=self.config.pg_schema)
                 except Exception as exc:  # PostgreSQL may be down: the journal carries on
                     log.warning("migrations not applied at start: %s", redact(str(exc)))
             self._loop.start()
@@ -177,8 +177,20 @@ class Recorder:
         self.close()
 
     async def __aenter__(self) -> Recorder:
-        await asyncio.get_running_loop().run_in_executor(None, self.start)
-        return self
+        return await self.astart()
+
+    # The bot is one asyncio loop: these wait in a worker thread, never on its loop.
+    async def astart(self) -> Recorder:
+        return await asyncio.get_running_loop().run_in_executor(None, self.start)
+
+    async def aflush(self, timeout: float | None = 30.0) -> FlushReport:
+        return await asyncio.get_running_loop().run_in_executor(None, self.flush, timeout)
+
+    async def aclose(self, timeout: float | None = 30.0) -> FlushReport:
+        return await asyncio.get_running_loop().run_in_executor(None, self.close, timeout)
+
+    async def aload_recovery_state(self) -> RecoveryState:
+        return await asyncio.get_running_loop().run_in_executor(None, self.load_recovery_state)
 
     async def __aexit__(
         self,
@@ -186,7 +198,7 @@ class Recorder:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self.close)
+        await self.aclose()
 
     def _hook_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -255,7 +267,7 @@ class Recorder:
 
     def update_order(
         self,
-        client_order_id: UUID,
+        client_order_id: UUID | str,
         status: str,
         *,
         exchange_order_id: str | None = None,
@@ -263,8 +275,9 @@ class Recorder:
         error_message: str | None = None,
         updated_at: datetime | None = None,
     ) -> None:
+        """``client_order_id`` is the UUID, or the string the order was recorded with."""
         self.ledger.update_order(
-            client_order_id,
+            client_order_uuid(client_order_id),
             status,
             exchange_order_id=exchange_order_id,
             submitted_at=submitted_at,
@@ -282,7 +295,10 @@ class Recorder:
         self.ledger.record_portfolio_snapshot(snapshot)
 
     def record_configuration(self, content: Mapping[str, Any]) -> str:
-        return self.ledger.record_configuration(content)
+        """Store the bot's configuration with secret-looking keys masked; return its hash."""
+        if not isinstance(content, Mapping):
+            return self.ledger.record_configuration(content)  # refused there, naming the field
+        return self.ledger.record_configuration(redact_mapping(content))
 
     def log_handler(self, level: int = logging.INFO) -> LedgerLogHandler:
         return self.ledger.log_handler(level)

@@ -23,7 +23,7 @@ _ORDER_COLUMNS = (
     "o.order_pk, o.quantity_filled, o.client_order_id, o.exchange_order_id, o.signal_id, "
     "o.trading_pair, o.exchange, o.side, o.order_type, o.quantity_ordered, o.limit_price, "
     "o.stop_price, o.status, o.error_message, o.exit_reason, o.created_at, o.submitted_at, "
-    "o.last_updated_at"
+    "o.last_updated_at, o.client_order_ref"
 )
 _FILL_COLUMNS = (
     "f.fill_pk, f.fill_id, o.client_order_id, f.exchange_order_id, f.trading_pair, "
