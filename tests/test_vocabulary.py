@@ -113,6 +113,7 @@ def test_a_foreign_commission_asset_is_refused() -> None:
 @given(st.decimals(allow_nan=False, allow_infinity=False, places=18))
 def test_numbers_as_str_are_exact(value: Decimal) -> None:
     assert vocab.decimal("price", str(value)) == value
+    assert vocab.optional_decimal("price", "") is None
     assert str(vocab.decimal("price", str(value))) == str(value)
 
 

@@ -42,6 +42,9 @@ class OrderFills:
     covered: Decimal = Decimal(0)
     trade_ids: set[str] = dataclasses.field(default_factory=set)
 
+    def copy(self) -> OrderFills:
+        return dataclasses.replace(self, trade_ids=set(self.trade_ids))
+
     def add(self, quantity: Decimal, price: Decimal, commission: Decimal) -> None:
         self.quantity += quantity
         self.value += quantity * price

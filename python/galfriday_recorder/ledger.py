@@ -63,6 +63,7 @@ from .errors import (
     UnknownOrder,
     ValidationError,
 )
+from .executions import OrderFills
 from .journal import Journal, Row
 from .loghandler import LedgerLogHandler
 from .records import (
@@ -113,6 +114,7 @@ _TERMINAL = frozenset(TERMINAL_ORDER_STATUSES)
 # Decided signals and finished orders kept in memory for the state machines.
 _KEEP_SIGNALS = 100_000
 _KEEP_TERMINAL_ORDERS = 100_000
+_KEEP_RECENT_TRADES = 10_000
 # Estimated journal bytes of an event still in the deque (for the size cap).
 _QUEUED_EVENT_BYTES = 512
 _JOURNAL_BATCH = 1_000
@@ -351,7 +353,7 @@ class _SignalState:
 
 
 class _OrderState:
-    __slots__ = ("exchange_order_id", "fill_ids", "filled", "order", "signal", "status")
+    __slots__ = ("exchange_order_id", "fill_ids", "filled", "order", "signal", "status", "totals")
 
     def __init__(self, order: Order, signal: Signal | None) -> None:
         self.order = order
@@ -360,6 +362,13 @@ class _OrderState:
         self.exchange_order_id = order.exchange_order_id
         self.filled = Decimal(0)
         self.fill_ids: set[str] = set()
+        # Value and commission of the fills too: what the bot's cumulative reports are against.
+        self.totals = OrderFills()
+
+    def add_fill(self, fill: Fill) -> None:
+        self.fill_ids.add(fill.fill_id)
+        self.filled += fill.quantity_filled
+        self.totals.add(fill.quantity_filled, fill.fill_price, fill.commission)
 
 
 # A replayed row (kind, payload), or a replayed fill whose order is known but whose
@@ -390,6 +399,8 @@ class Ledger:
         self._by_exchange_id: dict[str, uuid.UUID] = {}
         self._terminal: collections.deque[uuid.UUID] = collections.deque()
         self._cycles: dict[uuid.UUID, Cycle] = {}
+        # The last trades derived, by signal: the bot's own outcome is checked against them.
+        self._recent_trades: collections.OrderedDict[uuid.UUID, Trade] = collections.OrderedDict()
         # Journal replay that needs PostgreSQL's state, which a start without it lacks
         # (_load_pg_state applies it, in journal order, once read): rows for orders or
         # signals only PostgreSQL knows, and fills whose signal's cycle only it knows.
@@ -769,8 +780,7 @@ class Ledger:
                 f"fills total {filled}, more than the order's {order.quantity_ordered}",
             )
         status = _status_after_fill(state.status, filled == order.quantity_ordered)
-        state.filled = filled
-        state.fill_ids.add(fill.fill_id)
+        state.add_fill(fill)
         self._set_status(state, status)
         extra = {
             "order_client_id": order.client_order_id,
@@ -781,6 +791,10 @@ class Ledger:
         trade = self._apply_to_cycle(state, fill, emit=True)
         if trade is not None:
             events.append(("trade", trade))
+            if trade.signal_id is not None:
+                self._recent_trades[trade.signal_id] = trade
+                if len(self._recent_trades) > _KEEP_RECENT_TRADES:
+                    self._recent_trades.popitem(last=False)
         return events
 
     def record_trade(self, trade: Trade) -> None:
@@ -825,6 +839,34 @@ class Ledger:
         handler = LedgerLogHandler(self, level)
         self._log_handlers.append(handler)
         return handler
+
+    def record_refused(self, what: str, event: Mapping[str, Any], reason: str) -> None:
+        """Keep something a caller could not record (the bot bridge's refusals) as a dead
+        letter: journaled now, moved to ``dead_letters`` by the committer, never written."""
+        with self._lock:
+            self._admit()
+            self._push("refused", {"what": what, "reason": reason, "event": event})
+
+    # Views of the state machines for the bot bridge, which reconciles reports against them.
+    def order_view(self, client_order_id: uuid.UUID) -> tuple[Order, str, OrderFills] | None:
+        """The order as recorded, its status now and what its fills add up to (a copy)."""
+        with self._lock:
+            state = self._orders.get(client_order_id)
+            return None if state is None else (state.order, state.status, state.totals.copy())
+
+    def order_by_exchange_id(self, exchange_order_id: str) -> uuid.UUID | None:
+        with self._lock:
+            return self._by_exchange_id.get(exchange_order_id)
+
+    def trade_view(self, signal_id: uuid.UUID) -> Trade | None:
+        """The last trade this process derived for a signal (recent ones only)."""
+        with self._lock:
+            return self._recent_trades.get(signal_id)
+
+    def signal_view(self, signal_id: uuid.UUID) -> Signal | None:
+        with self._lock:
+            state = self._signals.get(signal_id)
+            return None if state is None else state.signal
 
     def load_recovery_state(self) -> RecoveryState:
         """Flush what is pending (briefly), then read the recovery view from PostgreSQL."""
@@ -952,8 +994,9 @@ class Ledger:
                 if open_order.order.client_order_id in self._orders:
                     continue
                 order_state = self._remember_order(open_order.order)
+                for pg_fill in open_order.fills:
+                    order_state.add_fill(pg_fill)
                 order_state.filled = open_order.quantity_filled
-                order_state.fill_ids.update(f.fill_id for f in open_order.fills)
             for cycle in state.open_cycles:
                 self._cycles.setdefault(cycle.signal_id, cycle)
             self._state_loaded = True
@@ -1026,8 +1069,7 @@ class Ledger:
             fill = Fill(**{name: p[name] for name in _FILL_FIELDS})
             state = self._orders.get(uuid.UUID(p["order_client_id"]))
             if state is not None and fill.fill_id not in state.fill_ids:
-                state.fill_ids.add(fill.fill_id)
-                state.filled += fill.quantity_filled
+                state.add_fill(fill)
                 self._set_status(state, p["order_status"])
                 self._apply_to_cycle(state, fill, emit=False)
 
@@ -1232,7 +1274,17 @@ class Ledger:
     async def _commit(
         self, conn: psycopg.AsyncConnection[Any], rows: list[Row]
     ) -> list[tuple[Row, str]]:
-        """Commit one group; on a refused event fall back to one savepoint per event."""
+        """Commit one group; on a refused event fall back to one savepoint per event.
+
+        ``refused`` rows (:meth:`record_refused`) are dead letters from the start.
+        """
+        refused = [
+            (row, str(orjson.loads(row[2])["reason"])) for row in rows if row[1] == "refused"
+        ]
+        if refused:
+            rows = [row for row in rows if row[1] != "refused"]
+            if not rows:
+                return refused
         started = time.perf_counter()
         try:
             ordered = sorted(rows, key=lambda r: KIND_ORDER.get(r[1], -1))
@@ -1247,7 +1299,7 @@ class Ledger:
             dead = await self._commit_one_by_one(conn, rows)
         self._latencies.append((time.perf_counter() - started) * 1000)
         self._batches += 1
-        return dead
+        return dead + refused
 
     async def _commit_one_by_one(
         self, conn: psycopg.AsyncConnection[Any], rows: list[Row]

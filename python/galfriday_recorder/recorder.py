@@ -17,7 +17,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -25,14 +25,28 @@ from types import FrameType, TracebackType
 from typing import Any
 from uuid import UUID
 
+import orjson
 import psutil
 
+from . import vocabulary as vocab
 from ._core import BookTop, InvalidPoint, MarketRecorder, encode_line
 from .config import RecorderConfig, redact, redact_mapping
-from .ledger import Ledger
+from .l2 import l2_fields
+from .ledger import ORDER_TRANSITIONS, Ledger
 from .loghandler import LedgerLogHandler
 from .migrate import migrate
-from .records import Fill, Order, PortfolioSnapshot, Signal, Trade, client_order_uuid
+from .orders import OrderDesk, TradeFill
+from .records import (
+    Fill,
+    LogEntry,
+    Order,
+    PortfolioSnapshot,
+    Signal,
+    Trade,
+    client_order_uuid,
+    dumps,
+    utcnow,
+)
 from .recovery import RecoveryState
 from .runtime import BackgroundLoop
 from .series import SeriesWriter
@@ -90,6 +104,10 @@ class Recorder:
         )
         self.ledger = Ledger(cfg, self._loop)
         self.series = SeriesWriter(cfg, self._loop)
+        self.orders = OrderDesk(
+            self.ledger, cfg.exchange, cfg.orphan_fill_timeout_s, ORDER_TRANSITIONS
+        )
+        self._refused = 0
         self._install_signals = install_signal_handlers
         self._previous_handlers: dict[int, Any] = {}
         self._tasks: list[concurrent.futures.Future[None]] = []
@@ -120,6 +138,7 @@ class Recorder:
             self._tasks = [
                 self._loop.submit(self._drain_market()),
                 self._loop.submit(self._sample_metrics()),
+                self._loop.submit(self._expire_orphan_fills()),
             ]
             if self._install_signals:
                 self._hook_signals()
@@ -300,6 +319,95 @@ class Recorder:
             return self.ledger.record_configuration(content)  # refused there, naming the field
         return self.ledger.record_configuration(redact_mapping(content))
 
+    # -- the bot's own shapes (see bridge.py for its events) ---------------------------
+    def record_execution_report(self, **report: Any) -> None:
+        """One of the bot's cumulative execution reports, in its own words and field names
+        (``exchange_order_id``, ``order_status``, ``quantity_filled``, ``average_fill_price``,
+        ``commission``, ...): the order on first sight, fills for what is new, its status."""
+        self.orders.report(**report)
+
+    def record_exchange_fill(
+        self,
+        *,
+        exchange_order_id: str,
+        fill_id: str,
+        trading_pair: str,
+        side: str,
+        price: Any,
+        quantity: Any,
+        fee: Any = 0,
+        commission_asset: str | None = None,
+        filled_at: Any = None,
+    ) -> None:
+        """One execution by its exchange trade id (the bot's ``FillEvent``); it waits up to
+        ``orphan_fill_timeout_s`` for its order if that has not been reported yet."""
+        self.orders.trade_fill(
+            TradeFill(
+                exchange_order_id=exchange_order_id,
+                fill_id=fill_id,
+                trading_pair=trading_pair,
+                side=vocab.side(side),
+                price=vocab.decimal("price", price),
+                quantity=vocab.decimal("quantity", quantity),
+                fee=vocab.decimal("fee", fee),
+                commission_asset=vocab.commission_asset(commission_asset, trading_pair),
+                filled_at=vocab.timestamp("filled_at", filled_at) if filled_at else utcnow(),
+            )
+        )
+
+    def record_refusal(
+        self,
+        what: str,
+        event: Mapping[str, Any],
+        reason: str,
+        *,
+        signal_id: UUID | None = None,
+        trading_pair: str | None = None,
+    ) -> None:
+        """Something the bot sent that cannot be recorded: a dead letter and a log row."""
+        self._refused += 1
+        self.ledger.record_refused(what, event, reason)
+        self.ledger.record_log(
+            LogEntry(
+                source_module="galfriday_recorder.bridge",
+                log_level="WARNING",
+                message=f"{what} refused, kept in the dead letters: {reason}"[:2000],
+                signal_id=signal_id,
+                trading_pair=trading_pair if trading_pair and len(trading_pair) <= 16 else None,
+                context={"what": what},
+            )
+        )
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        """Everything refused for good: ``{"seq", "kind", "reason", "event"}`` each, oldest
+        first (PostgreSQL's refusals and the bridge's, whose ``kind`` is ``"refused"``)."""
+        out = []
+        for seq, kind, payload, reason in self.ledger.dead_letters():
+            try:
+                event: Any = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                event = payload.decode(errors="replace")
+            if kind == "refused" and isinstance(event, dict):
+                event = event.get("event")
+            out.append({"seq": seq, "kind": kind, "reason": reason, "event": event})
+        return out
+
+    async def _expire_orphan_fills(self) -> None:
+        interval = min(1.0, self.config.orphan_fill_timeout_s / 4)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                for fill in self.orders.expired():
+                    self.record_refusal(
+                        "FillEvent",
+                        orjson.loads(dumps(fill)),
+                        f"its order {fill.exchange_order_id!r} was not reported within "
+                        f"orphan_fill_timeout_s ({self.config.orphan_fill_timeout_s} s)",
+                        trading_pair=fill.trading_pair,
+                    )
+            except Exception:  # the next round tries again; a dead sweep would park forever
+                log.exception("expiring parked fills failed")
+
     def log_handler(self, level: int = logging.INFO) -> LedgerLogHandler:
         return self.ledger.log_handler(level)
 
@@ -342,6 +450,26 @@ class Recorder:
             timestamp,
             market=True,
         )
+
+    def record_l2(
+        self,
+        trading_pair: str,
+        bids: Sequence[Sequence[Any]],
+        asks: Sequence[Sequence[Any]],
+        *,
+        is_snapshot: bool = False,
+        timestamp: Timestamp = None,
+    ) -> None:
+        """A book the bot holds already (levels best first, as ``str``): one ``market_data_l2``
+        point with the core's fields; raw Kraken frames belong in :meth:`on_market_frame`."""
+        fields = l2_fields(
+            bids,
+            asks,
+            is_snapshot=is_snapshot,
+            levels=self.config.l2_levels,
+            imbalance_levels=self.config.imbalance_levels,
+        )
+        self._point("market_data_l2", self._tags(trading_pair), fields, timestamp, market=True)
 
     def record_features(
         self,
@@ -421,7 +549,12 @@ class Recorder:
     # -- self-metrics -----------------------------------------------------
     def stats(self) -> dict[str, float | int]:
         """Every figure the recorder keeps, flat, for the bot's health checks."""
-        out: dict[str, float | int] = {"market_errors": self._market_errors}
+        out: dict[str, float | int] = {
+            "market_errors": self._market_errors,
+            "bridge_refused": self._refused,
+            "orders_parked_fills": self.orders.parked(),
+        }
+        out.update({f"orders_{k}": v for k, v in self.orders.counts.items()})
         for prefix, part in (
             ("market", self.market.stats()),
             ("ledger", self.ledger.stats()),

@@ -10,6 +10,7 @@ README's "Gal-Friday's vocabulary" section is this table in prose.
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -100,6 +101,11 @@ def order_status(word: Any, quantity_filled: Decimal = Decimal(0)) -> str:
     return status
 
 
+def is_unknown(word: Any) -> bool:
+    """The bot's ``UNKNOWN`` status (a per-trade report that knows no order state)."""
+    return isinstance(word, str) and word.strip().upper() == "UNKNOWN"
+
+
 def order_type(word: Any) -> str:
     return _lookup(ORDER_TYPE_WORDS, word, "order_type")
 
@@ -133,11 +139,9 @@ def commission_asset(code: str | None, trading_pair: str) -> str:
     return split_pair(trading_pair)[1] if not code else asset(code, trading_pair)
 
 
-def decimal(field: str, value: Any, *, optional: bool = False) -> Decimal | None:
+def decimal(field: str, value: Any) -> Decimal:
     """``str``, ``int`` or ``Decimal`` exactly; a float is refused (it is already inexact)."""
-    if value is None or (optional and value == ""):
-        if optional:
-            return None
+    if value is None:
         raise ValidationError(field, "is required")
     if isinstance(value, Decimal):
         return value
@@ -147,6 +151,20 @@ def decimal(field: str, value: Any, *, optional: bool = False) -> Decimal | None
         return Decimal(value.strip() if isinstance(value, str) else value)
     except InvalidOperation:
         raise ValidationError(field, f"{value!r} is not a number") from None
+
+
+def optional_decimal(field: str, value: Any) -> Decimal | None:
+    """As :func:`decimal`; ``None`` and ``""`` (the bot's "no price") are no number."""
+    return None if value is None or value == "" else decimal(field, value)
+
+
+def uuid_of(field: str, value: Any) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise ValidationError(field, f"{value!r} is not a UUID") from None
 
 
 def timestamp(field: str, value: Any) -> datetime:
@@ -183,8 +201,11 @@ __all__ = [
     "commission_asset",
     "decimal",
     "exit_reason",
+    "is_unknown",
+    "optional_decimal",
     "order_status",
     "order_type",
     "side",
     "timestamp",
+    "uuid_of",
 ]
