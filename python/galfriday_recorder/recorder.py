@@ -30,10 +30,10 @@ import psutil
 from ._core import BookTop, InvalidPoint, MarketRecorder, encode_line
 from .config import RecorderConfig, redact
 from .ledger import Ledger
+from .ledger.recovery import RecoveryState
 from .loghandler import LedgerLogHandler
 from .migrate import migrate
 from .records import Fill, Order, PortfolioSnapshot, Signal, Trade
-from .recovery import RecoveryState
 from .runtime import BackgroundLoop
 from .series import SeriesWriter
 
