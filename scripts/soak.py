@@ -14,8 +14,8 @@ grew (slope above ``--max-slope-mb-min``), descriptors leaked, queues kept growi
 database did not receive everything, or the rate was not held.
 
 Memory that is not a leak: the ledger keeps up to 100,000 decided signals and 100,000
-finished orders for its state machines (``ledger.py`` ``_KEEP_SIGNALS``,
-``_KEEP_TERMINAL_ORDERS``), measured at about 3 KB of Python heap per trade cycle
+finished orders for its state machines (``ledger/state.py``
+``KEEP_SIGNALS``, ``KEEP_TERMINAL_ORDERS``), measured at about 3 KB of Python heap per trade cycle
 (signal + two orders). The default of 2 cycles/s (7,200 per hour, far busier than the
 bot) adds ~0.36 MB/min for that reason alone; at ``--cycles-per-s 10`` it is ~1.8 MB/min
 until the caps are reached (50,000 cycles), which the slope will show.

@@ -33,6 +33,7 @@ from ._core import BookTop, InvalidPoint, MarketRecorder, encode_line
 from .config import RecorderConfig, redact, redact_mapping
 from .l2 import l2_fields
 from .ledger import ORDER_TRANSITIONS, Ledger
+from .ledger.recovery import RecoveryState
 from .loghandler import LedgerLogHandler
 from .migrate import migrate
 from .orders import OrderDesk, TradeFill
@@ -47,7 +48,6 @@ from .records import (
     dumps,
     utcnow,
 )
-from .recovery import RecoveryState
 from .runtime import BackgroundLoop
 from .series import SeriesWriter
 

@@ -30,7 +30,7 @@ import uuid
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 
-from .records import Fill, Trade, split_pair
+from ..records import Fill, Trade, split_pair
 
 _SCALE = Decimal("1e-18")
 _PRECISION = 80

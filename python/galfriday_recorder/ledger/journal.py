@@ -28,9 +28,11 @@ import sqlite3
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
-from .errors import RecorderError
-from .filelock import lock_exclusive
+from ..errors import RecorderError
+from ..filelock import lock_exclusive
+from ..records import dumps
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -214,3 +216,17 @@ class Journal:
             with contextlib.suppress(FileNotFoundError):
                 total += os.stat(f"{self.path}{suffix}").st_size
         return total
+
+
+def encode_event(kind: str, event: Any) -> tuple[str, bytes]:
+    """Journal form of an event: one flat JSON object (a fill carries its order's fields).
+
+    One that cannot be serialised is journaled as poison, to be dead-lettered.
+    """
+    try:
+        if isinstance(event, tuple):
+            record, extra = event
+            return kind, dumps(extra)[:-1] + b"," + dumps(record)[1:]
+        return kind, dumps(event)
+    except TypeError as exc:
+        return "poison", dumps({"kind": kind, "repr": repr(event)[:10_000], "error": str(exc)})

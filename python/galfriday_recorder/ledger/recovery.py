@@ -14,10 +14,9 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from ..records import Configuration, Fill, Order, PortfolioSnapshot, Signal
 from .cycles import Cycle, FillOrder
-from .records import Configuration, Fill, Order, PortfolioSnapshot, Signal
-
-TERMINAL_ORDER_STATUSES = ("FILLED", "CANCELED", "REJECTED", "EXPIRED")
+from .state import TERMINAL_ORDER_STATUSES
 
 _ORDER_COLUMNS = (
     "o.order_pk, o.quantity_filled, o.client_order_id, o.exchange_order_id, o.signal_id, "
