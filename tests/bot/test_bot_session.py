@@ -409,6 +409,14 @@ def test_a_bot_session_through_the_bus(
             "SL_HIT",
         )
     ]
+    # The HALT close had no signal: it closed the open SELL cycle of s2.
+    # (0.6 - 0.59) * 50 - (0.03 + 0.0295)
+    assert _rows(
+        pg_dsn,
+        "SELECT side, quantity, average_exit_price, realized_pnl, exit_reason FROM trades "
+        "WHERE signal_id = %s",
+        s2,
+    ) == [("SELL", Decimal(50), Decimal("0.59"), Decimal("0.4405"), "SHUTDOWN")]
     signals = dict(_rows(pg_dsn, "SELECT signal_id, status FROM signals"))
     assert signals == {s1: "APPROVED", s2: "APPROVED", s3: "REJECTED"}
     logs = _rows(

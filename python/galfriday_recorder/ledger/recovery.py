@@ -15,7 +15,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from ..records import Configuration, Fill, Order, PortfolioSnapshot, Signal
-from .cycles import Cycle, FillOrder
+from .cycles import Cycle, FillOrder, reduce_cycles
 from .state import TERMINAL_ORDER_STATUSES
 
 _ORDER_COLUMNS = (
@@ -122,7 +122,9 @@ def load_recovery_state(conn: psycopg.Connection[Any]) -> RecoveryState:
 
 
 def _open_cycles(cur: psycopg.Cursor[dict[str, Any]]) -> list[Cycle]:
-    """Re-derive the cycles of signals whose fills do not net to zero."""
+    """Re-derive the cycles of signals whose own fills do not net to zero, with the fills of
+    orders without a signal on their pairs applied as the ledger applied them (fill order,
+    oldest open cycle first: :func:`.cycles.reduce_cycles`)."""
     cur.execute(
         "SELECT s.signal_id, s.side, s.trading_pair, s.exchange, s.strategy_id "
         "FROM signals s JOIN orders o ON o.signal_id = s.signal_id "
@@ -136,11 +138,23 @@ def _open_cycles(cur: psycopg.Cursor[dict[str, Any]]) -> list[Cycle]:
     cur.execute(
         f"SELECT {_FILL_COLUMNS}, o.signal_id, o.order_type, o.exit_reason "
         "FROM fills f JOIN orders o USING (order_pk) WHERE o.signal_id = ANY(%s) "
-        "ORDER BY f.fill_pk",
-        (list(cycles),),
+        "OR (o.signal_id IS NULL AND f.trading_pair = ANY(%s)) ORDER BY f.fill_pk",
+        (list(cycles), sorted({c.trading_pair for c in cycles.values()})),
     )
+    opened: dict[uuid.UUID, Cycle] = {}  # open now, oldest first, as the ledger's were
     for row in cur.fetchall():
-        cycle = cycles[row.pop("signal_id")]
+        signal_id = row.pop("signal_id")
         order = FillOrder(row["client_order_id"], row.pop("order_type"), row.pop("exit_reason"))
-        cycle.apply(_fill(row), order)
+        fill = _fill(row)
+        if signal_id is None:
+            touched, _left = reduce_cycles(list(opened.values()), fill, order)
+            applied = [cycle for cycle, _trade in touched]
+        else:
+            cycle = cycles[signal_id]
+            opened.setdefault(signal_id, cycle)
+            cycle.apply(fill, order)
+            applied = [cycle]
+        for cycle in applied:
+            if cycle.open_quantity == 0:
+                opened.pop(cycle.signal_id, None)
     return [c for c in cycles.values() if c.open_quantity != 0]

@@ -28,7 +28,7 @@ from ..records import (
     SignalStatusUpdate,
     Trade,
 )
-from .cycles import Cycle, FillOrder
+from .cycles import Cycle, FillOrder, reduce_cycles
 
 if TYPE_CHECKING:
     from .recovery import RecoveryState
@@ -302,10 +302,24 @@ class LedgerState:
         return state
 
     def apply_to_cycle(self, state: OrderState, fill: Fill, out: Out | None) -> None:
-        """Add a fill to its signal's cycle; ``out`` gets the trade it closes (None: replay)."""
+        """Add a fill to its signal's cycle; ``out`` gets the trade it closes (None: replay).
+
+        A fill of an order without a signal reduces the open cycles of its pair instead
+        (:func:`.cycles.reduce_cycles`, oldest first).
+        """
         signal = state.signal
         sid = state.order.signal_id
-        if signal is None and sid is not None:
+        order = state.order
+        fill_order = FillOrder(order.client_order_id, order.order_type, order.exit_reason)
+        if sid is None:
+            if not self.loaded:  # the cycles it reduces are PostgreSQL's until it is read
+                self.deferred.append((state, fill))
+                return
+            touched, _left = reduce_cycles(list(self.cycles.values()), fill, fill_order)
+            for reduced, closed in touched:
+                self._closed(reduced, closed, out)
+            return
+        if signal is None:
             if sid in self.signals:  # recorded before its signal was known
                 signal = state.signal = self.signals[sid].signal
             elif not self.loaded:  # a replayed fill: it joins once PostgreSQL is read
@@ -322,20 +336,9 @@ class LedgerState:
                 signal.strategy_id,
             )
             self.cycles[signal.signal_id] = cycle
-        order = state.order
-        trade, excess = cycle.apply(
-            fill, FillOrder(order.client_order_id, order.order_type, order.exit_reason)
-        )
-        if trade is not None or cycle.open_quantity == 0:
-            del self.cycles[signal.signal_id]
-        if out is None:
-            return
-        if trade is not None:
-            out.append(("trade", trade))
-            self.recent_trades[signal.signal_id] = trade
-            if len(self.recent_trades) > KEEP_RECENT_TRADES:
-                self.recent_trades.popitem(last=False)
-        if excess:
+        trade, excess = cycle.apply(fill, fill_order)
+        self._closed(cycle, trade, out)
+        if out is not None and excess:
             out.append(
                 (
                     "log",
@@ -352,6 +355,17 @@ class LedgerState:
                     ),
                 )
             )
+
+    def _closed(self, cycle: Cycle, trade: Trade | None, out: Out | None) -> None:
+        """Forget a cycle that is flat again; ``out`` gets its trade."""
+        if trade is not None or cycle.open_quantity == 0:
+            del self.cycles[cycle.signal_id]
+        if out is None or trade is None:
+            return
+        out.append(("trade", trade))
+        self.recent_trades[cycle.signal_id] = trade
+        if len(self.recent_trades) > KEEP_RECENT_TRADES:
+            self.recent_trades.popitem(last=False)
 
     # -- rebuilding (start, PostgreSQL read) ------------------------------------------------
 
