@@ -31,9 +31,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
+import orjson
+
 from . import vocabulary as vocab
 from .executions import FillDelta, OrderFills, from_report, from_trade
-from .records import Fill, Order, Signal, client_order_uuid, utcnow
+from .records import Fill, Order, Signal, client_order_uuid, dumps, utcnow
 
 PLACEHOLDER_EXCHANGE_IDS = frozenset({"", "UNKNOWN", "NO_EXCHANGE_ID", "NONE"})
 SHARED_CLIENT_IDS = frozenset({"", "HALT_CLOSE"})
@@ -64,6 +66,8 @@ class OrderLedger(Protocol):
     def order_view(self, client_order_id: uuid.UUID) -> tuple[Order, str, OrderFills] | None: ...
     def order_by_exchange_id(self, exchange_order_id: str) -> uuid.UUID | None: ...
     def signal_view(self, signal_id: uuid.UUID) -> Signal | None: ...
+    def park(self, fill_key: str, exchange_order_id: str, payload: bytes) -> None: ...
+    def unpark(self, fill_keys: list[str]) -> None: ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -79,6 +83,10 @@ class TradeFill:
     fee: Decimal
     commission_asset: str
     filled_at: datetime
+
+    @property
+    def key(self) -> str:
+        return f"{self.exchange_order_id}:{self.fill_id}"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -163,6 +171,12 @@ class OrderDesk:
                 )
             else:
                 order = view[0]
+            # Fills that came first are older than this report: they go in first.
+            if eid is not None and eid in self._parked:
+                waiting = self._parked.pop(eid)
+                for parked in waiting:
+                    self._trade(order, parked.fill)
+                self._ledger.unpark([p.fill.key for p in waiting])
             key = eid or order.exchange_order_id or str(order.client_order_id)
             self._record(
                 order,
@@ -172,9 +186,6 @@ class OrderDesk:
                 "report_fills",
                 eid,
             )
-            if eid is not None:
-                for parked in self._parked.pop(eid, []):
-                    self._trade(order, parked.fill)
             if status is not None:
                 self._status(order, status, eid, error_message, at)
 
@@ -184,11 +195,23 @@ class OrderDesk:
             cid = self._ledger.order_by_exchange_id(fill.exchange_order_id)
             view = None if cid is None else self._ledger.order_view(cid)
             if view is None:
-                deadline = time.monotonic() + self._orphan_timeout_s
-                self._parked.setdefault(fill.exchange_order_id, []).append(Parked(fill, deadline))
-                self.counts["fills_parked"] += 1
+                self._ledger.park(fill.key, fill.exchange_order_id, dumps(fill))
+                self._park(fill, time.monotonic() + self._orphan_timeout_s)
                 return
             self._trade(view[0], fill)
+
+    def restore(self, parked: list[tuple[str, str, bytes, float]]) -> None:
+        """Fills journaled as waiting before a restart wait again, for what is left of
+        their time (or go at the next sweep)."""
+        now, wall = time.monotonic(), time.time()
+        with self._lock:
+            for _key, _eid, payload, parked_at in parked:
+                fill = TradeFill(**_fill_fields(orjson.loads(payload)))
+                self._park(fill, now + max(parked_at + self._orphan_timeout_s - wall, 0.0))
+
+    def _park(self, fill: TradeFill, deadline: float) -> None:
+        self._parked.setdefault(fill.exchange_order_id, []).append(Parked(fill, deadline))
+        self.counts["fills_parked"] += 1
 
     def close_position(self, trading_pair: str) -> None:
         """A close command for a pair: its next signal-less order exits with ``SHUTDOWN``."""
@@ -208,6 +231,7 @@ class OrderDesk:
                 else:
                     del self._parked[eid]
             self.counts["fills_expired"] += len(out)
+        self._ledger.unpark([fill.key for fill in out])
         return out
 
     def parked(self) -> int:
@@ -316,6 +340,16 @@ class OrderDesk:
             error_message=error or None,
             updated_at=at,
         )
+
+
+def _fill_fields(p: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **p,
+        "price": Decimal(p["price"]),
+        "quantity": Decimal(p["quantity"]),
+        "fee": Decimal(p["fee"]),
+        "filled_at": datetime.fromisoformat(p["filled_at"]),
+    }
 
 
 def _exchange_id(value: str | None) -> str | None:

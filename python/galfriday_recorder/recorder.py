@@ -134,6 +134,7 @@ class Recorder:
                     log.warning("migrations not applied at start: %s", redact(str(exc)))
             self._loop.start()
             self.ledger.start()
+            self.orders.restore(self.ledger.parked())
             self.series.start()
             self._tasks = [
                 self._loop.submit(self._drain_market()),

@@ -354,6 +354,20 @@ class Ledger:
             self._admit()
             self._push(REFUSED_KIND, {"what": what, "reason": reason, "event": event})
 
+    def park(self, fill_key: str, exchange_order_id: str, payload: bytes) -> None:
+        """Journal a fill that waits for its order (the loop thread writes it, at once)."""
+        self._bg.loop.call_soon_threadsafe(
+            self._writer.journal.park, fill_key, exchange_order_id, payload, time.time()
+        )
+
+    def unpark(self, fill_keys: list[str]) -> None:
+        if fill_keys:
+            self._bg.loop.call_soon_threadsafe(self._writer.journal.unpark, fill_keys)
+
+    def parked(self) -> list[tuple[str, str, bytes, float]]:
+        """The journaled waiting fills: (key, exchange order id, payload, wall-clock time)."""
+        return self._bg.submit(_call(self._writer.journal.parked)).result()
+
     # Views of the state machines for the bot bridge, which reconciles reports against them.
     def order_view(self, client_order_id: uuid.UUID) -> tuple[Order, str, OrderFills] | None:
         """The order as recorded, its status now and what its fills add up to (a copy)."""

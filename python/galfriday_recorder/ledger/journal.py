@@ -47,6 +47,12 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     error     TEXT NOT NULL,
     failed_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS parked (
+    fill_key          TEXT PRIMARY KEY,
+    exchange_order_id TEXT NOT NULL,
+    payload           BLOB NOT NULL,
+    parked_at         REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -192,6 +198,23 @@ class Journal:
     def dead_letters(self) -> list[tuple[int, str, bytes, str]]:
         return self.db.execute(
             "SELECT seq, kind, payload, error FROM dead_letters ORDER BY seq"
+        ).fetchall()
+
+    # Fills that came before their order (the bot bridge's): kept here until the order
+    # is reported or they are refused, so a restart does not lose them.
+    def park(self, fill_key: str, exchange_order_id: str, payload: bytes, at: float) -> None:
+        self.db.execute(
+            "INSERT OR IGNORE INTO parked (fill_key, exchange_order_id, payload, parked_at) "
+            "VALUES (?, ?, ?, ?)",
+            (fill_key, exchange_order_id, payload, at),
+        )
+
+    def unpark(self, fill_keys: list[str]) -> None:
+        self.db.executemany("DELETE FROM parked WHERE fill_key = ?", [(k,) for k in fill_keys])
+
+    def parked(self) -> list[tuple[str, str, bytes, float]]:
+        return self.db.execute(
+            "SELECT fill_key, exchange_order_id, payload, parked_at FROM parked ORDER BY parked_at"
         ).fetchall()
 
     def wal_bytes(self) -> int:
