@@ -85,7 +85,8 @@ def test_an_orphan_fill_is_refused_after_the_timeout_even_across_a_restart(
     assert "OP-2" in dead[0]["reason"]
     with psycopg.connect(pg_dsn) as conn:
         logged = conn.execute(
-            "SELECT log_level, trading_pair FROM system_logs WHERE message LIKE 'FillEvent refused%%'"
+            "SELECT log_level, trading_pair FROM system_logs "
+            "WHERE message LIKE 'FillEvent refused%%'"
         ).fetchall()
         fills = conn.execute("SELECT count(*) FROM fills").fetchone()
     assert logged == [("WARNING", PAIR)]
