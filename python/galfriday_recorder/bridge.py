@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import uuid
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -300,8 +301,15 @@ class BotBridge:
                 order_pk=order_pk,
                 context=_plain(context) or None,
                 log_timestamp=vocab.timestamp("timestamp", e.timestamp),
+                log_id=_event_id(e),
             )
         )
+
+
+def _event_id(event: Any) -> uuid.UUID:
+    """The bot's own event id as the row's id: handling one event twice writes one row."""
+    event_id = getattr(event, "event_id", None)
+    return event_id if isinstance(event_id, uuid.UUID) else uuid.uuid4()
 
 
 def _name(event: Any) -> str:

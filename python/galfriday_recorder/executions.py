@@ -43,7 +43,9 @@ class OrderFills:
     trade_ids: set[str] = dataclasses.field(default_factory=set)
 
     def copy(self) -> OrderFills:
-        return dataclasses.replace(self, trade_ids=set(self.trade_ids))
+        return OrderFills(
+            self.quantity, self.value, self.commission, self.covered, set(self.trade_ids)
+        )
 
     def add(self, quantity: Decimal, price: Decimal, commission: Decimal) -> None:
         self.quantity += quantity

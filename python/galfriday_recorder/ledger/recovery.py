@@ -157,4 +157,5 @@ def _open_cycles(cur: psycopg.Cursor[dict[str, Any]]) -> list[Cycle]:
         for cycle in applied:
             if cycle.open_quantity == 0:
                 opened.pop(cycle.signal_id, None)
-    return [c for c in cycles.values() if c.open_quantity != 0]
+    # Oldest first, as the ledger held them: the next fill without a signal depends on it.
+    return [c for c in opened.values() if c.open_quantity != 0]
