@@ -170,10 +170,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"(synthetic market generation included)"
     )
     print(
+        f"through the bot bridge: {stats['bridge_refused']} events refused, "
+        f"{stats.get('orders_report_fills', 0)} fills from cumulative reports, "
+        f"{stats.get('orders_trade_fills_covered', 0)} per-trade fills already covered"
+    )
+    print(
         f"flushed: ledger committed={report.ledger_committed}, "
         f"series written={report.series_written}"
     )
-    return 0 if report and tables["trades"] > 0 else 1
+    return 0 if report and tables["trades"] > 0 and not stats["bridge_refused"] else 1
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
