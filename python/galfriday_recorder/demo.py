@@ -101,6 +101,8 @@ class DemoStrategy:
         self._next_bot_metrics_ns = 0
         self._exchange_ids = 0
         self._fills = 0
+        # Exchange order and trade ids are unique on the exchange: one run's own prefix.
+        self._run = f"{self.rng.getrandbits(24):06X}"
         self.bridge = BotBridge(rec)
         # Per exchange order id: quantity, value and fees filled so far (the bot's report).
         self._filled: dict[str, tuple[Decimal, Decimal, Decimal]] = {}
@@ -263,7 +265,7 @@ class DemoStrategy:
         prefix = {"TAKE_PROFIT": "gf-tp", "STOP_LOSS": "gf-sl"}.get(order_type, "gf")
         order = Order(
             client_order_ref=f"{prefix}-{str(signal_id)[:8]}-{now_ns // 1000}{self._exchange_ids}",
-            exchange_order_id=f"O{self._exchange_ids:06d}-DEMO",
+            exchange_order_id=f"O{self._run}-{self._exchange_ids:06d}",
             trading_pair=pair,
             exchange="kraken",
             side=side,
@@ -312,7 +314,7 @@ class DemoStrategy:
         self._fills += 1
         fill = FillEvent(
             order_id=order.exchange_order_id,
-            fill_id=f"T{self._fills:07d}-DEMO",
+            fill_id=f"T{self._run}-{self._fills:07d}",
             trading_pair=order.trading_pair,
             side=order.side,
             price=price,
