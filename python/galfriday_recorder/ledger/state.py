@@ -92,6 +92,14 @@ class OrderState:
 Deferred = tuple[str, dict[str, Any]] | tuple[OrderState, Fill]
 
 
+class SignalNotLoaded(RecorderError):
+    """A fill's order is known but its signal (and so its cycle) is only in PostgreSQL."""
+
+    def __init__(self, signal_id: uuid.UUID) -> None:
+        super().__init__(f"signal {signal_id} is not loaded")
+        self.signal_id = signal_id
+
+
 def status_after_fill(status: str, complete: bool) -> str:
     if status in TERMINAL:  # e.g. a fill reported after the cancel: the status stands
         return status
@@ -186,13 +194,23 @@ class LedgerState:
         self.set_status(state, status)
         out.append(("order_update", update))
 
-    def fill(self, fill: Fill, out: Out) -> None:
-        """Validate and apply a fill: its event and the trade it closes; none if a duplicate."""
+    def fill(self, fill: Fill, out: Out, *, need_signal: bool = True) -> None:
+        """Validate and apply a fill: its event and the trade it closes; none if a duplicate.
+
+        Raises :class:`SignalNotLoaded`, before any change, if the order's signal is not
+        in memory (unless ``need_signal`` is false: then the fill joins no cycle).
+        """
         state = self.order_of(fill)
         if fill.fill_id in state.fill_ids:
             self.duplicates += 1
             return
         order = state.order
+        if state.signal is None and order.signal_id is not None:
+            known = self.signals.get(order.signal_id)
+            if known is not None:
+                state.signal = known.signal
+            elif need_signal:
+                raise SignalNotLoaded(order.signal_id)
         for name in ("side", "trading_pair", "exchange"):
             if getattr(fill, name) != getattr(order, name):
                 raise ValidationError(
@@ -294,11 +312,8 @@ class LedgerState:
         """Add a fill to its signal's cycle; ``out`` gets the trade it closes (None: replay)."""
         signal = state.signal
         sid = state.order.signal_id
-        if signal is None and sid is not None:
-            if sid in self.signals:  # recorded before its signal was known
-                signal = state.signal = self.signals[sid].signal
-            elif not self.loaded:  # a replayed fill: it joins once PostgreSQL is read
-                self.deferred.append((state, fill))
+        if signal is None and sid is not None and sid in self.signals:
+            signal = state.signal = self.signals[sid].signal  # recorded before its signal
         if signal is None:
             return
         cycle = self.cycles.get(signal.signal_id)
@@ -340,6 +355,24 @@ class LedgerState:
             )
 
     # -- rebuilding (start, PostgreSQL read) ------------------------------------------------
+
+    def missing_signals(self) -> set[uuid.UUID]:
+        """Signals of deferred fills whose orders are known but whose signals are not."""
+        return {
+            item[0].order.signal_id
+            for item in self.deferred
+            if isinstance(item[0], OrderState)
+            and item[0].order.signal_id is not None
+            and item[0].order.signal_id not in self.signals
+        }
+
+    def take_signals(self, signals: list[Signal], cycles: list[Cycle]) -> None:
+        """Signals (and their open cycles) read from PostgreSQL on demand; known ones win."""
+        for signal in signals:
+            if signal.signal_id not in self.signals:
+                self.remember_signal(signal, signal.status)
+        for cycle in cycles:
+            self.cycles.setdefault(cycle.signal_id, cycle)
 
     def seed(self, recovered: RecoveryState, stored: set[tuple[str, str]]) -> None:
         """Take in PostgreSQL's state; what is already known wins (it is newer). Then apply
@@ -415,7 +448,10 @@ class LedgerState:
                 state.fill_ids.add(fill.fill_id)
                 state.filled += fill.quantity_filled
                 self.set_status(state, p["order_status"])
-                self.apply_to_cycle(state, fill, None)
+                if self.loaded:
+                    self.apply_to_cycle(state, fill, None)
+                else:  # PostgreSQL may hold it already, and then its cycle does
+                    self.deferred.append((state, fill))
 
 
 def _refuse(
