@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -185,3 +186,35 @@ def test_reduce_cycles_matches_an_independent_allocation(
         if trade is not None:
             assert trade.total_commission == (fee * take / qty).quantize(Decimal("1e-18"))
             assert trade.signal_id == sid
+
+
+def test_a_close_while_postgres_is_down_waits_for_the_cycles_it_reduces(
+    recorder_config: Callable[..., RecorderConfig], pg_dsn: str, pg_service: Any
+) -> None:
+    """A restart before PostgreSQL is back does not see the open cycles: a fill without a
+    signal is recorded at once, and reduces them once PostgreSQL has been read."""
+    if pg_service is None:
+        pytest.skip("needs the embedded PostgreSQL to stop and start it")
+    cfg = recorder_config()
+    a = _signal("SELL", 0)
+    with Recorder(cfg) as rec:
+        rec.record_signal(a)
+        entry = _order("SELL", "5", a, "e-a")
+        rec.record_order(entry)
+        rec.record_fill(_fill(entry, "5", "2", "0", 1))
+        assert rec.flush(30)
+    pg_service.stop()
+    try:
+        rec = Recorder(cfg.replace(apply_migrations=False)).start()
+        close = _order("BUY", "5", None, "halt-1", exit_reason="SHUTDOWN")
+        rec.record_order(close)
+        rec.record_fill(_fill(close, "5", "1.5", "0.05", 2))
+    finally:
+        pg_service.start()
+    try:
+        assert rec.flush(60)
+    finally:
+        rec.close(timeout=30)
+    assert _trades(pg_dsn) == {
+        a.signal_id: (Decimal(5), Decimal("1.5"), Decimal("0.05"), Decimal("2.45"), "SHUTDOWN")
+    }

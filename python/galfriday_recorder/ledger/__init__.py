@@ -18,6 +18,7 @@ and then from the journal.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
@@ -48,12 +49,12 @@ from ..records import (
     canonical_json,
 )
 from ..runtime import BackgroundLoop
-from .held import Held, apply_held, held_refusal, order_keys
-from .journal import Journal, Row, encode_event
-from .recovery import RecoveryState, load_recovery_state
+from .held import Held, apply_held, held_refusal, missing_signal, order_keys
+from .journal import GROUP, Journal, Row, encode_event, encode_group
+from .recovery import RecoveryState, load_recovery_state, load_signals, missing_trades
 from .sql import KIND_ORDER, STATEMENTS, STORED_FILLS, Bulk
-from .state import ORDER_TRANSITIONS, LedgerState, Out, replayed_fill_id
-from .writer import HELD, NOTHING, REFUSED_KIND, Writer, percentile
+from .state import ORDER_TRANSITIONS, LedgerState, Out, SignalNotLoaded, replayed_fill_id
+from .writer import HELD, MANY, NOTHING, REFUSED_KIND, Writer, percentile
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -77,7 +78,7 @@ class Ledger:
             config,
             Journal(config.journal_path),
             resolve=self._resolve_held,
-            load_state=self._load_pg_state,
+            load_state=self._load_pg_state_later,
             state_loaded=lambda: self._state.loaded,
         )
         self._queue = self._writer.queue
@@ -97,29 +98,56 @@ class Ledger:
         if self._closed:
             raise RecorderError("a closed ledger cannot be restarted; make a new one")
         self._writer.open()
-        self._load_pg_state(connect_timeout=2)
+        # The journal first: its fills join their cycles once PostgreSQL says which it
+        # already holds (a crash after its commit, before the journal forgot them).
         self._replay_journal_into_state()
+        rederived = self._load_pg_state(connect_timeout=2)
         self._bg.start()
         self._writer.wake_soon = self._bg.loop.call_soon_threadsafe
         self._bg.submit(self._writer.start_tasks()).result()
         self._started = True
+        self._push_rederived(rederived)
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every event accepted so far is committed to PostgreSQL (or dead-lettered).
+        """Wait until every event accepted before the call, and everything derived from it
+        (the trade of a held fill once resolved, the log row of a refused one), is
+        committed to PostgreSQL or dead-lettered.
 
-        Returns False if that did not happen within ``timeout`` seconds.
+        Returns False, logging what is still missing, if that did not happen within
+        ``timeout`` seconds.
         """
-        writer = self._writer
         if not self._started:
-            return writer.pending_events == 0
+            return self._writer.pending_events == 0
+        if self._wait(lambda w, target: w.done_seq >= target, timeout):
+            return True
+        w = self._writer
+        log.warning(
+            "ledger flush timed out: %d event(s) not yet in PostgreSQL (%d held for its state, "
+            "%d not yet journaled); PostgreSQL %s",
+            w.pending_events + len(self._queue),
+            self._held.pending,
+            len(self._queue),
+            "connected" if w.pg_connected else "unreachable",
+        )
+        return False
+
+    def wait_journaled(self, timeout: float | None = None) -> bool:
+        """Wait until every event accepted so far is acknowledged: in the journal, where a
+        crash or ``kill -9`` cannot lose it. False if not within ``timeout`` seconds."""
+        if not self._started:
+            return not self._queue
+        return self._wait(lambda w, target: w.journal.last_seq >= target, timeout)
+
+    def _wait(self, reached: Callable[[Writer, int], bool], timeout: float | None) -> bool:
         if self._bg.in_loop_thread():
-            raise RecorderError("flush() would deadlock on the ledger's own loop thread")
+            raise RecorderError("waiting on the ledger's own loop thread would deadlock")
         with self._lock:
-            target = writer.base_seq + self._accepted
+            target = self._writer.base_seq + self._accepted
         deadline = None if timeout is None else time.monotonic() + timeout
+        writer = self._writer
         with writer.done_cond:
-            while writer.done_seq < target:
-                if self._closed:  # the writer is gone: nothing more will commit here
+            while not reached(writer, target):
+                if self._closed:  # the writer is gone: nothing more will happen here
                     return False
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
@@ -197,8 +225,12 @@ class Ledger:
             writer.wake_soon(writer.wake)
 
     def _push_all(self, out: Out) -> None:
-        for kind, event in out:
-            self._push(kind, event)
+        """The events of one call, journaled in one transaction (a fill with its trade)."""
+        if len(out) == 1:
+            self._push(*out[0])
+        elif out:
+            self._push(MANY, out)
+            self._accepted += len(out) - 1
 
     def _holding(self) -> bool:
         """Whether a call may have to be held (the common case answers no at once)."""
@@ -301,6 +333,11 @@ class Ledger:
                     return
             try:
                 self._state.fill(fill, out)
+            except SignalNotLoaded:  # its cycle is rebuilt from PostgreSQL's fills first
+                state, _known = self._state.fill_order(fill)
+                keys = order_keys(fill.client_order_id, fill.exchange_order_id, state)
+                self._held.hold(keys)
+                self._push(HELD, (fill, {"held": "fill", "held_keys": keys}))
             finally:
                 self._push_all(out)
 
@@ -401,29 +438,47 @@ class Ledger:
 
     # -- state from PostgreSQL and the journal (start, or the loop thread) ------------------
 
-    def _load_pg_state(self, connect_timeout: int) -> None:
-        """Seed the state machines from PostgreSQL; what is already known wins (it is newer)."""
+    def _load_pg_state(self, connect_timeout: int) -> list[Trade]:
+        """Seed the state machines from PostgreSQL, then apply the journal replay that waited
+        for it; return the trades stored fills close that no row holds (to be written)."""
         with self._lock:
             waiting = [replayed_fill_id(item) for item in self._state.deferred]
+            missing = self._state.missing_signals()
         try:
-            with psycopg.connect(self._config.pg_conninfo, connect_timeout=connect_timeout) as conn:
+            with psycopg.connect(
+                self._config.pg_conninfo, connect_timeout=connect_timeout, autocommit=True
+            ) as conn:
                 recovered = load_recovery_state(conn)
                 stored = set(conn.execute(STORED_FILLS, ([f for f in waiting if f],)).fetchall())
+                extra = load_signals(conn, missing - {s.signal_id for s in recovered.signals})
+                rederived = missing_trades(conn)
         except psycopg.Error as exc:
             log.warning(
                 "ledger state not loaded from PostgreSQL yet (%s): %s",
                 redact(self._config.pg_dsn),
                 redact(str(exc)).strip(),
             )
-            return
+            return []
         with self._lock:
-            self._state.seed(recovered, stored)
+            self._state.take_signals(extra.signals, extra.cycles)
+            exits = self._state.seed(recovered, stored)
+        if rederived:
+            log.warning(
+                "ledger: %d trade(s) that stored fills close had no trades row; re-derived",
+                len(rederived),
+            )
+        return rederived + exits
+
+    def _load_pg_state_later(self, connect_timeout: int) -> None:
+        """The writer's first connection after a start without PostgreSQL."""
+        self._push_rederived(self._load_pg_state(connect_timeout))
+
+    def _push_rederived(self, trades: list[Trade]) -> None:
+        with self._lock:
+            self._push_all([("trade", trade) for trade in trades])
 
     def _replay_journal_into_state(self) -> None:
-        """Apply journaled, uncommitted events to the state machines (nothing is re-emitted).
-
-        Events that PostgreSQL already had are recognised (known ids, fill ids) and skipped.
-        """
+        """Apply journaled, uncommitted events to the state machines (nothing is re-emitted)."""
         journal, after = self._writer.journal, self._writer.done_seq
         while rows := journal.pending(after, _REPLAY_BATCH):
             for _seq, kind, payload in rows:
@@ -431,17 +486,44 @@ class Ledger:
                     p = orjson.loads(payload)
                     if kind == HELD:  # validated once PostgreSQL's state is in
                         self._held.hold(p["held_keys"])
+                    elif kind == GROUP:
+                        for k, event in p:
+                            self._state.replay(k, event)
                     else:
                         self._state.replay(kind, p)
             after = rows[-1][0]
 
-    def _resolve_held(self, rows: list[Row], stored: set[tuple[str, str]]) -> list[Row]:
-        """Validate held events now that PostgreSQL's state is in, in journal order.
+    async def _resolve_held(self, rows: list[Row]) -> list[Row]:
+        """Validate held events now that PostgreSQL's state is in, in journal order."""
+        loop = asyncio.get_running_loop()
+        stored, trades = await loop.run_in_executor(None, self._read_for_held, rows)
+        return self._rewrite_held(rows, stored, trades)
 
-        Each becomes, in place (same seq), the event its call would have made; one
-        already applied becomes nothing; one refused becomes nothing too, and goes to
-        the dead letters with a system_logs row saying why (its caller had no error).
-        """
+    def _read_for_held(self, rows: list[Row]) -> tuple[set[tuple[str, str]], list[Trade]]:
+        """What resolving needs from PostgreSQL: which held fills it already has, and the
+        signals (cycles rebuilt from their fills) the held fills name that memory lacks."""
+        fills = [
+            p
+            for _s, kind, payload in rows
+            if kind == HELD and (p := orjson.loads(payload))["held"] == "fill"
+        ]
+        with self._lock:
+            missing = {sid for p in fills if (sid := missing_signal(self._state, p)) is not None}
+        with psycopg.connect(self._config.pg_dsn, connect_timeout=5, autocommit=True) as conn:
+            ids = [p["fill_id"] for p in fills]
+            stored = set(conn.execute(STORED_FILLS, (ids,)).fetchall()) if ids else set()
+            loaded = load_signals(conn, missing)
+        with self._lock:
+            self._state.take_signals(loaded.signals, loaded.cycles)
+        return stored, loaded.trades
+
+    def _rewrite_held(
+        self, rows: list[Row], stored: set[tuple[str, str]], trades: list[Trade]
+    ) -> list[Row]:
+        """Each held row becomes, in place (same seq), the events its call would have made,
+        as one row (a fill and its trade commit together); one already applied becomes
+        nothing; one refused goes to the dead letters and becomes the system_logs row
+        saying why (its caller had no error). ``trades``: re-derived ones, with the first."""
         out_rows: list[Row] = []
         rewritten: list[Row] = []
         refused: list[tuple[Row, str]] = []
@@ -453,18 +535,21 @@ class Ledger:
                 continue
             held = orjson.loads(payload)
             call, keys = held.pop("held"), held.pop("held_keys")
-            events: Out = []
+            events: Out = [("trade", trade) for trade in trades]
+            trades = []
             with self._lock:
                 self._held.release(keys)
                 try:
                     apply_held(self._state, call, held, stored, events)
                 except (RecorderError, ValueError, TypeError, KeyError) as exc:
                     refused.append((row, f"{type(exc).__name__}: {exc}"))
-                    self._push_all(events)
-                    self._push("log", held_refusal(seq, call, exc))
-                    events = []
-                self._push_all(events[1:])
-            new = (seq, *encode_event(*events[0])) if events else (seq, NOTHING, payload)
+                    events.append(("log", held_refusal(seq, call, exc)))
+            if not events:
+                new: Row = (seq, NOTHING, payload)
+            elif len(events) == 1:
+                new = (seq, *encode_event(*events[0]))
+            else:
+                new = (seq, *encode_group(events))
             writer.pending_bytes += len(new[2]) - len(payload)
             rewritten.append(new)
             out_rows.append(new)

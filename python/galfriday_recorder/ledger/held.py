@@ -66,8 +66,8 @@ def apply_held(
     in ``stored``, a status the order or signal already has) causes nothing."""
     if call == "fill":
         fill = Fill(**{name: held[name] for name in FILL_FIELDS})
-        if (fill.exchange, fill.fill_id) not in stored:
-            state.fill(fill, out)
+        if (fill.exchange, fill.fill_id) not in stored:  # a signal PostgreSQL lacks: no cycle
+            state.fill(fill, out, need_signal=False)
     elif call == "order_update":
         update = OrderUpdate(**held)
         order = state.orders.get(update.client_order_id)
@@ -80,6 +80,17 @@ def apply_held(
             state.signal_status(status, out)
     else:
         raise ValidationError("held", f"unknown held call {call!r}")
+
+
+def missing_signal(state: LedgerState, held: dict[str, Any]) -> uuid.UUID | None:
+    """The signal a held fill's known order belongs to, if memory does not hold it."""
+    cid = held["client_order_id"]
+    order = state.orders.get(uuid.UUID(cid)) if cid else None
+    if order is None and held["exchange_order_id"]:
+        known = state.by_exchange_id.get(held["exchange_order_id"])
+        order = state.orders.get(known) if known else None
+    sid = order.order.signal_id if order is not None else None
+    return sid if sid is not None and sid not in state.signals else None
 
 
 def held_refusal(seq: int, call: str, exc: Exception) -> LogEntry:

@@ -253,17 +253,6 @@ async def write(cur: psycopg.AsyncCursor[Any], kind: str, events: list[Event]) -
 
 STORED_FILLS = "SELECT exchange, fill_id FROM fills WHERE fill_id = ANY(%s)"
 
-
-async def stored_fills(
-    conn: psycopg.AsyncConnection[Any], fill_ids: list[str]
-) -> set[tuple[str, str]]:
-    """``(exchange, fill_id)`` of the fills among ``fill_ids`` that PostgreSQL already has."""
-    if not fill_ids:
-        return set()
-    cur = await conn.execute(STORED_FILLS, (fill_ids,))
-    return {(exchange, fill_id) for exchange, fill_id in await cur.fetchall()}
-
-
 _DEAD_LETTER_NAMESPACE = uuid.UUID("0b9c1f64-0d7e-4d8e-a1c3-62b4c1de7a55")
 
 

@@ -102,6 +102,14 @@ class OrderState:
 Deferred = tuple[str, dict[str, Any]] | tuple[OrderState, Fill]
 
 
+class SignalNotLoaded(RecorderError):
+    """A fill's order is known but its signal (and so its cycle) is only in PostgreSQL."""
+
+    def __init__(self, signal_id: uuid.UUID) -> None:
+        super().__init__(f"signal {signal_id} is not loaded")
+        self.signal_id = signal_id
+
+
 def status_after_fill(status: str, complete: bool) -> str:
     if status in TERMINAL:  # e.g. a fill reported after the cancel: the status stands
         return status
@@ -198,13 +206,23 @@ class LedgerState:
         self.set_status(state, status)
         out.append(("order_update", update))
 
-    def fill(self, fill: Fill, out: Out) -> None:
-        """Validate and apply a fill: its event and the trade it closes; none if a duplicate."""
+    def fill(self, fill: Fill, out: Out, *, need_signal: bool = True) -> None:
+        """Validate and apply a fill: its event and the trade it closes; none if a duplicate.
+
+        Raises :class:`SignalNotLoaded`, before any change, if the order's signal is not
+        in memory (unless ``need_signal`` is false: then the fill joins no cycle).
+        """
         state = self.order_of(fill)
         if fill.fill_id in state.fill_ids:
             self.duplicates += 1
             return
         order = state.order
+        if state.signal is None and order.signal_id is not None:
+            known = self.signals.get(order.signal_id)
+            if known is not None:
+                state.signal = known.signal
+            elif need_signal:
+                raise SignalNotLoaded(order.signal_id)
         for name in ("side", "trading_pair", "exchange"):
             if getattr(fill, name) != getattr(order, name):
                 raise ValidationError(
@@ -312,18 +330,15 @@ class LedgerState:
         order = state.order
         fill_order = FillOrder(order.client_order_id, order.order_type, order.exit_reason)
         if sid is None:
-            if not self.loaded:  # the cycles it reduces are PostgreSQL's until it is read
+            if not self.loaded:  # the pair's open cycles are PostgreSQL's until it is read
                 self.deferred.append((state, fill))
                 return
             touched, _left = reduce_cycles(list(self.cycles.values()), fill, fill_order)
             for reduced, closed in touched:
                 self._closed(reduced, closed, out)
             return
-        if signal is None:
-            if sid in self.signals:  # recorded before its signal was known
-                signal = state.signal = self.signals[sid].signal
-            elif not self.loaded:  # a replayed fill: it joins once PostgreSQL is read
-                self.deferred.append((state, fill))
+        if signal is None and sid in self.signals:
+            signal = state.signal = self.signals[sid].signal  # recorded before its signal
         if signal is None:
             return
         cycle = self.cycles.get(signal.signal_id)
@@ -369,9 +384,28 @@ class LedgerState:
 
     # -- rebuilding (start, PostgreSQL read) ------------------------------------------------
 
-    def seed(self, recovered: RecoveryState, stored: set[tuple[str, str]]) -> None:
+    def missing_signals(self) -> set[uuid.UUID]:
+        """Signals of deferred fills whose orders are known but whose signals are not."""
+        return {
+            item[0].order.signal_id
+            for item in self.deferred
+            if isinstance(item[0], OrderState)
+            and item[0].order.signal_id is not None
+            and item[0].order.signal_id not in self.signals
+        }
+
+    def take_signals(self, signals: list[Signal], cycles: list[Cycle]) -> None:
+        """Signals (and their open cycles) read from PostgreSQL on demand; known ones win."""
+        for signal in signals:
+            if signal.signal_id not in self.signals:
+                self.remember_signal(signal, signal.status)
+        for cycle in cycles:
+            self.cycles.setdefault(cycle.signal_id, cycle)
+
+    def seed(self, recovered: RecoveryState, stored: set[tuple[str, str]]) -> list[Trade]:
         """Take in PostgreSQL's state; what is already known wins (it is newer). Then apply
-        the replay that waited for it; ``stored`` are the waiting fills PostgreSQL has."""
+        the replay that waited for it; ``stored`` are the waiting fills PostgreSQL has.
+        Returns the trades that waiting fills without a signal close (to be written)."""
         for signal in recovered.signals:
             if signal.signal_id not in self.signals:
                 self.remember_signal(signal, signal.status)
@@ -385,24 +419,29 @@ class LedgerState:
         for cycle in recovered.open_cycles:
             self.cycles.setdefault(cycle.signal_id, cycle)
         self.loaded = True
-        self._replay_deferred(stored)
+        return self._replay_deferred(stored)
 
-    def _replay_deferred(self, stored: set[tuple[str, str]]) -> None:
+    def _replay_deferred(self, stored: set[tuple[str, str]]) -> list[Trade]:
         """Apply the replay that waited for PostgreSQL's state, in journal order.
 
         A fill PostgreSQL already holds (journaled by a process that crashed after
-        committing it) is in the state read from it: not applied twice.
+        committing it) is in the state read from it: not applied twice. A fill without a
+        signal (recorded while PostgreSQL was down) waited to reduce the open cycles it
+        could not see: the trades it closes are returned.
         """
         deferred, self.deferred = self.deferred, []
+        exits: Out = []
         for item in deferred:
             if isinstance(item[0], OrderState):  # the order is known: only the cycle waited
                 state, fill = item
                 if (fill.exchange, fill.fill_id) not in stored:
-                    self.apply_to_cycle(state, fill, None)
+                    signal_less = state.order.signal_id is None
+                    self.apply_to_cycle(state, fill, exits if signal_less else None)
             else:
                 kind, p = item
                 if kind != "fill" or (p["exchange"], p["fill_id"]) not in stored:
                     self.replay(kind, p)
+        return [event for kind, event in exits if kind == "trade"]
 
     def _replay_needs_pg(self, kind: str, p: dict[str, Any]) -> bool:
         """A replayed row about an order or signal that only PostgreSQL (not yet read) has."""
@@ -443,7 +482,10 @@ class LedgerState:
             if state is not None and fill.fill_id not in state.fill_ids:
                 state.add_fill(fill)
                 self.set_status(state, p["order_status"])
-                self.apply_to_cycle(state, fill, None)
+                if self.loaded:
+                    self.apply_to_cycle(state, fill, None)
+                else:  # PostgreSQL may hold it already, and then its cycle does
+                    self.deferred.append((state, fill))
 
 
 def _refuse(

@@ -24,7 +24,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -32,8 +32,9 @@ import psycopg
 
 from ..config import RecorderConfig, redact
 from ..records import LogEntry, dumps
-from .journal import Journal, Row, encode_event
-from .sql import KIND_ORDER, REFUSED, dead_letter_log, stored_fills, write
+from . import fault
+from .journal import Journal, Row, encode_event, expand
+from .sql import KIND_ORDER, REFUSED, dead_letter_log, write
 from .state import SOURCE
 
 log = logging.getLogger("galfriday_recorder.ledger")
@@ -45,12 +46,13 @@ _LATENCY_SAMPLES = 4096
 HELD = "held"  # journal kind of a held event
 NOTHING = "none"  # journal kind of a resolved held event that writes nothing
 REFUSED_KIND = "refused"  # journal kind of what a caller could not record: a dead letter
+MANY = "many"  # a queue entry holding the events of one call, journaled in one transaction
 
 # (kind, event, monotonic time of the call): the time measures journal latency.
 Queued = tuple[str, Any, float]
-# Resolves the held rows of a group once PostgreSQL's state is in (given the held fills
-# PostgreSQL already has): the rows as they are to be committed, same seqs.
-Resolver = Callable[[list[Row], set[tuple[str, str]]], list[Row]]
+# Resolves the held rows of a group once PostgreSQL's state is in: the rows as they are
+# to be committed, same seqs (reading PostgreSQL on a worker thread as it needs).
+Resolver = Callable[[list[Row]], Awaitable[list[Row]]]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -69,7 +71,7 @@ class Writer:
         journal: Journal,
         *,
         resolve: Resolver,
-        load_state: Callable[[int], None],
+        load_state: Callable[[int], object],
         state_loaded: Callable[[], bool],
     ) -> None:
         self._config = config
@@ -171,12 +173,21 @@ class Writer:
         for i, (kind, event, at) in enumerate(batch):
             if callable(event):  # record_log_later; built once, even if the append is retried
                 batch[i] = (kind, _built(event), at)
-        rows = [encode_event(kind, event) for kind, event, _at in batch]
+        rows: list[tuple[str, bytes]] = []
+        for kind, event, _at in batch:
+            if kind == MANY:  # a fill and the trade it closes: never split
+                rows.extend(encode_event(k, e) for k, e in event)
+            else:
+                rows.append(encode_event(kind, event))
         try:
             self.journal.append(rows)
         except BaseException:
             self.queue.extendleft(reversed(batch))
             raise
+        if fault.ARMED:
+            fault.reached("journaled")
+        with self.done_cond:  # wait_journaled() callers
+            self.done_cond.notify_all()
         self.journal_latencies.append((time.monotonic() - batch[0][2]) * 1000)
         self.pending_bytes += sum(len(payload) for _kind, payload in rows)
         self.pending_events += len(rows)
@@ -200,16 +211,22 @@ class Writer:
             rows = self.journal.pending(self.done_seq, limit)
             everything = len(rows) < limit  # all of the journal up to ``high``
             first_held = next((i for i, row in enumerate(rows) if row[1] == HELD), None)
-            if first_held is not None and not self._state_loaded():
-                rows, everything = rows[:first_held], False  # the rest waits for the state
+            if first_held is not None and (first_held > 0 or not self._state_loaded()):
+                # What came before a held event is in PostgreSQL before it is resolved
+                # (it may read it); the rest waits for PostgreSQL's state.
+                rows, everything = rows[:first_held], False
                 if not rows:
                     await asyncio.sleep(BACKOFF_CAP)
                     continue
             try:
-                if first_held is not None and self._state_loaded():
-                    rows = self._resolve(rows, await stored_fills(conn, _held_fill_ids(rows)))
-                live = [row for row in rows if row[1] != NOTHING]
+                if first_held == 0:
+                    rows = await self._resolve(rows)
+                live = expand([row for row in rows if row[1] != NOTHING])
+                if fault.ARMED:
+                    fault.reached("commit")
                 dead = await self._commit(conn, live) if live else []
+                if fault.ARMED:
+                    fault.reached("committed")
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 await self._disconnected(exc)
                 continue
@@ -328,11 +345,6 @@ class Writer:
                         conn.cursor(), "log", [(seq, dumps(dead_letter_log(seq, kind, reason)))]
                     )
         return dead
-
-
-def _held_fill_ids(rows: list[Row]) -> list[str]:
-    held = [orjson.loads(payload) for _seq, kind, payload in rows if kind == HELD]
-    return [p["fill_id"] for p in held if p["held"] == "fill"]
 
 
 def _built(build: Callable[[], LogEntry]) -> LogEntry:
