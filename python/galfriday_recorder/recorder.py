@@ -314,6 +314,72 @@ class Recorder:
     def record_portfolio_snapshot(self, snapshot: PortfolioSnapshot) -> None:
         self.ledger.record_portfolio_snapshot(snapshot)
 
+    def record_portfolio_state(self, state: Mapping[str, Any]) -> None:
+        """The bot's ``PortfolioManager.get_current_state()`` as it is (numbers as ``str``,
+        ``...+00:00Z`` times): a ``portfolio_snapshots`` row and a ``portfolio_metrics`` point.
+
+        ``available_balance`` is the available funds in ``valuation_currency``; positions
+        are kept in the row as the bot gives them.
+        """
+        when = vocab.timestamp("timestamp", state.get("timestamp") or utcnow())
+        currency = state.get("valuation_currency", "USD")
+        funds = state.get("available_funds") or {}
+        equity = vocab.decimal("total_equity", state.get("total_equity"))
+        available = vocab.decimal("available_funds", funds.get(currency, "0"))
+        pcts = {
+            name: float(vocab.decimal(name, state.get(name, "0")))
+            for name in (
+                "total_exposure_pct",
+                "daily_drawdown_pct",
+                "weekly_drawdown_pct",
+                "total_drawdown_pct",
+            )
+        }
+        positions = state.get("positions") or {}
+        self.record_portfolio_snapshot(
+            PortfolioSnapshot(
+                total_equity=equity,
+                available_balance=available,
+                positions=dict(positions),
+                snapshot_timestamp=when,
+                **pcts,
+            )
+        )
+        unrealized = sum(
+            (
+                vocab.decimal("unrealized_pnl", p["unrealized_pnl"])
+                for p in positions.values()
+                if isinstance(p, Mapping) and p.get("unrealized_pnl") is not None
+            ),
+            Decimal(0),
+        )
+        self.record_portfolio_metrics(
+            total_equity=equity,
+            available_balance=available,
+            unrealized_pnl=unrealized,
+            realized_pnl_session=sum(
+                (
+                    vocab.decimal("realized_pnl", p.get("realized_pnl") or "0")
+                    for p in positions.values()
+                    if isinstance(p, Mapping)
+                ),
+                Decimal(0),
+            ),
+            positions={
+                pair: (
+                    vocab.decimal("quantity", p.get("quantity", "0")),
+                    vocab.decimal("current_market_value", p.get("current_market_value") or "0"),
+                )
+                for pair, p in positions.items()
+                if isinstance(p, Mapping)
+            },
+            timestamp=when,
+            total_exposure_pct=pcts["total_exposure_pct"],
+            daily_drawdown_pct=pcts["daily_drawdown_pct"],
+            weekly_drawdown_pct=pcts["weekly_drawdown_pct"],
+            total_drawdown_pct=pcts["total_drawdown_pct"],
+        )
+
     def record_configuration(self, content: Mapping[str, Any]) -> str:
         """Store the bot's configuration with secret-looking keys masked; return its hash."""
         if not isinstance(content, Mapping):

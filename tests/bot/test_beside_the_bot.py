@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
+from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -90,3 +92,57 @@ def test_own_schema_beside_the_bots_orders_table(
         ).fetchone()
     assert content["exchange"] == {"api_key": "***", "api_secret": "***"}
     assert content["database"]["pg_schema"] == "recorder"
+
+
+def test_the_bots_portfolio_state_as_it_is(
+    recorder_config: Callable[..., RecorderConfig],
+    pg_dsn: str,
+    influx_service: InfluxService,
+    influx_db: str,
+) -> None:
+    """``PortfolioManager.get_current_state()``: numbers as str, ``isoformat() + "Z"``."""
+    when = datetime(2026, 7, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
+    state = {
+        "timestamp": when.isoformat() + "Z",
+        "valuation_currency": "USD",
+        "total_equity": "10012.345678901234567",
+        "available_funds": {"USD": "9000.5", "XRP": "10"},
+        "positions": {
+            "XRP/USD": {
+                "base_asset": "XRP",
+                "quote_asset": "USD",
+                "quantity": "2000",
+                "average_entry_price": "0.5",
+                "current_market_value": "1011.845678901234567",
+                "unrealized_pnl": "11.845678901234567",
+                "realized_pnl": "3.5",
+                "trade_count": 0,
+            }
+        },
+        "total_exposure_pct": "10.106",
+        "daily_drawdown_pct": "0.25",
+        "weekly_drawdown_pct": "1.5",
+        "total_drawdown_pct": "2",
+    }
+    with Recorder(recorder_config()) as rec:
+        rec.record_portfolio_state(state)
+        assert rec.flush(30)
+    with psycopg.connect(pg_dsn) as conn:
+        row = conn.execute(
+            "SELECT snapshot_timestamp, total_equity, available_balance, daily_drawdown_pct, "
+            "positions->'XRP/USD'->>'unrealized_pnl' FROM portfolio_snapshots"
+        ).fetchone()
+    assert row == (
+        when,
+        Decimal("10012.345678901234567"),
+        Decimal("9000.5"),
+        0.25,
+        "11.845678901234567",
+    )
+    got = influx_service.query(
+        "SELECT total_equity, unrealized_pnl, position_qty_XRPUSD FROM portfolio_metrics",
+        db=influx_db,
+    )
+    values = got["results"][0]["series"][0]["values"][0]
+    assert values[0] == int(when.timestamp()) * 10**9 + 123456000
+    assert values[1:] == [10012.345678901234, 11.845678901234567, 2000.0]
