@@ -48,7 +48,7 @@ from ..records import (
     canonical_json,
 )
 from ..runtime import BackgroundLoop
-from .held import Held, apply_held, held_refusal, missing_signal, order_keys
+from .held import Held, apply_held, fill_keys, held_refusal, missing_signal, order_keys
 from .journal import GROUP, Journal, Row, encode_event, encode_group
 from .recovery import RecoveryState, load_recovery_state, load_signals, missing_trades
 from .sql import KIND_ORDER, STATEMENTS, STORED_FILLS, Bulk
@@ -327,14 +327,13 @@ class Ledger:
             self._admit()
             if self._holding():
                 state, known = self._state.fill_order(fill)
-                keys = order_keys(fill.client_order_id, fill.exchange_order_id, state)
-                if self._hold("fill", fill, keys, known=known):
+                if self._hold("fill", fill, fill_keys(fill, state), known=known):
                     return
             try:
                 self._state.fill(fill, out)
             except SignalNotLoaded:  # its cycle is rebuilt from PostgreSQL's fills first
                 state, _known = self._state.fill_order(fill)
-                keys = order_keys(fill.client_order_id, fill.exchange_order_id, state)
+                keys = fill_keys(fill, state)
                 self._held.hold(keys)
                 self._push(HELD, (fill, {"held": "fill", "held_keys": keys}))
             finally:

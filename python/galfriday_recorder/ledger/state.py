@@ -128,6 +128,9 @@ class LedgerState:
         # replay about what only it knows waits in ``deferred``, in journal order.
         self.loaded = False
         self.deferred: list[Deferred] = []
+        # Signals recorded (or replayed from the journal) before that: the journal holds
+        # everything since, so memory knows their cycles whole; PostgreSQL's are not taken.
+        self.recorded_unloaded: set[uuid.UUID] = set()
         self.duplicates = 0
 
     # -- calls ---------------------------------------------------------------------------
@@ -136,6 +139,8 @@ class LedgerState:
         if signal.signal_id in self.signals:
             raise ValidationError("signal_id", f"signal {signal.signal_id} already recorded")
         self.remember_signal(signal, signal.status)
+        if not self.loaded:
+            self.recorded_unloaded.add(signal.signal_id)
         out.append(("signal", signal))
 
     def signal_status(self, update: SignalStatusUpdate, out: Out) -> None:
@@ -248,8 +253,13 @@ class LedgerState:
         if cid is None and fill.exchange_order_id is not None:
             cid = self.by_exchange_id.get(fill.exchange_order_id)
         state = self.orders.get(cid) if cid is not None else None
-        sid = state.order.signal_id if state is not None else None
-        return state, state is not None and (sid is None or sid in self.signals)
+        if state is None:
+            return None, False
+        sid = state.order.signal_id
+        # Until PostgreSQL is read, only a signal recorded since has a cycle memory knows whole.
+        return state, sid is None or (
+            sid in self.signals and (self.loaded or sid in self.recorded_unloaded)
+        )
 
     # -- memory --------------------------------------------------------------------------
 
@@ -387,8 +397,10 @@ class LedgerState:
             order_state.filled = open_order.quantity_filled
             order_state.fill_ids.update(f.fill_id for f in open_order.fills)
         for cycle in recovered.open_cycles:
-            self.cycles.setdefault(cycle.signal_id, cycle)
+            if cycle.signal_id not in self.recorded_unloaded:
+                self.cycles.setdefault(cycle.signal_id, cycle)
         self.loaded = True
+        self.recorded_unloaded.clear()
         self._replay_deferred(stored)
 
     def _replay_deferred(self, stored: set[tuple[str, str]]) -> None:
@@ -424,6 +436,8 @@ class LedgerState:
             signal = Signal(**p)
             if signal.signal_id not in self.signals:
                 self.remember_signal(signal, signal.status)
+            if not self.loaded:
+                self.recorded_unloaded.add(signal.signal_id)
         elif kind in ("signal_status", "order_update", "fill") and self._replay_needs_pg(kind, p):
             self.deferred.append((kind, p))
         elif kind == "signal_status":
@@ -448,7 +462,8 @@ class LedgerState:
                 state.fill_ids.add(fill.fill_id)
                 state.filled += fill.quantity_filled
                 self.set_status(state, p["order_status"])
-                if self.loaded:
+                sid = state.order.signal_id
+                if self.loaded or sid is None or sid in self.recorded_unloaded:
                     self.apply_to_cycle(state, fill, None)
                 else:  # PostgreSQL may hold it already, and then its cycle does
                     self.deferred.append((state, fill))
