@@ -197,6 +197,7 @@ class Ledger:
             "log_records_dropped": sum(h.dropped for h in self._log_handlers),
             "pg_connected": w.pg_connected,
             "pg_errors": w.pg_errors,
+            "commit_conflicts_retried": w.conflicts,
         }
 
     # -- recording (caller thread) ---------------------------------------------------

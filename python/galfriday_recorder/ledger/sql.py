@@ -254,10 +254,11 @@ STORED_FILLS = "SELECT exchange, fill_id FROM fills WHERE fill_id = ANY(%s)"
 _DEAD_LETTER_NAMESPACE = uuid.UUID("0b9c1f64-0d7e-4d8e-a1c3-62b4c1de7a55")
 
 
-def dead_letter_log(seq: int, kind: str, reason: str) -> dict[str, Any]:
-    """The system_logs row that says an event was refused (journal form)."""
+def dead_letter_log(instance: int, seq: int, kind: str, reason: str) -> dict[str, Any]:
+    """The system_logs row that says an event was refused (journal form); its id is the
+    same on a replay, and unique among the journals (``instance``) on one database."""
     return {
-        "log_id": str(uuid.uuid5(_DEAD_LETTER_NAMESPACE, str(seq))),
+        "log_id": str(uuid.uuid5(_DEAD_LETTER_NAMESPACE, f"{instance}:{seq}")),
         "log_timestamp": utcnow().isoformat(),
         "source_module": SOURCE,
         "log_level": "ERROR",

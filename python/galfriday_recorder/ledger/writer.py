@@ -89,6 +89,7 @@ class Writer:
         self.dead = 0
         self.pg_connected = 0
         self.pg_errors = 0
+        self.conflicts = 0  # group commits retried after losing a race to another process
         self.journal_errors = 0
         self.latencies: collections.deque[float] = collections.deque(maxlen=_LATENCY_SAMPLES)
         self.journal_latencies: collections.deque[float] = collections.deque(
@@ -226,7 +227,19 @@ class Writer:
                 if fault.ARMED:
                     fault.reached("committed")
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                if _transient(exc):  # nothing committed; the same group again, soon
+                    self.conflicts += 1
+                    log.info("ledger commit met another writer, retrying: %s", exc)
+                    await asyncio.sleep(BACKOFF_START)
+                    continue
                 await self._disconnected(exc)
+                continue
+            except psycopg.errors.UniqueViolation as exc:
+                if not _transient(exc):
+                    raise
+                self.conflicts += 1
+                log.info("ledger commit met another writer, retrying: %s", exc)
+                await asyncio.sleep(BACKOFF_START)
                 continue
             except Exception as exc:  # e.g. schema missing: systemic, not one event
                 self.pg_errors += 1
@@ -302,9 +315,11 @@ class Writer:
                 for kind, group in itertools.groupby(ordered, key=lambda r: r[1]):
                     await write(cur, kind, [(s, p) for s, _k, p in group])
             dead: list[tuple[Row, str]] = []
-        except REFUSED:
+        except REFUSED as exc:
             if conn.broken:
                 raise psycopg.OperationalError("connection lost during commit") from None
+            if _transient(exc):
+                raise
             dead = await self._commit_one_by_one(conn, rows)
         self.latencies.append((time.perf_counter() - started) * 1000)
         self.batches += 1
@@ -321,6 +336,8 @@ class Writer:
                     async with conn.transaction():
                         await write(conn.cursor(), kind, [(seq, payload)])
                 except REFUSED as exc:
+                    if _transient(exc):  # another process won a race: retry the group
+                        raise
                     reason = f"{type(exc).__name__}: {str(exc).strip()}"
                     dead.append((row, reason))
                     log.error(
@@ -330,9 +347,22 @@ class Writer:
                         reason,
                     )
                     await write(
-                        conn.cursor(), "log", [(seq, dumps(dead_letter_log(seq, kind, reason)))]
+                        conn.cursor(),
+                        "log",
+                        [(seq, dumps(dead_letter_log(self.journal.instance, seq, kind, reason)))],
                     )
         return dead
+
+
+# A race with another process that a retry resolves: the one-active configuration
+# (two processes activating theirs at once), serialization failures, deadlocks.
+_ONE_ACTIVE_CONFIG = "uq_configurations_one_active"
+
+
+def _transient(exc: Exception) -> bool:
+    if isinstance(exc, psycopg.errors.UniqueViolation):
+        return exc.diag.constraint_name == _ONE_ACTIVE_CONFIG
+    return isinstance(exc, (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected))
 
 
 def _built(build: Callable[[], LogEntry]) -> LogEntry:
