@@ -3,13 +3,17 @@ dead-lettered, and the rows a ledger writes about itself never collide."""
 
 from __future__ import annotations
 
+import logging
 import threading
+from decimal import Decimal
 from pathlib import Path
 
-from ledgerkit import make_order, make_signal, rows
+import pytest
+from ledgerkit import T0, make_order, make_signal, rows
 
 from galfriday_recorder.config import RecorderConfig
 from galfriday_recorder.ledger import Ledger
+from galfriday_recorder.records import PortfolioSnapshot
 
 
 def test_concurrent_configurations_and_dead_letters_of_four_ledgers(
@@ -46,3 +50,39 @@ def test_concurrent_configurations_and_dead_letters_of_four_ledgers(
     assert rows(
         pg_dsn, "SELECT count(*) FROM system_logs WHERE message LIKE '%%refused by PostgreSQL%%'"
     ) == [(4,)]
+
+
+def test_two_recorders_writing_one_snapshot_instant_are_counted_and_said(
+    pg_dsn: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def snapshot(equity: str) -> PortfolioSnapshot:
+        return PortfolioSnapshot(
+            snapshot_timestamp=T0,
+            total_equity=Decimal(equity),
+            available_balance=Decimal(equity),
+            total_exposure_pct=0.0,
+            daily_drawdown_pct=0.0,
+            weekly_drawdown_pct=0.0,
+            total_drawdown_pct=0.0,
+            positions={},
+        )
+
+    first, second = (
+        Ledger(RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / name, commit_interval_ms=1))
+        for name in ("a", "b")
+    )
+    first.start()
+    second.start()
+    first.record_portfolio_snapshot(snapshot("100"))
+    assert first.flush(timeout=30)
+    second.record_portfolio_snapshot(snapshot("100"))  # the same content: nothing to say
+    assert second.flush(timeout=30)
+    assert second.stats()["snapshots_replaced"] == 0
+    with caplog.at_level(logging.WARNING, logger="galfriday_recorder.ledger"):
+        second.record_portfolio_snapshot(snapshot("101"))
+        assert second.flush(timeout=30)
+    assert first.close(timeout=30)
+    assert second.close(timeout=30)
+    assert (first.stats()["snapshots_replaced"], second.stats()["snapshots_replaced"]) == (0, 1)
+    assert "replaced a different one of the same instant" in caplog.text
+    assert rows(pg_dsn, "SELECT total_equity FROM portfolio_snapshots") == [(Decimal(101),)]

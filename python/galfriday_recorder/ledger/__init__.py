@@ -198,6 +198,7 @@ class Ledger:
             "pg_connected": w.pg_connected,
             "pg_errors": w.pg_errors,
             "commit_conflicts_retried": w.conflicts,
+            "snapshots_replaced": w.snapshots_replaced,
         }
 
     # -- recording (caller thread) ---------------------------------------------------

@@ -89,6 +89,7 @@ class Writer:
         self.dead = 0
         self.pg_connected = 0
         self.pg_errors = 0
+        self.snapshots_replaced = 0
         self.conflicts = 0  # group commits retried after losing a race to another process
         self.journal_errors = 0
         self.latencies: collections.deque[float] = collections.deque(maxlen=_LATENCY_SAMPLES)
@@ -310,10 +311,12 @@ class Writer:
         started = time.perf_counter()
         try:
             ordered = sorted(rows, key=lambda r: KIND_ORDER.get(r[1], -1))
+            replaced: list[Any] = []
             async with conn.transaction(), conn.pipeline():
                 cur = conn.cursor()
                 for kind, group in itertools.groupby(ordered, key=lambda r: r[1]):
-                    await write(cur, kind, [(s, p) for s, _k, p in group])
+                    replaced += await write(cur, kind, [(s, p) for s, _k, p in group])
+            self._replaced(replaced)
             dead: list[tuple[Row, str]] = []
         except REFUSED as exc:
             if conn.broken:
@@ -329,12 +332,13 @@ class Writer:
         self, conn: psycopg.AsyncConnection[Any], rows: list[Row]
     ) -> list[tuple[Row, str]]:
         dead: list[tuple[Row, str]] = []
+        replaced: list[Any] = []
         async with conn.transaction():
             for row in rows:
                 seq, kind, payload = row
                 try:
                     async with conn.transaction():
-                        await write(conn.cursor(), kind, [(seq, payload)])
+                        replaced += await write(conn.cursor(), kind, [(seq, payload)])
                 except REFUSED as exc:
                     if _transient(exc):  # another process won a race: retry the group
                         raise
@@ -351,7 +355,19 @@ class Writer:
                         "log",
                         [(seq, dumps(dead_letter_log(self.journal.instance, seq, kind, reason)))],
                     )
+        self._replaced(replaced)
         return dead
+
+    def _replaced(self, instants: list[Any]) -> None:
+        """Snapshots that replaced a different one of the same instant: counted and said."""
+        if instants:
+            self.snapshots_replaced += len(instants)
+            log.warning(
+                "ledger: %d portfolio snapshot(s) replaced a different one of the same instant "
+                "(another recorder on this database, or one instant recorded twice): %s",
+                len(instants),
+                ", ".join(str(t) for t in instants[:5]),
+            )
 
 
 # A race with another process that a retry resolves: the one-active configuration
