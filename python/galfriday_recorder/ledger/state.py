@@ -58,9 +58,13 @@ SIGNAL_TRANSITIONS: dict[str, frozenset[str]] = {
     "REJECTED": frozenset({"REJECTED"}),
 }
 TERMINAL = frozenset(TERMINAL_ORDER_STATUSES)
-# Decided signals and finished orders kept in memory for the state machines.
-KEEP_SIGNALS = 100_000
-KEEP_TERMINAL_ORDERS = 100_000
+# Signals and finished orders kept in memory for the state machines. A signal forgotten
+# is read back from PostgreSQL when a fill needs it (see held.py); a finished order only
+# takes late reports, which come within minutes, not thousands of orders later.
+KEEP_SIGNALS = 5_000
+KEEP_TERMINAL_ORDERS = 5_000
+# Undecided signals are passed over this many times before the oldest goes anyway.
+_SECOND_CHANCES = 8
 FILL_FIELDS = tuple(f.name for f in dataclasses.fields(Fill))
 
 # Events a call causes, in journal order: (kind, record) or, for a fill, (kind, (fill, extra)).
@@ -118,7 +122,11 @@ def replayed_fill_id(item: Deferred) -> str | None:
 class LedgerState:
     """Signals, orders and open cycles as the ledger knows them."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, keep_signals: int = KEEP_SIGNALS, keep_terminal_orders: int = KEEP_TERMINAL_ORDERS
+    ) -> None:
+        self.keep_signals = keep_signals
+        self.keep_terminal_orders = keep_terminal_orders
         self.signals: dict[uuid.UUID, SignalState] = {}
         self.orders: dict[uuid.UUID, OrderState] = {}
         self.by_exchange_id: dict[str, uuid.UUID] = {}
@@ -264,9 +272,18 @@ class LedgerState:
     # -- memory --------------------------------------------------------------------------
 
     def remember_signal(self, signal: Signal, status: str) -> None:
-        self.signals[signal.signal_id] = SignalState(signal, status)
-        if len(self.signals) > KEEP_SIGNALS:
-            del self.signals[next(iter(self.signals))]
+        """Keep a signal; past the cap forget the oldest decided one (an undecided one
+        still waits for its verdict, so it goes to the back a few times first)."""
+        signals = self.signals
+        signals[signal.signal_id] = SignalState(signal, status)
+        if len(signals) <= self.keep_signals:
+            return
+        for _ in range(_SECOND_CHANCES):
+            oldest = next(iter(signals))
+            if signals[oldest].status != "PROPOSED":
+                break
+            signals[oldest] = signals.pop(oldest)
+        del signals[next(iter(signals))]
 
     def remember_order(self, order: Order) -> OrderState:
         signal = None
@@ -289,7 +306,7 @@ class LedgerState:
     def retire(self, client_order_id: uuid.UUID) -> None:
         """Finished orders stay known for a while (late reports), then are forgotten."""
         self.terminal.append(client_order_id)
-        if len(self.terminal) > KEEP_TERMINAL_ORDERS:
+        if len(self.terminal) > self.keep_terminal_orders:
             old = self.orders.pop(self.terminal.popleft(), None)
             if old is not None and old.exchange_order_id is not None:
                 self.by_exchange_id.pop(old.exchange_order_id, None)
