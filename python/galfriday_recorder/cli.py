@@ -1,4 +1,4 @@
-"""``galfriday-recorder``: demo, replay, report, doctor, migrate, services, spool."""
+"""``galfriday-recorder``: demo, replay, report, doctor, migrate, verify, services, spool."""
 
 from __future__ import annotations
 
@@ -44,11 +44,9 @@ def cmd_services(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_migrate(args: argparse.Namespace) -> int:
-    from .migrate import migrate
-
-    cfg = RecorderConfig.load(args.config)
-    dsn, schema = (args.dsn, "") if args.dsn else (cfg.pg_conninfo, cfg.pg_schema)
+def _dsn(args: argparse.Namespace) -> str | None:
+    """--dsn, then the configuration, then the local server (None, said, if none)."""
+    dsn: str | None = args.dsn or RecorderConfig.load(args.config).pg_conninfo
     if not dsn:
         services = _services(args)
         if not services.postgres.running():
@@ -57,11 +55,35 @@ def cmd_migrate(args: argparse.Namespace) -> int:
                 "`galfriday-recorder services up`",
                 file=sys.stderr,
             )
-            return 2
+            return None
         dsn = services.postgres.dsn()
+    return dsn
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from .migrate import migrate
+
+    dsn = _dsn(args)
+    if dsn is None:
+        return 2
+    schema = "" if args.dsn else RecorderConfig.load(args.config).pg_schema
     applied = migrate(dsn, schema=schema)
     print(f"{redact(dsn)}: applied {applied}" if applied else f"{redact(dsn)}: up to date")
     return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .ledger.verify import verify
+
+    dsn = _dsn(args)
+    if dsn is None:
+        return 2
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
+        diffs = verify(conn)
+    for diff in diffs:
+        print(diff)
+    print(f"{redact(dsn)}: {len(diffs)} difference(s) between trades and fills")
+    return 1 if diffs else 0
 
 
 def _local_config(args: argparse.Namespace, database: str, *, fresh: bool) -> RecorderConfig:
@@ -273,11 +295,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", choices=("postgres", "influxdb", "victoria-metrics"))
     p.set_defaults(func=cmd_services)
 
+    def add_dsn(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--dsn", default=None, help="PostgreSQL DSN (default: config, then local server)"
+        )
+
     p = sub.add_parser("migrate", help="apply pending schema migrations")
-    p.add_argument(
-        "--dsn", default=None, help="PostgreSQL DSN (default: config, then local server)"
-    )
+    add_dsn(p)
     p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser(
+        "verify", help="recompute every trade from the stored fills; exit 1 on a difference"
+    )
+    add_dsn(p)
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("demo", help="a synthetic Kraken session through the whole recorder")
     p.add_argument("--minutes", type=float, default=5.0, help="simulated minutes (default 5)")

@@ -31,6 +31,7 @@ from botkit import (
 
 from galfriday_recorder import Recorder, RecorderConfig
 from galfriday_recorder.bridge import BotBridge
+from galfriday_recorder.ledger.verify import verify
 from galfriday_recorder.records import client_order_uuid
 from galfriday_recorder.services import InfluxService
 
@@ -417,6 +418,8 @@ def test_a_bot_session_through_the_bus(
         "WHERE signal_id = %s",
         s2,
     ) == [("SELL", Decimal(50), Decimal("0.59"), Decimal("0.4405"), "SHUTDOWN")]
+    with psycopg.connect(pg_dsn) as conn:
+        assert verify(conn) == []  # the auditor derives the same trades from the fills
     signals = dict(_rows(pg_dsn, "SELECT signal_id, status FROM signals"))
     assert signals == {s1: "APPROVED", s2: "APPROVED", s3: "REJECTED"}
     logs = _rows(

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from galfriday_recorder import Recorder, RecorderConfig
 from galfriday_recorder.ledger.cycles import Cycle, FillOrder, reduce_cycles
+from galfriday_recorder.ledger.verify import verify
 from galfriday_recorder.records import Fill, Order, Signal
 
 T0 = datetime(2026, 7, 1, 12, 0, tzinfo=timezone.utc)
@@ -107,6 +108,8 @@ def test_a_close_spans_cycles_oldest_first_and_survives_a_restart(
         "SHUTDOWN",
     )
     assert b.signal_id not in trades  # 2 of its 5 closed: still open
+    with psycopg.connect(pg_dsn) as conn:
+        assert verify(conn) == []  # the auditor derives the same trades from the fills
     assert c.signal_id not in trades
     with Recorder(cfg) as rec:
         cycles = {cy.signal_id: cy.open_quantity for cy in rec.load_recovery_state().open_cycles}

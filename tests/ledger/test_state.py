@@ -22,6 +22,7 @@ from galfriday_recorder.ledger.state import (
     TERMINAL,
     LedgerState,
     Out,
+    SignalNotLoaded,
 )
 from galfriday_recorder.records import (
     ORDER_STATUSES,
@@ -238,3 +239,31 @@ def test_replay_applies_without_emitting_and_defers_what_only_postgres_knows() -
     kind, payload = encode_event(*out[0])
     cold.replay(kind, orjson.loads(payload))
     assert len(cold.deferred) == 1
+
+
+def test_memory_is_bounded_undecided_signals_last_and_forgotten_ones_are_asked_for() -> None:
+    state = LedgerState(keep_signals=3, keep_terminal_orders=2)
+    state.loaded = True
+    proposed = make_signal()
+    state.record_signal(proposed, [])
+    decided = [make_signal(status="APPROVED") for _ in range(3)]
+    orders = []
+    for signal in decided:
+        state.record_signal(signal, [])
+        orders.append(make_order(signal, quantity_ordered=Decimal(1)))
+    # Over the cap: the oldest decided signal goes, the older undecided one stays.
+    assert set(state.signals) == {proposed.signal_id, decided[1].signal_id, decided[2].signal_id}
+    # A new order of the forgotten signal: its fill needs the signal read back first.
+    state.record_order(orders[0], [])
+    with pytest.raises(SignalNotLoaded) as info:
+        state.fill(make_fill(orders[0], "1", "1"), [])
+    assert info.value.signal_id == decided[0].signal_id
+    assert state.orders[orders[0].client_order_id].filled == 0  # nothing changed
+    for order in orders[1:]:
+        state.record_order(order, [])
+        state.fill(make_fill(order, "1", "1"), [])  # FILLED: finished
+    state.order_update(
+        OrderUpdate(client_order_id=orders[0].client_order_id, status="CANCELED"), []
+    )
+    assert len(state.terminal) == 2
+    assert orders[1].client_order_id not in state.orders  # the oldest finished: forgotten

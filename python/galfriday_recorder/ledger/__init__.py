@@ -49,7 +49,7 @@ from ..records import (
     canonical_json,
 )
 from ..runtime import BackgroundLoop
-from .held import Held, apply_held, held_refusal, missing_signal, order_keys
+from .held import Held, apply_held, fill_keys, held_refusal, missing_signal, order_keys
 from .journal import GROUP, Journal, Row, encode_event, encode_group
 from .recovery import RecoveryState, load_recovery_state, load_signals, missing_trades
 from .sql import KIND_ORDER, STATEMENTS, STORED_FILLS, Bulk
@@ -198,6 +198,8 @@ class Ledger:
             "log_records_dropped": sum(h.dropped for h in self._log_handlers),
             "pg_connected": w.pg_connected,
             "pg_errors": w.pg_errors,
+            "commit_conflicts_retried": w.conflicts,
+            "snapshots_replaced": w.snapshots_replaced,
         }
 
     # -- recording (caller thread) ---------------------------------------------------
@@ -328,14 +330,13 @@ class Ledger:
             self._admit()
             if self._holding():
                 state, known = self._state.fill_order(fill)
-                keys = order_keys(fill.client_order_id, fill.exchange_order_id, state)
-                if self._hold("fill", fill, keys, known=known):
+                if self._hold("fill", fill, fill_keys(fill, state), known=known):
                     return
             try:
                 self._state.fill(fill, out)
             except SignalNotLoaded:  # its cycle is rebuilt from PostgreSQL's fills first
                 state, _known = self._state.fill_order(fill)
-                keys = order_keys(fill.client_order_id, fill.exchange_order_id, state)
+                keys = fill_keys(fill, state)
                 self._held.hold(keys)
                 self._push(HELD, (fill, {"held": "fill", "held_keys": keys}))
             finally:
@@ -509,7 +510,7 @@ class Ledger:
         ]
         with self._lock:
             missing = {sid for p in fills if (sid := missing_signal(self._state, p)) is not None}
-        with psycopg.connect(self._config.pg_dsn, connect_timeout=5, autocommit=True) as conn:
+        with psycopg.connect(self._config.pg_conninfo, connect_timeout=5, autocommit=True) as conn:
             ids = [p["fill_id"] for p in fills]
             stored = set(conn.execute(STORED_FILLS, (ids,)).fetchall()) if ids else set()
             loaded = load_signals(conn, missing)

@@ -4,7 +4,10 @@ A fill or status update for an order or signal that only PostgreSQL knows (a
 start while it is down) is *held*: journaled as it comes, and validated by the
 committer, in journal order, once the state is in. Later calls about the same
 order or signal are held too (by key: ``o:``/``x:`` + the order's client and
-exchange ids, ``s:`` + the signal id), so they apply in the order they came. A
+exchange ids, ``s:`` + the signal id, which a fill names too: its signal's cycle takes
+fills in order), so they apply in the order they came. A fill whose order is known
+but whose signal is not in memory is held too, whether PostgreSQL has been read or
+not: its cycle is rebuilt from PostgreSQL's fills before it applies. A
 held event refused at validation becomes a dead letter and a ``system_logs``
 row, since its caller has returned.
 """
@@ -57,6 +60,14 @@ def order_keys(
         if state.exchange_order_id is not None:
             keys.add(f"x:{state.exchange_order_id}")
     return sorted(keys)
+
+
+def fill_keys(fill: Fill, state: OrderState | None) -> list[str]:
+    """A fill's keys: its order's, and its signal's, whose cycle takes fills in order."""
+    keys = order_keys(fill.client_order_id, fill.exchange_order_id, state)
+    if state is not None and state.order.signal_id is not None:
+        keys.append(f"s:{state.order.signal_id}")
+    return keys
 
 
 def apply_held(

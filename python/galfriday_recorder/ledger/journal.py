@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -81,6 +82,7 @@ class Journal:
         self._checkpointer: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
         self.last_seq = 0
+        self.instance = 0
 
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -111,6 +113,14 @@ class Journal:
             "UNION ALL SELECT max(seq) FROM events UNION ALL SELECT max(seq) FROM dead_letters)"
         ).fetchone()
         self.last_seq = max(int(row[0] or 0), time.time_ns() // 1000)
+        # This journal's name among all the recorders on one database, kept for its life.
+        db.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('instance', ?)",
+            (secrets.randbits(62),),
+        )
+        self.instance = int(
+            db.execute("SELECT value FROM meta WHERE key = 'instance'").fetchone()[0]
+        )
 
     @property
     def db(self) -> sqlite3.Connection:

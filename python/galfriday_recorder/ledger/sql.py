@@ -43,6 +43,7 @@ class Bulk:
 
     columns: str
     statement: str
+    reports_replaced: bool = False  # RETURNING (key, replaced) rows
 
     @functools.cached_property
     def sql(self) -> str:
@@ -165,12 +166,14 @@ _LOG = _insert(
     "ON CONFLICT (log_id) DO NOTHING",
 )
 # The snapshot timestamp is the key: a later snapshot of the same instant replaces it
-# (PostgreSQL refuses to update one row twice in a statement, hence DISTINCT ON).
+# (PostgreSQL refuses to update one row twice in a statement, hence DISTINCT ON), and
+# the rows really replaced (not a replay of the same content) come back, to be said:
+# two recorders writing one instant are never silent.
 _SNAPSHOT = Bulk(
     "snapshot_timestamp timestamptz, total_equity numeric, available_balance numeric, "
     "total_exposure_pct real, daily_drawdown_pct real, weekly_drawdown_pct real, "
     "total_drawdown_pct real, positions jsonb",
-    "INSERT INTO portfolio_snapshots (snapshot_timestamp, total_equity, available_balance, "
+    "INSERT INTO portfolio_snapshots AS p (snapshot_timestamp, total_equity, available_balance, "
     "total_exposure_pct, daily_drawdown_pct, weekly_drawdown_pct, total_drawdown_pct, "
     "positions) SELECT DISTINCT ON (snapshot_timestamp) snapshot_timestamp, total_equity, "
     "available_balance, total_exposure_pct, daily_drawdown_pct, weekly_drawdown_pct, "
@@ -180,7 +183,13 @@ _SNAPSHOT = Bulk(
     "total_exposure_pct = EXCLUDED.total_exposure_pct, "
     "daily_drawdown_pct = EXCLUDED.daily_drawdown_pct, "
     "weekly_drawdown_pct = EXCLUDED.weekly_drawdown_pct, "
-    "total_drawdown_pct = EXCLUDED.total_drawdown_pct, positions = EXCLUDED.positions",
+    "total_drawdown_pct = EXCLUDED.total_drawdown_pct, positions = EXCLUDED.positions "
+    "WHERE (p.total_equity, p.available_balance, p.total_exposure_pct, p.daily_drawdown_pct, "
+    "p.weekly_drawdown_pct, p.total_drawdown_pct, p.positions) IS DISTINCT FROM "
+    "(EXCLUDED.total_equity, EXCLUDED.available_balance, EXCLUDED.total_exposure_pct, "
+    "EXCLUDED.daily_drawdown_pct, EXCLUDED.weekly_drawdown_pct, EXCLUDED.total_drawdown_pct, "
+    "EXCLUDED.positions) RETURNING p.snapshot_timestamp, p.xmax::text <> '0'",
+    reports_replaced=True,
 )
 # Two statements per event, in order: the partial unique index allows one active row.
 _CONFIG: tuple[Statement, ...] = (
@@ -237,18 +246,24 @@ class Poison(Exception):
 REFUSED = (Poison, ValueError, psycopg.errors.IntegrityError, psycopg.errors.DataError)
 
 
-async def write(cur: psycopg.AsyncCursor[Any], kind: str, events: list[Event]) -> None:
-    """Send one kind's events: one bulk statement, or (configurations) row by row in order."""
+async def write(cur: psycopg.AsyncCursor[Any], kind: str, events: list[Event]) -> list[Any]:
+    """Send one kind's events: one bulk statement, or (configurations) row by row in order.
+
+    Returns the keys of rows that replaced different content (snapshots).
+    """
     handler = STATEMENTS.get(kind)
     if handler is None:
         raise Poison(f"unknown or unserialisable event kind {kind!r}: {events[0][1][:200]!r}")
     if isinstance(handler, Bulk):
         await cur.execute(handler.sql, handler.params(events))
-        return
+        if handler.reports_replaced:
+            return [key for key, replaced in await cur.fetchall() if replaced]
+        return []
     for seq, payload in events:
         decoded = orjson.loads(payload)
         for sql, params in handler:
             await cur.execute(sql, params(seq, decoded))
+    return []
 
 
 STORED_FILLS = "SELECT exchange, fill_id FROM fills WHERE fill_id = ANY(%s)"
@@ -256,10 +271,11 @@ STORED_FILLS = "SELECT exchange, fill_id FROM fills WHERE fill_id = ANY(%s)"
 _DEAD_LETTER_NAMESPACE = uuid.UUID("0b9c1f64-0d7e-4d8e-a1c3-62b4c1de7a55")
 
 
-def dead_letter_log(seq: int, kind: str, reason: str) -> dict[str, Any]:
-    """The system_logs row that says an event was refused (journal form)."""
+def dead_letter_log(instance: int, seq: int, kind: str, reason: str) -> dict[str, Any]:
+    """The system_logs row that says an event was refused (journal form); its id is the
+    same on a replay, and unique among the journals (``instance``) on one database."""
     return {
-        "log_id": str(uuid.uuid5(_DEAD_LETTER_NAMESPACE, str(seq))),
+        "log_id": str(uuid.uuid5(_DEAD_LETTER_NAMESPACE, f"{instance}:{seq}")),
         "log_timestamp": utcnow().isoformat(),
         "source_module": SOURCE,
         "log_level": "ERROR",

@@ -60,9 +60,13 @@ SIGNAL_TRANSITIONS: dict[str, frozenset[str]] = {
     "REJECTED": frozenset({"REJECTED"}),
 }
 TERMINAL = frozenset(TERMINAL_ORDER_STATUSES)
-# Decided signals and finished orders kept in memory for the state machines.
-KEEP_SIGNALS = 100_000
-KEEP_TERMINAL_ORDERS = 100_000
+# Signals and finished orders kept in memory for the state machines. A signal forgotten
+# is read back from PostgreSQL when a fill needs it (see held.py); a finished order only
+# takes late reports, which come within minutes, not thousands of orders later.
+KEEP_SIGNALS = 5_000
+KEEP_TERMINAL_ORDERS = 5_000
+# Undecided signals are passed over this many times before the oldest goes anyway.
+_SECOND_CHANCES = 8
 KEEP_RECENT_TRADES = 10_000
 FILL_FIELDS = tuple(f.name for f in dataclasses.fields(Fill))
 
@@ -128,7 +132,11 @@ def replayed_fill_id(item: Deferred) -> str | None:
 class LedgerState:
     """Signals, orders and open cycles as the ledger knows them."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, keep_signals: int = KEEP_SIGNALS, keep_terminal_orders: int = KEEP_TERMINAL_ORDERS
+    ) -> None:
+        self.keep_signals = keep_signals
+        self.keep_terminal_orders = keep_terminal_orders
         self.signals: dict[uuid.UUID, SignalState] = {}
         self.orders: dict[uuid.UUID, OrderState] = {}
         self.by_exchange_id: dict[str, uuid.UUID] = {}
@@ -140,6 +148,9 @@ class LedgerState:
         # replay about what only it knows waits in ``deferred``, in journal order.
         self.loaded = False
         self.deferred: list[Deferred] = []
+        # Signals recorded (or replayed from the journal) before that: the journal holds
+        # everything since, so memory knows their cycles whole; PostgreSQL's are not taken.
+        self.recorded_unloaded: set[uuid.UUID] = set()
         self.duplicates = 0
 
     # -- calls ---------------------------------------------------------------------------
@@ -148,6 +159,8 @@ class LedgerState:
         if signal.signal_id in self.signals:
             raise ValidationError("signal_id", f"signal {signal.signal_id} already recorded")
         self.remember_signal(signal, signal.status)
+        if not self.loaded:
+            self.recorded_unloaded.add(signal.signal_id)
         out.append(("signal", signal))
 
     def signal_status(self, update: SignalStatusUpdate, out: Out) -> None:
@@ -259,15 +272,29 @@ class LedgerState:
         if cid is None and fill.exchange_order_id is not None:
             cid = self.by_exchange_id.get(fill.exchange_order_id)
         state = self.orders.get(cid) if cid is not None else None
-        sid = state.order.signal_id if state is not None else None
-        return state, state is not None and (sid is None or sid in self.signals)
+        if state is None:
+            return None, False
+        sid = state.order.signal_id
+        # Until PostgreSQL is read, only a signal recorded since has a cycle memory knows whole.
+        return state, sid is None or (
+            sid in self.signals and (self.loaded or sid in self.recorded_unloaded)
+        )
 
     # -- memory --------------------------------------------------------------------------
 
     def remember_signal(self, signal: Signal, status: str) -> None:
-        self.signals[signal.signal_id] = SignalState(signal, status)
-        if len(self.signals) > KEEP_SIGNALS:
-            del self.signals[next(iter(self.signals))]
+        """Keep a signal; past the cap forget the oldest decided one (an undecided one
+        still waits for its verdict, so it goes to the back a few times first)."""
+        signals = self.signals
+        signals[signal.signal_id] = SignalState(signal, status)
+        if len(signals) <= self.keep_signals:
+            return
+        for _ in range(_SECOND_CHANCES):
+            oldest = next(iter(signals))
+            if signals[oldest].status != "PROPOSED":
+                break
+            signals[oldest] = signals.pop(oldest)
+        del signals[next(iter(signals))]
 
     def remember_order(self, order: Order) -> OrderState:
         signal = None
@@ -290,7 +317,7 @@ class LedgerState:
     def retire(self, client_order_id: uuid.UUID) -> None:
         """Finished orders stay known for a while (late reports), then are forgotten."""
         self.terminal.append(client_order_id)
-        if len(self.terminal) > KEEP_TERMINAL_ORDERS:
+        if len(self.terminal) > self.keep_terminal_orders:
             old = self.orders.pop(self.terminal.popleft(), None)
             if old is not None and old.exchange_order_id is not None:
                 self.by_exchange_id.pop(old.exchange_order_id, None)
@@ -417,8 +444,10 @@ class LedgerState:
                 order_state.add_fill(stored_fill)
             order_state.filled = open_order.quantity_filled
         for cycle in recovered.open_cycles:
-            self.cycles.setdefault(cycle.signal_id, cycle)
+            if cycle.signal_id not in self.recorded_unloaded:
+                self.cycles.setdefault(cycle.signal_id, cycle)
         self.loaded = True
+        self.recorded_unloaded.clear()
         return self._replay_deferred(stored)
 
     def _replay_deferred(self, stored: set[tuple[str, str]]) -> list[Trade]:
@@ -459,6 +488,8 @@ class LedgerState:
             signal = Signal(**p)
             if signal.signal_id not in self.signals:
                 self.remember_signal(signal, signal.status)
+            if not self.loaded:
+                self.recorded_unloaded.add(signal.signal_id)
         elif kind in ("signal_status", "order_update", "fill") and self._replay_needs_pg(kind, p):
             self.deferred.append((kind, p))
         elif kind == "signal_status":
@@ -482,7 +513,8 @@ class LedgerState:
             if state is not None and fill.fill_id not in state.fill_ids:
                 state.add_fill(fill)
                 self.set_status(state, p["order_status"])
-                if self.loaded:
+                sid = state.order.signal_id
+                if self.loaded or sid is None or sid in self.recorded_unloaded:
                     self.apply_to_cycle(state, fill, None)
                 else:  # PostgreSQL may hold it already, and then its cycle does
                     self.deferred.append((state, fill))

@@ -91,6 +91,8 @@ class Writer:
         self.dead = 0
         self.pg_connected = 0
         self.pg_errors = 0
+        self.snapshots_replaced = 0
+        self.conflicts = 0  # group commits retried after losing a race to another process
         self.journal_errors = 0
         self.latencies: collections.deque[float] = collections.deque(maxlen=_LATENCY_SAMPLES)
         self.journal_latencies: collections.deque[float] = collections.deque(
@@ -228,7 +230,19 @@ class Writer:
                 if fault.ARMED:
                     fault.reached("committed")
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                if _transient(exc):  # nothing committed; the same group again, soon
+                    self.conflicts += 1
+                    log.info("ledger commit met another writer, retrying: %s", exc)
+                    await asyncio.sleep(BACKOFF_START)
+                    continue
                 await self._disconnected(exc)
+                continue
+            except psycopg.errors.UniqueViolation as exc:
+                if not _transient(exc):
+                    raise
+                self.conflicts += 1
+                log.info("ledger commit met another writer, retrying: %s", exc)
+                await asyncio.sleep(BACKOFF_START)
                 continue
             except Exception as exc:  # e.g. schema missing: systemic, not one event
                 self.pg_errors += 1
@@ -309,14 +323,18 @@ class Writer:
         started = time.perf_counter()
         try:
             ordered = sorted(rows, key=lambda r: KIND_ORDER.get(r[1], -1))
+            replaced: list[Any] = []
             async with conn.transaction(), conn.pipeline():
                 cur = conn.cursor()
                 for kind, group in itertools.groupby(ordered, key=lambda r: r[1]):
-                    await write(cur, kind, [(s, p) for s, _k, p in group])
+                    replaced += await write(cur, kind, [(s, p) for s, _k, p in group])
+            self._replaced(replaced)
             dead: list[tuple[Row, str]] = []
-        except REFUSED:
+        except REFUSED as exc:
             if conn.broken:
                 raise psycopg.OperationalError("connection lost during commit") from None
+            if _transient(exc):
+                raise
             dead = await self._commit_one_by_one(conn, rows)
         self.latencies.append((time.perf_counter() - started) * 1000)
         self.batches += 1
@@ -326,13 +344,16 @@ class Writer:
         self, conn: psycopg.AsyncConnection[Any], rows: list[Row]
     ) -> list[tuple[Row, str]]:
         dead: list[tuple[Row, str]] = []
+        replaced: list[Any] = []
         async with conn.transaction():
             for row in rows:
                 seq, kind, payload = row
                 try:
                     async with conn.transaction():
-                        await write(conn.cursor(), kind, [(seq, payload)])
+                        replaced += await write(conn.cursor(), kind, [(seq, payload)])
                 except REFUSED as exc:
+                    if _transient(exc):  # another process won a race: retry the group
+                        raise
                     reason = f"{type(exc).__name__}: {str(exc).strip()}"
                     dead.append((row, reason))
                     log.error(
@@ -342,9 +363,34 @@ class Writer:
                         reason,
                     )
                     await write(
-                        conn.cursor(), "log", [(seq, dumps(dead_letter_log(seq, kind, reason)))]
+                        conn.cursor(),
+                        "log",
+                        [(seq, dumps(dead_letter_log(self.journal.instance, seq, kind, reason)))],
                     )
+        self._replaced(replaced)
         return dead
+
+    def _replaced(self, instants: list[Any]) -> None:
+        """Snapshots that replaced a different one of the same instant: counted and said."""
+        if instants:
+            self.snapshots_replaced += len(instants)
+            log.warning(
+                "ledger: %d portfolio snapshot(s) replaced a different one of the same instant "
+                "(another recorder on this database, or one instant recorded twice): %s",
+                len(instants),
+                ", ".join(str(t) for t in instants[:5]),
+            )
+
+
+# A race with another process that a retry resolves: the one-active configuration
+# (two processes activating theirs at once), serialization failures, deadlocks.
+_ONE_ACTIVE_CONFIG = "uq_configurations_one_active"
+
+
+def _transient(exc: Exception) -> bool:
+    if isinstance(exc, psycopg.errors.UniqueViolation):
+        return exc.diag.constraint_name == _ONE_ACTIVE_CONFIG
+    return isinstance(exc, (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected))
 
 
 def _built(build: Callable[[], LogEntry]) -> LogEntry:
