@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from galfriday_recorder.config import RecorderConfig, redact
+from galfriday_recorder.config import RecorderConfig, redact, redact_mapping
 from galfriday_recorder.errors import ConfigError
 
 
@@ -106,3 +106,80 @@ def test_redact_forms() -> None:
     assert redact("host=db password=abc user=x") == "host=db password=*** user=x"
     assert redact("postgresql://u:p@h/d") == "postgresql://u:***@h/d"
     assert redact("postgresql://u@h/d") == "postgresql://u@h/d"
+
+
+# -- beside the bot: its DSNs, its YAML section, its secrets ----------------------------
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "postgresql+asyncpg://bot:pw@db:5432/galfriday",
+        "postgres+asyncpg://bot:pw@db/galfriday",
+        "postgresql+psycopg://bot:pw@db/galfriday",
+    ],
+)
+def test_sqlalchemy_driver_dsns_are_accepted(dsn: str) -> None:
+    cfg = RecorderConfig(pg_dsn=dsn)
+    assert "+" not in cfg.pg_conninfo.partition("://")[0]
+    assert cfg.pg_conninfo.endswith("://bot:pw@db" + dsn.partition("@db")[2])
+    assert "pw" not in repr(cfg)
+
+
+def test_pg_schema_goes_into_the_search_path() -> None:
+    cfg = RecorderConfig(pg_dsn="postgresql+asyncpg://bot:pw@db/gf", pg_schema="recorder")
+    assert "search_path=recorder" in cfg.pg_conninfo
+    assert RecorderConfig(pg_dsn="", pg_schema="recorder").pg_conninfo == ""
+
+
+@pytest.mark.parametrize("schema", ["Recorder", "rec; DROP", "1abc", "a" * 64, "rec-x", "pg'"])
+def test_a_schema_that_is_not_a_plain_identifier_is_refused(schema: str) -> None:
+    with pytest.raises(ConfigError, match="pg_schema"):
+        RecorderConfig(pg_schema=schema)
+
+
+def test_from_mapping_reads_a_yaml_section() -> None:
+    section = {
+        "pg_dsn": "postgresql+asyncpg://bot:pw@db/gf",
+        "pg_schema": "recorder",
+        "commit_interval_ms": 10,
+        "imbalance_levels": [3, 7],
+        "apply_migrations": "no",
+        "orphan_fill_timeout_s": 5,
+    }
+    cfg = RecorderConfig.from_mapping(section, influx_database="over")
+    assert cfg.pg_schema == "recorder"
+    assert cfg.commit_interval_ms == 10.0
+    assert cfg.imbalance_levels == (3, 7)
+    assert cfg.apply_migrations is False
+    assert cfg.orphan_fill_timeout_s == 5.0
+    assert cfg.influx_database == "over"
+    assert RecorderConfig.from_mapping({"recorder": {"pg_schema": "r2"}}).pg_schema == "r2"
+
+
+def test_from_mapping_refuses_unknown_keys_and_non_mappings() -> None:
+    with pytest.raises(ConfigError, match="unknown configuration keys: connection_string"):
+        RecorderConfig.from_mapping({"connection_string": "postgresql://x"})
+    with pytest.raises(ConfigError, match="mapping"):
+        RecorderConfig.from_mapping(["pg_dsn"])  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="orphan_fill_timeout_s"):
+        RecorderConfig.from_mapping({"orphan_fill_timeout_s": 0})
+
+
+def test_secret_looking_keys_are_masked_anywhere() -> None:
+    content = {
+        "exchange": {"api_key": "K", "API_SECRET": "S", "name": "kraken"},
+        "database": {"connection_string": "postgresql://u:hunter2@db/gf", "password": "pw"},
+        "services": [{"auth_token": "t"}, {"private_key": "p"}, "postgresql://a:b@h/d"],
+        "risk": {"max_drawdown": "0.3", "empty_secret": ""},
+        "passphrase": None,
+    }
+    masked = redact_mapping(content)
+    assert masked == {
+        "exchange": {"api_key": "***", "API_SECRET": "***", "name": "kraken"},
+        "database": {"connection_string": "postgresql://u:***@db/gf", "password": "***"},
+        "services": [{"auth_token": "***"}, {"private_key": "***"}, "postgresql://a:***@h/d"],
+        "risk": {"max_drawdown": "0.3", "empty_secret": ""},
+        "passphrase": None,
+    }
+    assert content["exchange"]["api_key"] == "K"  # the caller's dict is not changed

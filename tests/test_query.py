@@ -19,8 +19,8 @@ import pytest
 
 from galfriday_recorder import AsyncQuery, Query, RecorderConfig
 from galfriday_recorder.lab.services import InfluxService
+from galfriday_recorder.ledger.recovery import load_recovery_state
 from galfriday_recorder.query import Bar, to_pandas
-from galfriday_recorder.recovery import load_recovery_state
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
 SIG = {name: uuid.UUID(int=i + 1) for i, name in enumerate(["xrp", "doge", "closed", "no"])}

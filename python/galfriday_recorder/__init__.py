@@ -5,6 +5,7 @@
 """
 
 from ._core import BookTop, BookView, MarketRecorder, encode_line
+from .bridge import BotBridge
 from .config import RecorderConfig
 from .errors import (
     BookOutOfSync,
@@ -33,6 +34,7 @@ __all__ = [
     "BookOutOfSync",
     "BookTop",
     "BookView",
+    "BotBridge",
     "ConfigError",
     "Fill",
     "FlushReport",

@@ -1,4 +1,5 @@
-"""``galfriday-recorder``: demo, replay, report, doctor, migrate, retention, services, spool.
+"""``galfriday-recorder``: demo, replay, report, doctor, migrate, verify, retention, services,
+spool.
 
 The lab (local servers, simulator) is imported only by the commands that use it."""
 
@@ -147,10 +148,23 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
     cfg = _config(args)
     _need_postgres(cfg)
-    applied = migrate(cfg.pg_dsn)
+    applied = migrate(cfg.pg_conninfo, schema=cfg.pg_schema)
     shown = redact(cfg.pg_dsn)
     print(f"{shown}: applied {applied}" if applied else f"{shown}: up to date")
     return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .ledger.verify import verify
+
+    cfg = _config(args)
+    _need_postgres(cfg)
+    with psycopg.connect(cfg.pg_conninfo, autocommit=True, connect_timeout=10) as conn:
+        diffs = verify(conn)
+    for diff in diffs:
+        print(diff)
+    print(f"{redact(cfg.pg_dsn)}: {len(diffs)} difference(s) between trades and fills")
+    return 1 if diffs else 0
 
 
 def _percentiles(samples: list[int]) -> str:
@@ -165,7 +179,7 @@ def _percentiles(samples: list[int]) -> str:
 
 
 def _summary(cfg: RecorderConfig) -> tuple[dict[str, int], dict[str, int]]:
-    tables = table_counts(cfg.pg_dsn)
+    tables = table_counts(cfg.pg_conninfo)
     points: dict[str, int] = {}
     problem = "no InfluxDB configured"
     if cfg.influx_url:
@@ -217,7 +231,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"\nstrategy: {c.signals} signals ({c.rejected} rejected), {c.orders} orders, "
         f"{c.fills} fills, exits {dict(sorted(c.exits.items()))}"
     )
-    print(build_report(cfg.pg_dsn).render())
+    print(build_report(cfg.pg_conninfo).render())
     print(
         f"\nhot path, Rust ingest per frame: p50 {stats['market_ingest_ns_p50'] / 1000:.2f} us, "
         f"p99 {stats['market_ingest_ns_p99'] / 1000:.2f} us"
@@ -229,11 +243,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"(synthetic market generation included)"
     )
     print(
+        f"through the bot bridge: {stats['bridge_refused']} events refused, "
+        f"{stats.get('orders_report_fills', 0)} fills from cumulative reports, "
+        f"{stats.get('orders_trade_fills_covered', 0)} per-trade fills already covered"
+    )
+    print(
         f"flushed: ledger committed={report.ledger_committed}, "
         f"series written={report.series_written}"
     )
     _left_running(args, before)
-    return 0 if report and tables["trades"] > 0 else 1
+    return 0 if report and tables["trades"] > 0 and not stats["bridge_refused"] else 1
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -263,7 +282,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     since = datetime.fromisoformat(args.since) if args.since else None
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=timezone.utc)
-    report = build_report(cfg.pg_dsn, since)
+    report = build_report(cfg.pg_conninfo, since)
     print(report.render())
     if args.png:
         from .report import draw_png
@@ -340,8 +359,8 @@ def cmd_retention(args: argparse.Namespace) -> int:
         return 0
     days = cfg.retention_system_logs_days
     if apply:
-        print(f"postgresql: deleted {delete_old_logs(cfg.pg_dsn, days):,} system_logs rows")
-    logs = logs_status(cfg.pg_dsn, days)
+        print(f"postgresql: deleted {delete_old_logs(cfg.pg_conninfo, days):,} system_logs rows")
+    logs = logs_status(cfg.pg_conninfo, days)
     print(
         f"postgresql: {logs['system_logs']:,} system_logs rows, "
         f"{logs['older_than_max_age']:,} older than {days:g} days, oldest {logs['oldest']}"
@@ -391,6 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("migrate", "apply pending schema migrations")
     p.add_argument("--dsn", dest="pg_dsn", default=None, help="the same as --pg-dsn")
     p.set_defaults(func=cmd_migrate)
+
+    p = command("verify", "recompute every trade from the stored fills; exit 1 on a difference")
+    p.set_defaults(func=cmd_verify)
 
     p = command(
         "demo",

@@ -12,6 +12,7 @@ import os
 import re
 import socket
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -31,6 +32,9 @@ else:  # pragma: no cover - exercised on 3.10 only
 ENV_PREFIX = "GALFRIDAY_"
 _SECRET_FIELDS = frozenset({"influx_password", "influx_token"})
 _DURATION = re.compile(r"INF|[1-9][0-9]{0,8}[smhdw]")
+# SQLAlchemy's driver suffix (the bot's ``postgresql+asyncpg://``): psycopg needs it gone.
+_DRIVER_SUFFIX = re.compile(r"^(postgres(?:ql)?)\+[a-z0-9_]+://")
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 @dataclass(frozen=True)
@@ -39,11 +43,16 @@ class RecorderConfig:
 
     # PostgreSQL ledger
     pg_dsn: str = ""
+    # All recorder tables and its schema_migrations live here ("" = the DSN's default
+    # search_path): beside the bot's own tables, whose ``orders`` would clash.
+    pg_schema: str = ""
     apply_migrations: bool = True
     data_dir: Path = Path(".galfriday")
     journal_max_bytes: int = 512 * 1024 * 1024
     commit_interval_ms: float = 5.0
     commit_max_events: int = 500
+    # A fill whose order has not been seen yet waits this long, then is dead-lettered.
+    orphan_fill_timeout_s: float = 30.0
 
     # InfluxDB time series
     influx_url: str = ""
@@ -98,7 +107,7 @@ class RecorderConfig:
             object.__setattr__(self, f.name, _coerce(f.name, getattr(self, f.name)))
         # Before any check below, so that every message (and every log line after) masks them.
         register_secrets(
-            dsn_password(self.pg_dsn),
+            dsn_password(_DRIVER_SUFFIX.sub(r"\1://", self.pg_dsn)),
             url_password(self.influx_url),
             self.influx_password,
             self.influx_token,
@@ -124,6 +133,7 @@ class RecorderConfig:
             "batch_interval_s",
             "metrics_interval_s",
             "influx_timeout_s",
+            "orphan_fill_timeout_s",
         ):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, not {getattr(self, name)!r}")
@@ -146,18 +156,21 @@ class RecorderConfig:
             raise ConfigError(
                 f"influx_url must start with http:// or https://: {redact(self.influx_url)}"
             )
-        if self.pg_dsn and not (
-            self.pg_dsn.startswith(("postgresql://", "postgres://")) or "=" in self.pg_dsn
-        ):
+        dsn = _DRIVER_SUFFIX.sub(r"\1://", self.pg_dsn)
+        if dsn and not (dsn.startswith(("postgresql://", "postgres://")) or "=" in dsn):
             raise ConfigError(f"pg_dsn is neither a URI nor key=value DSN: {redact(self.pg_dsn)}")
-        if self.pg_dsn:
+        if dsn:
             try:
-                conninfo_to_dict(self.pg_dsn)
+                conninfo_to_dict(dsn)
             except psycopg.ProgrammingError:  # its message quotes pieces of the DSN
                 raise ConfigError(
                     "pg_dsn does not parse as a libpq DSN (the driver's message is withheld: "
                     "it may quote the password; percent-encode special characters in a URI)"
                 ) from None
+        if self.pg_schema and not _SCHEMA_NAME.match(self.pg_schema):
+            raise ConfigError(
+                f"pg_schema must be a lower-case SQL identifier, not {self.pg_schema!r}"
+            )
 
     def __repr__(self) -> str:
         parts = []
@@ -171,6 +184,14 @@ class RecorderConfig:
         return f"RecorderConfig({', '.join(parts)})"
 
     __str__ = __repr__
+
+    @property
+    def pg_conninfo(self) -> str:
+        """The DSN as psycopg takes it: no driver suffix, ``search_path`` set to ``pg_schema``."""
+        dsn = _DRIVER_SUFFIX.sub(r"\1://", self.pg_dsn)
+        if not dsn or not self.pg_schema:
+            return dsn
+        return psycopg.conninfo.make_conninfo(dsn, options=f"-c search_path={self.pg_schema}")
 
     @property
     def journal_path(self) -> Path:
@@ -213,6 +234,22 @@ class RecorderConfig:
         unknown = sorted(set(values) - names)
         if unknown:
             raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
+        return cls(**values)
+
+    @classmethod
+    def from_mapping(cls, section: Mapping[str, Any], **overrides: Any) -> RecorderConfig:
+        """A config from a section of the bot's own (YAML) configuration, as a dict.
+
+        Keys are the field names (values as YAML gives them, or strings); a nested
+        ``recorder`` mapping is read too. Unknown keys are an error, not a silent default.
+        """
+        if not isinstance(section, Mapping):
+            raise ConfigError(f"config section must be a mapping, not {type(section).__name__}")
+        inner = section.get("recorder")
+        values = {**(inner if isinstance(inner, Mapping) else section), **overrides}
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ConfigError(f"unknown configuration keys: {', '.join(map(str, unknown))}")
         return cls(**values)
 
     def replace(self, **changes: Any) -> RecorderConfig:
@@ -259,3 +296,30 @@ def _coerce(name: str, value: Any) -> Any:
     except (TypeError, ValueError):
         raise ConfigError(f"{name}: invalid value {shown!r}") from None
     return value
+
+
+# Key names whose values are credentials in the bot's configuration (any case, anywhere
+# in the name): ``api_secret``, ``db_password``, ``private_key``, ``auth_token``, ...
+_SECRET_KEY = re.compile(
+    r"pass(word|wd|phrase)?|secret|token|api_?key|private_?key|credential|auth", re.IGNORECASE
+)
+
+
+def redact_mapping(content: Any) -> Any:
+    """A copy of a configuration with secret-looking keys' values masked and DSN passwords cut.
+
+    What ``record_configuration`` stores (and hashes): the bot's whole config may
+    hold its Kraken API secret and database password.
+    """
+    if isinstance(content, Mapping):
+        return {
+            k: "***"
+            if isinstance(k, str) and _SECRET_KEY.search(k) and content[k] not in (None, "")
+            else redact_mapping(content[k])
+            for k in content
+        }
+    if isinstance(content, (list, tuple)):
+        return [redact_mapping(v) for v in content]
+    if isinstance(content, str):
+        return redact(content)
+    return content

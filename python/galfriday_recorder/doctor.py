@@ -46,7 +46,7 @@ def _postgres(cfg: RecorderConfig) -> Iterator[Check]:
         )
         return
     try:
-        with psycopg.connect(cfg.pg_dsn, connect_timeout=5) as conn:
+        with psycopg.connect(cfg.pg_conninfo, connect_timeout=5) as conn:
             version = conn.execute("SHOW server_version").fetchone()
             applied: dict[int, str] = {}
             if conn.execute("SELECT to_regclass('schema_migrations')").fetchone() != (None,):

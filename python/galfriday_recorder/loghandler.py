@@ -10,7 +10,8 @@ or unbuildable record is counted in ``dropped``) and never logs about itself: a
 thread-local flag stops re-entry, and records of the ledger's own logger are
 skipped so a PostgreSQL outage cannot feed itself.
 
-Context: ``trading_pair``, ``signal_id`` and ``order_pk`` from ``extra=`` go to
+Context: ``trading_pair`` (or the bot's ``symbol`` / ``pair``), ``signal_id`` and
+``order_pk``, from ``extra=`` or from the bot's ``extra={"context": {...}}``, go to
 their columns (when they have the column's type; otherwise into the context);
 ``extra={"context": {...}}`` and any other non-standard attribute go into the
 JSONB ``context`` (values that JSON cannot hold are stored as ``str``). NUL and
@@ -151,22 +152,11 @@ def _entry(taken: _Taken) -> LogEntry:
         context.update(given)
     elif given is not None:
         context["context"] = given
-    trading_pair = extra.pop("trading_pair", None)
-    if trading_pair is not None and not (
-        isinstance(trading_pair, str) and 0 < len(trading_pair) <= 16
-    ):
-        context["trading_pair"], trading_pair = trading_pair, None
-    signal_id = extra.pop("signal_id", None)
-    if signal_id is not None and not isinstance(signal_id, uuid.UUID):
-        try:
-            signal_id = uuid.UUID(str(signal_id))
-        except ValueError:
-            context["signal_id"], signal_id = signal_id, None
-    order_pk = extra.pop("order_pk", None)
-    if order_pk is not None and (
-        isinstance(order_pk, bool) or not isinstance(order_pk, int) or not 0 < order_pk < 2**31
-    ):
-        context["order_pk"], order_pk = order_pk, None
+    # ``extra=`` names win over the same names inside ``context``.
+    for key in _COLUMN_KEYS:
+        if key in extra:
+            context[key] = extra.pop(key)
+    trading_pair, signal_id, order_pk = lift_columns(context)
     context.update(extra)
     if trading_pair is not None and _storable(trading_pair) != trading_pair:
         context["trading_pair"], trading_pair = trading_pair, None
@@ -182,6 +172,36 @@ def _entry(taken: _Taken) -> LogEntry:
         context=_jsonable(context) if context else None,
         log_timestamp=datetime.fromtimestamp(taken.created, timezone.utc),
     )
+
+
+# The bot says ``symbol`` or ``pair`` as often as ``trading_pair``.
+_PAIR_KEYS = ("trading_pair", "symbol", "pair")
+_COLUMN_KEYS = (*_PAIR_KEYS, "signal_id", "order_pk")
+
+
+def lift_columns(context: dict[str, Any]) -> tuple[str | None, uuid.UUID | None, int | None]:
+    """Take ``trading_pair`` (or ``symbol`` / ``pair``), ``signal_id`` and ``order_pk`` out of
+    a log context for their columns; a value the column cannot hold stays in the context."""
+    trading_pair = None
+    for key in _PAIR_KEYS:
+        value = context.get(key)
+        if isinstance(value, str) and 0 < len(value) <= 16 and "\x00" not in value:
+            trading_pair = context.pop(key)
+            break
+    signal_id = context.get("signal_id")
+    if signal_id is not None and not isinstance(signal_id, uuid.UUID):
+        try:
+            signal_id = uuid.UUID(str(signal_id))
+        except ValueError:
+            signal_id = None
+    if signal_id is not None:
+        del context["signal_id"]
+    order_pk = context.get("order_pk")
+    if isinstance(order_pk, bool) or not isinstance(order_pk, int) or not 0 < order_pk < 2**31:
+        order_pk = None
+    else:
+        del context["order_pk"]
+    return trading_pair, signal_id, order_pk
 
 
 def _message(record: logging.LogRecord) -> str:

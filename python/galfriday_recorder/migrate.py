@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 from .config import redact
 from .errors import MigrationError
@@ -58,8 +59,12 @@ def discover(sql_dir: Path = SQL_DIR) -> list[Migration]:
     return found
 
 
-def migrate(dsn: str, sql_dir: Path = SQL_DIR) -> list[int]:
-    """Apply the pending migrations; return the versions applied now (empty when up to date)."""
+def migrate(dsn: str, sql_dir: Path = SQL_DIR, *, schema: str = "") -> list[int]:
+    """Apply the pending migrations; return the versions applied now (empty when up to date).
+
+    With ``schema``, ``dsn`` must set ``search_path`` to it (``RecorderConfig.pg_conninfo``
+    does): the schema is created if missing, and every table lands in it.
+    """
     migrations = discover(sql_dir)
     try:
         conn = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
@@ -69,6 +74,10 @@ def migrate(dsn: str, sql_dir: Path = SQL_DIR) -> list[int]:
     with conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
         try:
+            if schema:
+                conn.execute(
+                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))
+                )
             conn.execute(_BOOKKEEPING)
             rows = conn.execute("SELECT version, name, checksum FROM schema_migrations").fetchall()
             applied = {int(v): (str(n), str(c).strip()) for v, n, c in rows}

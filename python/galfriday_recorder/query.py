@@ -419,7 +419,9 @@ class Query(_Reads):
 
     def _run(self, statement: _Statement[T]) -> T:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.config.pg_dsn, autocommit=True, row_factory=dict_row)
+            self._conn = psycopg.connect(
+                self.config.pg_conninfo, autocommit=True, row_factory=dict_row
+            )
         rows = self._conn.execute(statement.sql, statement.params).fetchall()
         return statement.build(rows)
 
@@ -502,7 +504,7 @@ class AsyncQuery(_Reads):
     async def _run(self, statement: _Statement[T]) -> T:
         if self._conn is None or self._conn.closed:
             self._conn = await psycopg.AsyncConnection.connect(
-                self.config.pg_dsn, autocommit=True, row_factory=dict_row
+                self.config.pg_conninfo, autocommit=True, row_factory=dict_row
             )
         cur = await self._conn.execute(statement.sql, statement.params)
         return statement.build(await cur.fetchall())

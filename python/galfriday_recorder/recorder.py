@@ -17,7 +17,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -25,16 +25,30 @@ from types import FrameType, TracebackType
 from typing import Any
 from uuid import UUID
 
+import orjson
 import psutil
 
+from . import vocabulary as vocab
 from ._core import BookTop, InvalidPoint, MarketRecorder, encode_line
-from .config import RecorderConfig, redact
-from .ledger import Ledger
+from .config import RecorderConfig, redact, redact_mapping
+from .l2 import l2_fields
+from .ledger import ORDER_TRANSITIONS, Ledger
+from .ledger.recovery import RecoveryState
 from .loghandler import LedgerLogHandler
 from .migrate import migrate
+from .orders import OrderDesk, TradeFill
 from .query import AsyncQuery, Query
-from .records import Fill, Order, PortfolioSnapshot, Signal, Trade
-from .recovery import RecoveryState
+from .records import (
+    Fill,
+    LogEntry,
+    Order,
+    PortfolioSnapshot,
+    Signal,
+    Trade,
+    client_order_uuid,
+    dumps,
+    utcnow,
+)
 from .retention import split_l2, writer_configs
 from .runtime import BackgroundLoop
 from .series import SeriesWriter
@@ -107,6 +121,10 @@ class Recorder:
         self._writers = [SeriesWriter(c, self._loop) for c in writer_configs(cfg)]
         self.series = self._writers[0]
         self.l2_series = self._writers[1] if len(self._writers) > 1 else None
+        self.orders = OrderDesk(
+            self.ledger, cfg.exchange, cfg.orphan_fill_timeout_s, ORDER_TRANSITIONS
+        )
+        self._refused = 0
         self._install_signals = install_signal_handlers
         self._previous_handlers: dict[int, Any] = {}
         self._tasks: list[concurrent.futures.Future[None]] = []
@@ -128,16 +146,18 @@ class Recorder:
                 return self
             if self.config.apply_migrations and self.config.pg_dsn:
                 try:
-                    migrate(self.config.pg_dsn)
+                    migrate(self.config.pg_conninfo, schema=self.config.pg_schema)
                 except Exception as exc:  # PostgreSQL may be down: the journal carries on
                     log.warning("migrations not applied at start: %s", redact(str(exc)))
             self._loop.start()
             self.ledger.start()
+            self.orders.restore(self.ledger.parked())
             for writer in self._writers:
                 writer.start()
             self._tasks = [
                 self._loop.submit(self._drain_market()),
                 self._loop.submit(self._sample_metrics()),
+                self._loop.submit(self._expire_orphan_fills()),
             ]
             if self._install_signals:
                 self._hook_signals()
@@ -198,8 +218,20 @@ class Recorder:
         self.close()
 
     async def __aenter__(self) -> Recorder:
-        await asyncio.get_running_loop().run_in_executor(None, self.start)
-        return self
+        return await self.astart()
+
+    # The bot is one asyncio loop: these wait in a worker thread, never on its loop.
+    async def astart(self) -> Recorder:
+        return await asyncio.get_running_loop().run_in_executor(None, self.start)
+
+    async def aflush(self, timeout: float | None = 30.0) -> FlushReport:
+        return await asyncio.get_running_loop().run_in_executor(None, self.flush, timeout)
+
+    async def aclose(self, timeout: float | None = 30.0) -> FlushReport:
+        return await asyncio.get_running_loop().run_in_executor(None, self.close, timeout)
+
+    async def aload_recovery_state(self) -> RecoveryState:
+        return await asyncio.get_running_loop().run_in_executor(None, self.load_recovery_state)
 
     async def __aexit__(
         self,
@@ -207,7 +239,7 @@ class Recorder:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self.close)
+        await self.aclose()
 
     def _hook_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -284,7 +316,7 @@ class Recorder:
 
     def update_order(
         self,
-        client_order_id: UUID,
+        client_order_id: UUID | str,
         status: str,
         *,
         exchange_order_id: str | None = None,
@@ -292,8 +324,9 @@ class Recorder:
         error_message: str | None = None,
         updated_at: datetime | None = None,
     ) -> None:
+        """``client_order_id`` is the UUID, or the string the order was recorded with."""
         self.ledger.update_order(
-            client_order_id,
+            client_order_uuid(client_order_id),
             status,
             exchange_order_id=exchange_order_id,
             submitted_at=submitted_at,
@@ -310,8 +343,166 @@ class Recorder:
     def record_portfolio_snapshot(self, snapshot: PortfolioSnapshot) -> None:
         self.ledger.record_portfolio_snapshot(snapshot)
 
+    def record_portfolio_state(self, state: Mapping[str, Any]) -> None:
+        """The bot's ``PortfolioManager.get_current_state()`` as it is (numbers as ``str``,
+        ``...+00:00Z`` times): a ``portfolio_snapshots`` row and a ``portfolio_metrics`` point.
+
+        ``available_balance`` is the available funds in ``valuation_currency``; positions
+        are kept in the row as the bot gives them.
+        """
+        when = vocab.timestamp("timestamp", state.get("timestamp") or utcnow())
+        currency = state.get("valuation_currency", "USD")
+        funds = state.get("available_funds") or {}
+        equity = vocab.decimal("total_equity", state.get("total_equity"))
+        available = vocab.decimal("available_funds", funds.get(currency, "0"))
+        pcts = {
+            name: float(vocab.decimal(name, state.get(name, "0")))
+            for name in (
+                "total_exposure_pct",
+                "daily_drawdown_pct",
+                "weekly_drawdown_pct",
+                "total_drawdown_pct",
+            )
+        }
+        positions = state.get("positions") or {}
+        self.record_portfolio_snapshot(
+            PortfolioSnapshot(
+                total_equity=equity,
+                available_balance=available,
+                positions=dict(positions),
+                snapshot_timestamp=when,
+                **pcts,
+            )
+        )
+        unrealized = sum(
+            (
+                vocab.decimal("unrealized_pnl", p["unrealized_pnl"])
+                for p in positions.values()
+                if isinstance(p, Mapping) and p.get("unrealized_pnl") is not None
+            ),
+            Decimal(0),
+        )
+        self.record_portfolio_metrics(
+            total_equity=equity,
+            available_balance=available,
+            unrealized_pnl=unrealized,
+            realized_pnl_session=sum(
+                (
+                    vocab.decimal("realized_pnl", p.get("realized_pnl") or "0")
+                    for p in positions.values()
+                    if isinstance(p, Mapping)
+                ),
+                Decimal(0),
+            ),
+            positions={
+                pair: (
+                    vocab.decimal("quantity", p.get("quantity", "0")),
+                    vocab.decimal("current_market_value", p.get("current_market_value") or "0"),
+                )
+                for pair, p in positions.items()
+                if isinstance(p, Mapping)
+            },
+            timestamp=when,
+            total_exposure_pct=pcts["total_exposure_pct"],
+            daily_drawdown_pct=pcts["daily_drawdown_pct"],
+            weekly_drawdown_pct=pcts["weekly_drawdown_pct"],
+            total_drawdown_pct=pcts["total_drawdown_pct"],
+        )
+
     def record_configuration(self, content: Mapping[str, Any]) -> str:
-        return self.ledger.record_configuration(content)
+        """Store the bot's configuration with secret-looking keys masked; return its hash."""
+        if not isinstance(content, Mapping):
+            return self.ledger.record_configuration(content)  # refused there, naming the field
+        return self.ledger.record_configuration(redact_mapping(content))
+
+    # -- the bot's own shapes (see bridge.py for its events) ---------------------------
+    def record_execution_report(self, **report: Any) -> None:
+        """One of the bot's cumulative execution reports, in its own words and field names
+        (``exchange_order_id``, ``order_status``, ``quantity_filled``, ``average_fill_price``,
+        ``commission``, ...): the order on first sight, fills for what is new, its status."""
+        self.orders.report(**report)
+
+    def record_exchange_fill(
+        self,
+        *,
+        exchange_order_id: str,
+        fill_id: str,
+        trading_pair: str,
+        side: str,
+        price: Any,
+        quantity: Any,
+        fee: Any = 0,
+        commission_asset: str | None = None,
+        filled_at: Any = None,
+    ) -> None:
+        """One execution by its exchange trade id (the bot's ``FillEvent``); it waits up to
+        ``orphan_fill_timeout_s`` for its order if that has not been reported yet."""
+        self.orders.trade_fill(
+            TradeFill(
+                exchange_order_id=exchange_order_id,
+                fill_id=fill_id,
+                trading_pair=trading_pair,
+                side=vocab.side(side),
+                price=vocab.decimal("price", price),
+                quantity=vocab.decimal("quantity", quantity),
+                fee=vocab.decimal("fee", fee),
+                commission_asset=vocab.commission_asset(commission_asset, trading_pair),
+                filled_at=vocab.timestamp("filled_at", filled_at) if filled_at else utcnow(),
+            )
+        )
+
+    def record_refusal(
+        self,
+        what: str,
+        event: Mapping[str, Any],
+        reason: str,
+        *,
+        signal_id: UUID | None = None,
+        trading_pair: str | None = None,
+    ) -> None:
+        """Something the bot sent that cannot be recorded: a dead letter and a log row."""
+        self._refused += 1
+        self.ledger.record_refused(what, event, reason)
+        self.ledger.record_log(
+            LogEntry(
+                source_module="galfriday_recorder.bridge",
+                log_level="WARNING",
+                message=f"{what} refused, kept in the dead letters: {reason}"[:2000],
+                signal_id=signal_id,
+                trading_pair=trading_pair if trading_pair and len(trading_pair) <= 16 else None,
+                context={"what": what},
+            )
+        )
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        """Everything refused for good: ``{"seq", "kind", "reason", "event"}`` each, oldest
+        first (PostgreSQL's refusals and the bridge's, whose ``kind`` is ``"refused"``)."""
+        out = []
+        for seq, kind, payload, reason in self.ledger.dead_letters():
+            try:
+                event: Any = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                event = payload.decode(errors="replace")
+            if kind == "refused" and isinstance(event, dict):
+                event = event.get("event")
+            out.append({"seq": seq, "kind": kind, "reason": reason, "event": event})
+        return out
+
+    async def _expire_orphan_fills(self) -> None:
+        interval = min(1.0, self.config.orphan_fill_timeout_s / 4)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                for fill in self.orders.expired():
+                    self.record_refusal(
+                        "FillEvent",
+                        orjson.loads(dumps(fill)),
+                        f"its order {fill.exchange_order_id!r} was not reported within "
+                        f"orphan_fill_timeout_s ({self.config.orphan_fill_timeout_s} s)",
+                        trading_pair=fill.trading_pair,
+                    )
+            except Exception:  # the next round tries again; a dead sweep would park forever
+                log.exception("expiring parked fills failed")
 
     def log_handler(self, level: int = logging.INFO) -> LedgerLogHandler:
         return self.ledger.log_handler(level)
@@ -338,7 +529,10 @@ class Recorder:
         *,
         market: bool = False,
     ) -> None:
-        self.series.write(
+        # Raw L2 from the bot (record_l2) goes where the core's raw L2 goes.
+        raw_l2 = measurement == "market_data_l2" and self.l2_series is not None
+        writer = self.l2_series if raw_l2 and self.l2_series else self.series
+        writer.write(
             encode_line(measurement, dict(tags), dict(fields), _ns(timestamp)), market=market
         )
 
@@ -364,6 +558,26 @@ class Recorder:
             timestamp,
             market=True,
         )
+
+    def record_l2(
+        self,
+        trading_pair: str,
+        bids: Sequence[Sequence[Any]],
+        asks: Sequence[Sequence[Any]],
+        *,
+        is_snapshot: bool = False,
+        timestamp: Timestamp = None,
+    ) -> None:
+        """A book the bot holds already (levels best first, as ``str``): one ``market_data_l2``
+        point with the core's fields; raw Kraken frames belong in :meth:`on_market_frame`."""
+        fields = l2_fields(
+            bids,
+            asks,
+            is_snapshot=is_snapshot,
+            levels=self.config.l2_levels,
+            imbalance_levels=self.config.imbalance_levels,
+        )
+        self._point("market_data_l2", self._tags(trading_pair), fields, timestamp, market=True)
 
     def record_features(
         self,
@@ -443,7 +657,12 @@ class Recorder:
     # -- self-metrics -----------------------------------------------------
     def stats(self) -> dict[str, float | int]:
         """Every figure the recorder keeps, flat, for the bot's health checks."""
-        out: dict[str, float | int] = {"market_errors": self._market_errors}
+        out: dict[str, float | int] = {
+            "market_errors": self._market_errors,
+            "bridge_refused": self._refused,
+            "orders_parked_fills": self.orders.parked(),
+        }
+        out.update({f"orders_{k}": v for k, v in self.orders.counts.items()})
         for prefix, part in (
             ("market", self.market.stats()),
             ("ledger", self.ledger.stats()),

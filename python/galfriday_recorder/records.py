@@ -68,6 +68,8 @@ EXIT_REASONS = frozenset(
     }
 )
 LOG_LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
+# Where a string client order id (the bot's ``gf-...``) lands in the UUID column: uuid5.
+CLIENT_ORDER_NAMESPACE = uuid.UUID("6f1d3c2e-9a57-4b8e-8f0a-1c4e2b7d9a31")
 # NUMERIC(38, 18): at most 20 digits before the point.
 _MONEY_LIMIT = Decimal(10) ** 20
 _FLOAT4 = struct.Struct("<f")
@@ -238,6 +240,16 @@ def json_object(name: str, value: Any, *, optional: bool = False) -> Any:
     return value
 
 
+def client_order_uuid(ref: str | uuid.UUID) -> uuid.UUID:
+    """The seed's ``client_order_id`` for any id the bot uses: a UUID as it is, else uuid5."""
+    if isinstance(ref, uuid.UUID):
+        return ref
+    try:
+        return uuid.UUID(ref)
+    except ValueError:
+        return uuid.uuid5(CLIENT_ORDER_NAMESPACE, ref)
+
+
 def _set(obj: object, name: str, value: Any) -> None:
     object.__setattr__(obj, name, value)
 
@@ -328,7 +340,11 @@ class SignalStatusUpdate:
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class Order:
-    """An order as created by the bot; ``exit_reason`` names why an exit order closes a cycle."""
+    """An order as created by the bot; ``exit_reason`` names why an exit order closes a cycle.
+
+    ``client_order_ref`` keeps a string client order id exactly (``orders.client_order_ref``);
+    given one, ``client_order_id`` is always :func:`client_order_uuid` of it.
+    """
 
     trading_pair: str
     exchange: str
@@ -346,8 +362,11 @@ class Order:
     created_at: datetime = dataclasses.field(default_factory=utcnow)
     submitted_at: datetime | None = None
     last_updated_at: datetime | None = None
+    client_order_ref: str | None = None
 
     def __post_init__(self) -> None:
+        if text("client_order_ref", self.client_order_ref, 64, optional=True) is not None:
+            _set(self, "client_order_id", client_order_uuid(self.client_order_ref))  # type: ignore[arg-type]
         _set(self, "client_order_id", uuid_value("client_order_id", self.client_order_id))
         _set(self, "signal_id", uuid_value("signal_id", self.signal_id, optional=True))
         text("trading_pair", self.trading_pair, 16)
@@ -607,5 +626,6 @@ __all__ = [
     "SignalStatusUpdate",
     "Trade",
     "canonical_json",
+    "client_order_uuid",
     "split_pair",
 ]

@@ -191,7 +191,7 @@ def draw_png(config: RecorderConfig, path: Path, since: datetime | None = None) 
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
-    with psycopg.connect(config.pg_dsn) as conn:
+    with psycopg.connect(config.pg_conninfo) as conn:
         equity = conn.execute(
             "SELECT snapshot_timestamp, total_equity FROM portfolio_snapshots"
             " WHERE %(since)s::timestamptz IS NULL OR snapshot_timestamp >= %(since)s ORDER BY 1",
@@ -215,7 +215,7 @@ def draw_png(config: RecorderConfig, path: Path, since: datetime | None = None) 
             notes.append(f"no mid prices: {exc}")
     if not mids and config.influx_url and not notes:
         notes.append("no mid prices in InfluxDB for this span")
-    strategies = _performance(config.pg_dsn, since)
+    strategies = _performance(config.pg_conninfo, since)
 
     utc = timezone.utc
     heights = [3, 1.4, *([2.6] * len(pairs)), 0.35 * len(strategies) + 0.6]

@@ -99,23 +99,35 @@ class LoggedRecorder:
         self._timed(t)
         self._out.event(k="signal_status", id=str(signal_id), status=status)
 
-    def record_order(self, order: Order) -> None:
-        t = time.perf_counter_ns()
-        self._rec.record_order(order)
-        self._timed(t)
-        self._out.event(k="order", id=str(order.client_order_id))
+    def log_ledger_orders(self) -> None:
+        """Orders, their updates and fills are logged where they reach the ledger: the demo
+        speaks through the bot bridge, whose order desk calls the ledger itself."""
+        ledger = self._rec.ledger
+        record_order, update_order, record_fill = (
+            ledger.record_order,
+            ledger.update_order,
+            ledger.record_fill,
+        )
 
-    def update_order(self, client_order_id: uuid.UUID, status: str, **kw: Any) -> None:
-        t = time.perf_counter_ns()
-        self._rec.update_order(client_order_id, status, **kw)
-        self._timed(t)
-        self._out.event(k="order_update", id=str(client_order_id), status=status)
+        def order(order: Order) -> None:
+            t = time.perf_counter_ns()
+            record_order(order)
+            self._timed(t)
+            self._out.event(k="order", id=str(order.client_order_id))
 
-    def record_fill(self, fill: Fill) -> None:
-        t = time.perf_counter_ns()
-        self._rec.record_fill(fill)
-        self._timed(t)
-        self._out.event(k="fill", id=fill.fill_id, order=str(fill.client_order_id))
+        def update(client_order_id: uuid.UUID, status: str, **kw: Any) -> None:
+            t = time.perf_counter_ns()
+            update_order(client_order_id, status, **kw)
+            self._timed(t)
+            self._out.event(k="order_update", id=str(client_order_id), status=status)
+
+        def fill(fill: Fill) -> None:
+            t = time.perf_counter_ns()
+            record_fill(fill)
+            self._timed(t)
+            self._out.event(k="fill", id=fill.fill_id, order=str(fill.client_order_id))
+
+        ledger.record_order, ledger.update_order, ledger.record_fill = order, update, fill  # type: ignore[method-assign]
 
     def record_portfolio_snapshot(self, snapshot: PortfolioSnapshot) -> None:
         t = time.perf_counter_ns()
@@ -180,6 +192,7 @@ def main() -> None:
     rec = Recorder(config).start()
     out.note(started=True, t=time.time(), stats=stats(rec))
     logged = LoggedRecorder(rec, out)
+    logged.log_ledger_orders()
     handler = rec.log_handler(logging.INFO)
     logged.handler = handler  # type: ignore[attr-defined]
     for name in ("galfriday", "faults.bot"):

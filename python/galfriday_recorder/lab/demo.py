@@ -5,6 +5,11 @@ the synthetic market; features and predictions from the book; signals (some
 rejected by a risk check), entry orders with partial fills, take-profit and
 stop-loss exits (or a time exit), cancels, logs, portfolio snapshots and a
 configuration from the strategy; self-metrics from the recorder.
+
+The strategy speaks as Gal-Friday does: its signals, orders and fills are the
+bot's events (:mod:`.botevents`, string client order ids, Kraken's order types
+and statuses, per-trade fills plus a cumulative report of each finished order)
+handed to a :class:`~.bridge.BotBridge`, as the bot's bus would.
 """
 
 from __future__ import annotations
@@ -21,8 +26,16 @@ from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from .._core import BookTop
+from ..bridge import BotBridge
 from ..recorder import Recorder
-from ..records import Fill, Order, PortfolioSnapshot, Signal
+from ..records import Order, PortfolioSnapshot, Signal
+from .botevents import (
+    ExecutionReportEvent,
+    FillEvent,
+    TradeSignalApprovedEvent,
+    TradeSignalProposedEvent,
+    TradeSignalRejectedEvent,
+)
 from .synth import DEFAULT_PAIRS, SyntheticKraken
 
 log = logging.getLogger("galfriday.strategy")
@@ -87,6 +100,12 @@ class DemoStrategy:
         self._next_snapshot_ns = 0
         self._next_bot_metrics_ns = 0
         self._exchange_ids = 0
+        self._fills = 0
+        # Exchange order and trade ids are unique on the exchange: one run's own prefix.
+        self._run = f"{self.rng.getrandbits(24):06X}"
+        self.bridge = BotBridge(rec)
+        # Per exchange order id: quantity, value and fees filled so far (the bot's report).
+        self._filled: dict[str, tuple[Decimal, Decimal, Decimal]] = {}
 
     # -- events -------------------------------------------------------------
     def on_top(self, top: BookTop, now_ns: int) -> None:
@@ -169,16 +188,33 @@ class DemoStrategy:
             prediction_value=probability,
             created_at=_dt(now_ns),
         )
-        self.rec.record_signal(signal)
+        self.bridge.handle(
+            TradeSignalProposedEvent(
+                signal_id=signal.signal_id,
+                trading_pair=signal.trading_pair,
+                exchange=signal.exchange,
+                side=signal.side,
+                entry_type=signal.entry_type,
+                proposed_entry_price=signal.proposed_entry_price,
+                proposed_sl_price=signal.proposed_sl_price,
+                proposed_tp_price=signal.proposed_tp_price,
+                strategy_id=signal.strategy_id,
+                triggering_prediction={"prediction_value": probability},
+                timestamp=signal.created_at,
+            )
+        )
         self.counts.signals += 1
         spread_ok = (top.spread_pct or 0.0) < 0.08
         if not spread_ok or self.rng.random() < 0.25:
             reason = "spread too wide" if not spread_ok else "max exposure reached"
-            self.rec.update_signal_status(
-                signal.signal_id,
-                "REJECTED",
-                reason,
-                {"spread_pct": top.spread_pct, "checks": ["spread", "exposure"]},
+            self.bridge.handle(
+                TradeSignalRejectedEvent(
+                    signal_id=signal.signal_id,
+                    trading_pair=signal.trading_pair,
+                    exchange=signal.exchange,
+                    side=signal.side,
+                    reason=reason,
+                )
             )
             log.warning(
                 "signal rejected: %s",
@@ -188,11 +224,19 @@ class DemoStrategy:
             self.counts.rejected += 1
             self.counts.ledger_events += 3
             return
-        self.rec.update_signal_status(
-            signal.signal_id,
-            "APPROVED",
-            None,
-            {"spread_pct": top.spread_pct, "checks": ["spread", "exposure"]},
+        self.bridge.handle(
+            TradeSignalApprovedEvent(
+                signal_id=signal.signal_id,
+                trading_pair=signal.trading_pair,
+                exchange=signal.exchange,
+                side=signal.side,
+                order_type=signal.entry_type,
+                quantity=Decimal(1),
+                sl_price=signal.proposed_sl_price,
+                tp_price=signal.proposed_tp_price,
+                risk_parameters={"spread_pct": top.spread_pct, "checks": ["spread", "exposure"]},
+                limit_price=signal.proposed_entry_price,
+            )
         )
         log.info(
             "signal approved",
@@ -216,9 +260,12 @@ class DemoStrategy:
         *,
         limit: Decimal | None = None,
         stop: Decimal | None = None,
-        exit_reason: str | None = None,
     ) -> Order:
+        self._exchange_ids += 1
+        prefix = {"TAKE_PROFIT": "gf-tp", "STOP_LOSS": "gf-sl"}.get(order_type, "gf")
         order = Order(
+            client_order_ref=f"{prefix}-{str(signal_id)[:8]}-{now_ns // 1000}{self._exchange_ids}",
+            exchange_order_id=f"O{self._run}-{self._exchange_ids:06d}",
             trading_pair=pair,
             exchange="kraken",
             side=side,
@@ -227,45 +274,66 @@ class DemoStrategy:
             limit_price=limit,
             stop_price=stop,
             signal_id=signal_id,
-            exit_reason=exit_reason,
             created_at=_dt(now_ns),
         )
-        self.rec.record_order(order)
-        self._exchange_ids += 1
-        self.rec.update_order(
-            order.client_order_id,
-            "NEW",
-            exchange_order_id=f"O{self._exchange_ids:06d}-DEMO",
-            submitted_at=_dt(now_ns),
-            updated_at=_dt(now_ns),
-        )
+        self._report(order, "open", now_ns)
         self.counts.orders += 1
-        self.counts.ledger_events += 2
+        self.counts.ledger_events += 1
         return order
 
-    def _fill(self, order: Order, qty: Decimal, price: Decimal, now_ns: int) -> None:
-        base, quote = order.trading_pair.split("/")
-        fee_in_base = self.rng.random() < 0.2
-        rate = MAKER_FEE if order.order_type == "LIMIT" else TAKER_FEE
-        fee = qty * rate if fee_in_base else qty * price * rate
-        fee = fee.quantize(Decimal("0.00000001"), rounding=ROUND_DOWN)
-        self.rec.record_fill(
-            Fill(
+    def _report(self, order: Order, status: str, now_ns: int) -> None:
+        """The bot's execution report: Kraken's words, cumulative figures."""
+        assert order.exchange_order_id is not None
+        qty, value, fees = self._filled.get(order.exchange_order_id, (Decimal(0),) * 3)
+        self.bridge.handle(
+            ExecutionReportEvent(
+                exchange_order_id=order.exchange_order_id,
+                client_order_id=order.client_order_ref,
+                signal_id=order.signal_id,
                 trading_pair=order.trading_pair,
-                exchange="kraken",
+                exchange=order.exchange,
+                order_status=status,
+                order_type=order.order_type.lower().replace("_", "-"),
                 side=order.side,
+                quantity_ordered=order.quantity_ordered,
                 quantity_filled=qty,
-                fill_price=price,
-                commission=fee,
-                commission_asset=base if fee_in_base else quote,
-                client_order_id=order.client_order_id,
-                liquidity_type="TAKER" if order.order_type != "LIMIT" else "MAKER",
-                filled_at=_dt(now_ns),
+                average_fill_price=value / qty if qty else None,
+                limit_price=order.limit_price,
+                stop_price=order.stop_price,
+                commission=fees,
+                commission_asset="Z" + order.trading_pair.split("/")[1],
+                timestamp_exchange=_dt(now_ns),
             )
         )
+
+    def _fill(self, order: Order, qty: Decimal, price: Decimal, now_ns: int) -> None:
+        """One per-trade fill (the bot's ``FillEvent``: fee in the quote currency)."""
+        assert order.exchange_order_id is not None
+        rate = MAKER_FEE if order.order_type == "LIMIT" else TAKER_FEE
+        fee = (qty * price * rate).quantize(Decimal("0.00000001"), rounding=ROUND_DOWN)
+        self._fills += 1
+        fill = FillEvent(
+            order_id=order.exchange_order_id,
+            fill_id=f"T{self._run}-{self._fills:07d}",
+            trading_pair=order.trading_pair,
+            side=order.side,
+            price=price,
+            quantity=qty,
+            fee=fee,
+            timestamp=_dt(now_ns),
+        )
+        done, value, fees = self._filled.get(order.exchange_order_id, (Decimal(0),) * 3)
+        self._filled[order.exchange_order_id] = (done + qty, value + qty * price, fees + fee)
+        if done + qty < order.quantity_ordered:
+            self.bridge.handle(fill)
+        elif self.rng.random() < 0.5:  # the feed first, then the poll's report: nothing twice
+            self.bridge.handle(fill)
+            self._report(order, "closed", now_ns)
+        else:  # the poll wins the race: the report writes the fill, the feed's is covered
+            self._report(order, "closed", now_ns)
+            self.bridge.handle(fill)
         direction = 1 if order.side == "BUY" else -1
-        fee_quote = fee * price if fee_in_base else fee
-        self.cash -= direction * qty * price + fee_quote
+        self.cash -= direction * qty * price + fee
         self.counts.fills += 1
         self.counts.ledger_events += 1
 
@@ -315,21 +383,15 @@ class DemoStrategy:
             self._cancel(pos.take_profit, now_ns)
             self._cancel(pos.stop_loss, now_ns)
             market = self._new_order(
-                pair,
-                pos.signal_id,
-                "SELL" if up else "BUY",
-                "MARKET",
-                pos.qty,
-                now_ns,
-                exit_reason="TIME_EXIT",
+                pair, pos.signal_id, "SELL" if up else "BUY", "MARKET", pos.qty, now_ns
             )
             self._fill(market, pos.qty, exit_price, now_ns)
-            self._finish(st, pos, exit_price, now_ns, "TIME_EXIT")
+            # The bot's reports say nothing of why: a market exit is a manual close.
+            self._finish(st, pos, exit_price, now_ns, "MANUAL_CLOSE")
 
     def _cancel(self, order: Order, now_ns: int) -> None:
-        self.rec.update_order(order.client_order_id, "PENDING_CANCEL", updated_at=_dt(now_ns))
-        self.rec.update_order(order.client_order_id, "CANCELED", updated_at=_dt(now_ns))
-        self.counts.ledger_events += 2
+        self._report(order, "cancelled", now_ns)
+        self.counts.ledger_events += 1
 
     def _close(
         self,

@@ -14,7 +14,7 @@ import pytest
 from ledgerkit import make_fill, make_order, make_signal, rows
 
 from galfriday_recorder.config import RecorderConfig
-from galfriday_recorder.errors import IllegalTransition, RecorderError
+from galfriday_recorder.errors import IllegalTransition, RecorderError, ValidationError
 from galfriday_recorder.lab.services import PostgresService
 from galfriday_recorder.ledger import Ledger
 from galfriday_recorder.loghandler import LedgerLogHandler
@@ -290,3 +290,48 @@ def test_log_handler_never_recurses_and_never_raises(tmp_path: Path) -> None:
     assert closed.stats()["log_records_dropped"] == 2  # and says so where operators look
     with pytest.raises(RecorderError, match="not running"):
         closed.record_log(echo.entries[0])
+
+
+def test_signals_in_every_status_before_a_restart_trade_after_it(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    """Signals PROPOSED, APPROVED (no order yet), APPROVED with a canceled first entry,
+    APPROVED with an open part-filled entry, and REJECTED before a restart; after it, each
+    that may trade does, and flush() returns only once every derived trade is stored."""
+    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
+    first = _started(config)
+    proposed, approved, canceled, open_, rejected = (make_signal() for _ in range(5))
+    for signal in (proposed, approved, canceled, open_, rejected):
+        first.record_signal(signal)
+    for signal in (approved, canceled, open_):
+        first.update_signal_status(signal.signal_id, "APPROVED")
+    first.update_signal_status(rejected.signal_id, "REJECTED", rejection_reason="risk")
+    gone = make_order(canceled, quantity_ordered=Decimal(10))
+    first.record_order(gone)
+    first.update_order(gone.client_order_id, "CANCELED")
+    held_entry = make_order(open_, quantity_ordered=Decimal(10))
+    first.record_order(held_entry)
+    first.record_fill(make_fill(held_entry, "4", "1"))
+    assert first.close(timeout=30)
+
+    second = _started(config)
+    second.update_signal_status(proposed.signal_id, "APPROVED")
+    # A decided signal is not kept in memory after a restart: a verdict on it is refused.
+    with pytest.raises(ValidationError, match="unknown signal"):
+        second.update_signal_status(rejected.signal_id, "APPROVED")
+    second.record_fill(make_fill(held_entry, "6", "1"))
+    for signal in (proposed, approved, canceled):
+        entry = make_order(signal, quantity_ordered=Decimal(10))
+        second.record_order(entry)
+        second.record_fill(make_fill(entry, "10", "1"))
+    for signal in (proposed, approved, canceled, open_):
+        exit_ = make_order(signal, side="SELL", quantity_ordered=Decimal(10))
+        second.record_order(exit_)
+        second.record_fill(make_fill(exit_, "10", "1.25"))
+    assert second.flush(timeout=60)
+    # Read before close(): flush() alone must have put every derived trade in PostgreSQL.
+    assert sorted(rows(pg_dsn, "SELECT signal_id, quantity, realized_pnl FROM trades")) == sorted(
+        (s.signal_id, Decimal(10), Decimal("2.5")) for s in (proposed, approved, canceled, open_)
+    )
+    assert second.close(timeout=30)
+    assert second.stats()["dead_letters"] == 0

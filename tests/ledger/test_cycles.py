@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ledgerkit import T0, make_fill, make_order, make_signal
 
-from galfriday_recorder.cycles import Cycle, FillOrder, exit_reason_for, trade_id_for
+from galfriday_recorder.ledger.cycles import Cycle, FillOrder, exit_reason_for, trade_id_for
 from galfriday_recorder.records import Order
 
 

@@ -14,17 +14,16 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from .cycles import Cycle, FillOrder
-from .records import Configuration, Fill, Order, PortfolioSnapshot, Signal
-from .riskstate import RISK_STATE_SQL, RiskState, risk_state, risk_state_params
-
-TERMINAL_ORDER_STATUSES = ("FILLED", "CANCELED", "REJECTED", "EXPIRED")
+from ..records import Configuration, Fill, Order, PortfolioSnapshot, Signal, Trade
+from ..riskstate import RISK_STATE_SQL, RiskState, risk_state, risk_state_params
+from .cycles import Cycle, FillOrder, reduce_cycles
+from .state import TERMINAL_ORDER_STATUSES
 
 _ORDER_COLUMNS = (
     "o.order_pk, o.quantity_filled, o.client_order_id, o.exchange_order_id, o.signal_id, "
     "o.trading_pair, o.exchange, o.side, o.order_type, o.quantity_ordered, o.limit_price, "
     "o.stop_price, o.status, o.error_message, o.exit_reason, o.created_at, o.submitted_at, "
-    "o.last_updated_at"
+    "o.last_updated_at, o.client_order_ref"
 )
 _FILL_COLUMNS = (
     "f.fill_pk, f.fill_id, o.client_order_id, f.exchange_order_id, f.trading_pair, "
@@ -131,25 +130,116 @@ def load_recovery_state(conn: psycopg.Connection[Any]) -> RecoveryState:
 
 
 def _open_cycles(cur: psycopg.Cursor[dict[str, Any]]) -> list[Cycle]:
-    """Re-derive the cycles of signals whose fills do not net to zero."""
+    """Re-derive the cycles of signals whose own fills do not net to zero, with the fills of
+    orders without a signal on their pairs applied as the ledger applied them (fill order,
+    oldest open cycle first: :func:`.cycles.reduce_cycles`)."""
     cur.execute(
-        "SELECT s.signal_id, s.side, s.trading_pair, s.exchange, s.strategy_id "
-        "FROM signals s JOIN orders o ON o.signal_id = s.signal_id "
+        f"SELECT {_HEAD_COLUMNS} FROM signals s JOIN orders o ON o.signal_id = s.signal_id "
         "JOIN fills f ON f.order_pk = o.order_pk GROUP BY s.signal_id "
         "HAVING sum(CASE WHEN f.side = s.side THEN f.quantity_filled "
         "ELSE -f.quantity_filled END) <> 0"
     )
     cycles = {r["signal_id"]: Cycle(**r) for r in cur.fetchall()}
+    derive_trades(cur, cycles)
+    return [c for c in cycles.values() if c.open_quantity != 0]
+
+
+_HEAD_COLUMNS = "s.signal_id, s.side, s.trading_pair, s.exchange, s.strategy_id"
+
+
+def derive_trades(
+    cur: psycopg.Cursor[dict[str, Any]], cycles: dict[uuid.UUID, Cycle]
+) -> list[Trade]:
+    """Run every stored fill of these signals through their cycles, in the order PostgreSQL
+    stored them (the ledger's order), with the fills of orders without a signal on their
+    pairs shared among the cycles open at the time (:func:`.cycles.reduce_cycles`, oldest
+    first); return the trades they close. The cycles are left holding what is still open,
+    reordered oldest open first. Orders without a signal are attributed among the cycles
+    given only: the ledger's own state had all of the pair's open cycles."""
     if not cycles:
         return []
     cur.execute(
         f"SELECT {_FILL_COLUMNS}, o.signal_id, o.order_type, o.exit_reason "
         "FROM fills f JOIN orders o USING (order_pk) WHERE o.signal_id = ANY(%s) "
-        "ORDER BY f.fill_pk",
-        (list(cycles),),
+        "OR (o.signal_id IS NULL AND f.trading_pair = ANY(%s)) ORDER BY f.fill_pk",
+        (list(cycles), sorted({c.trading_pair for c in cycles.values()})),
     )
+    opened: dict[uuid.UUID, Cycle] = {}  # open now, oldest first, as the ledger's were
+    trades: list[Trade] = []
     for row in cur.fetchall():
-        cycle = cycles[row.pop("signal_id")]
+        signal_id = row.pop("signal_id")
         order = FillOrder(row["client_order_id"], row.pop("order_type"), row.pop("exit_reason"))
-        cycle.apply(_fill(row), order)
-    return [c for c in cycles.values() if c.open_quantity != 0]
+        fill = _fill(row)
+        if signal_id is None:
+            touched, _left = reduce_cycles(list(opened.values()), fill, order)
+        else:
+            cycle = cycles[signal_id]
+            opened.setdefault(signal_id, cycle)
+            touched = [(cycle, cycle.apply(fill, order)[0])]
+        for cycle, trade in touched:
+            if trade is not None:
+                trades.append(trade)
+            if cycle.open_quantity == 0:
+                opened.pop(cycle.signal_id, None)
+    # Oldest open first, as the ledger held them: the next fill without a signal depends on it.
+    ordered = {**opened, **cycles}
+    cycles.clear()
+    cycles.update(ordered)
+    return trades
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LoadedSignals:
+    """Signals read on demand, with their open cycles and every trade their fills close."""
+
+    signals: list[Signal]
+    cycles: list[Cycle]
+    trades: list[Trade]
+
+
+def load_signals(conn: psycopg.Connection[Any], signal_ids: set[uuid.UUID]) -> LoadedSignals:
+    """Read signals with their cycles rebuilt from their stored fills (one snapshot)."""
+    if not signal_ids:
+        return LoadedSignals([], [], [])
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        cur.execute(
+            f"SELECT {_SIGNAL_COLUMNS} FROM signals s WHERE s.signal_id = ANY(%s)",
+            (list(signal_ids),),
+        )
+        signals = [Signal(**r) for r in cur.fetchall()]
+        cycles = {
+            s.signal_id: Cycle(s.signal_id, s.side, s.trading_pair, s.exchange, s.strategy_id)
+            for s in signals
+        }
+        trades = _unstored(cur, derive_trades(cur, cycles))
+    return LoadedSignals(signals, [c for c in cycles.values() if c.open_quantity != 0], trades)
+
+
+def missing_trades(conn: psycopg.Connection[Any]) -> list[Trade]:
+    """Trades that stored fills close but no ``trades`` row holds.
+
+    Only signals with a fill later than their last trade's exit (or with no trade) are
+    recomputed, so a start does not read the whole history; ``galfriday-recorder
+    verify`` checks everything.
+    """
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        cur.execute(
+            f"SELECT {_HEAD_COLUMNS} FROM signals s JOIN orders o ON o.signal_id = s.signal_id "
+            "JOIN fills f ON f.order_pk = o.order_pk GROUP BY s.signal_id "
+            "HAVING max(f.filled_at) > COALESCE((SELECT max(t.exit_timestamp) FROM trades t "
+            "WHERE t.signal_id = s.signal_id), '-infinity')"
+        )
+        cycles = {r["signal_id"]: Cycle(**r) for r in cur.fetchall()}
+        return _unstored(cur, derive_trades(cur, cycles))
+
+
+def _unstored(cur: psycopg.Cursor[dict[str, Any]], trades: list[Trade]) -> list[Trade]:
+    if not trades:
+        return []
+    cur.execute(
+        "SELECT trade_id FROM trades WHERE trade_id = ANY(%s)", ([t.trade_id for t in trades],)
+    )
+    stored = {r["trade_id"] for r in cur.fetchall()}
+    return [t for t in trades if t.trade_id not in stored]

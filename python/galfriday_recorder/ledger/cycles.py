@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 
-from .records import Fill, Trade, split_pair
+from ..records import Fill, Trade, split_pair
 
 _SCALE = Decimal("1e-18")
 _PRECISION = 80
@@ -92,14 +93,20 @@ class Cycle:
     def open_quantity(self) -> Decimal:
         return self.entry_qty - self.exit_qty
 
-    def apply(self, fill: Fill, order: FillOrder) -> tuple[Trade | None, Decimal]:
-        """Add one fill; return the trade it closes (if any) and the exit excess (usually 0)."""
+    def apply(
+        self, fill: Fill, order: FillOrder, available: Decimal | None = None
+    ) -> tuple[Trade | None, Decimal]:
+        """Add one fill; return the trade it closes (if any) and the exit excess (usually 0).
+
+        ``available``: the part of an exit fill still to place, when one fill is shared
+        among cycles (:func:`reduce_cycles`); its commission is shared pro rata.
+        """
         with localcontext() as ctx:
             ctx.prec = _PRECISION
             if fill.side == self.side:
                 self._enter(fill, order)
                 return None, Decimal(0)
-            return self._exit(fill, order)
+            return self._exit(fill, order, fill.quantity_filled if available is None else available)
 
     def _enter(self, fill: Fill, order: FillOrder) -> None:
         if self.entry_at is None:
@@ -110,11 +117,13 @@ class Cycle:
         self.entry_value += fill.quantity_filled * fill.fill_price
         self.commission += quote_commission(fill)
 
-    def _exit(self, fill: Fill, order: FillOrder) -> tuple[Trade | None, Decimal]:
+    def _exit(
+        self, fill: Fill, order: FillOrder, available: Decimal
+    ) -> tuple[Trade | None, Decimal]:
         open_qty = self.open_quantity
         if open_qty <= 0:
-            return None, fill.quantity_filled
-        qty = min(fill.quantity_filled, open_qty)
+            return None, available
+        qty = min(available, open_qty)
         commission = quote_commission(fill)
         if qty != fill.quantity_filled:  # only the part that closes the position counts
             commission = commission * qty / fill.quantity_filled
@@ -123,7 +132,7 @@ class Cycle:
         self.commission += commission
         self.exit_at = fill.filled_at
         self.exit_order = order
-        excess = fill.quantity_filled - qty
+        excess = available - qty
         if self.exit_qty < self.entry_qty:
             return None, excess
         trade = self._close()
@@ -159,6 +168,32 @@ class Cycle:
         self.commission = Decimal(0)
         self.entry_at = self.exit_at = self.entry_order = self.first_fill = self.exit_order = None
         return trade
+
+
+def reduce_cycles(
+    cycles: Iterable[Cycle], fill: Fill, order: FillOrder
+) -> tuple[list[tuple[Cycle, Trade | None]], Decimal]:
+    """A fill of an order without a signal (the bot's ``ClosePositionCommand``, a
+    reconciliation): it reduces the open cycles of its pair and exchange that it closes
+    (the other side), in the order given (oldest first), each up to its open quantity.
+
+    Returns the cycles touched with the trade each closed, and the quantity left over.
+    """
+    left = fill.quantity_filled
+    touched: list[tuple[Cycle, Trade | None]] = []
+    for cycle in cycles:
+        if left <= 0:
+            break
+        if (
+            cycle.side == fill.side
+            or cycle.trading_pair != fill.trading_pair
+            or cycle.exchange != fill.exchange
+            or cycle.open_quantity <= 0
+        ):
+            continue
+        trade, left = cycle.apply(fill, order, available=left)
+        touched.append((cycle, trade))
+    return touched, left
 
 
 def _q(value: Decimal) -> Decimal:

@@ -24,13 +24,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import sqlite3
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
-from .errors import RecorderError
-from .filelock import lock_exclusive
+import orjson
+
+from ..errors import RecorderError
+from ..filelock import lock_exclusive
+from ..records import dumps
+from . import fault
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -44,6 +50,12 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     payload   BLOB NOT NULL,
     error     TEXT NOT NULL,
     failed_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS parked (
+    fill_key          TEXT PRIMARY KEY,
+    exchange_order_id TEXT NOT NULL,
+    payload           BLOB NOT NULL,
+    parked_at         REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
@@ -70,6 +82,7 @@ class Journal:
         self._checkpointer: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
         self.last_seq = 0
+        self.instance = 0
 
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -100,6 +113,14 @@ class Journal:
             "UNION ALL SELECT max(seq) FROM events UNION ALL SELECT max(seq) FROM dead_letters)"
         ).fetchone()
         self.last_seq = max(int(row[0] or 0), time.time_ns() // 1000)
+        # This journal's name among all the recorders on one database, kept for its life.
+        db.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('instance', ?)",
+            (secrets.randbits(62),),
+        )
+        self.instance = int(
+            db.execute("SELECT value FROM meta WHERE key = 'instance'").fetchone()[0]
+        )
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -128,6 +149,8 @@ class Journal:
         try:
             db.executemany("INSERT INTO events (seq, kind, payload) VALUES (?, ?, ?)", rows)
             db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_seq', ?)", (last,))
+            if fault.ARMED:
+                fault.reached("journal-inside")
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -192,6 +215,23 @@ class Journal:
             "SELECT seq, kind, payload, error FROM dead_letters ORDER BY seq"
         ).fetchall()
 
+    # Fills that came before their order (the bot bridge's): kept here until the order
+    # is reported or they are refused, so a restart does not lose them.
+    def park(self, fill_key: str, exchange_order_id: str, payload: bytes, at: float) -> None:
+        self.db.execute(
+            "INSERT OR IGNORE INTO parked (fill_key, exchange_order_id, payload, parked_at) "
+            "VALUES (?, ?, ?, ?)",
+            (fill_key, exchange_order_id, payload, at),
+        )
+
+    def unpark(self, fill_keys: list[str]) -> None:
+        self.db.executemany("DELETE FROM parked WHERE fill_key = ?", [(k,) for k in fill_keys])
+
+    def parked(self) -> list[tuple[str, str, bytes, float]]:
+        return self.db.execute(
+            "SELECT fill_key, exchange_order_id, payload, parked_at FROM parked ORDER BY parked_at"
+        ).fetchall()
+
     def wal_bytes(self) -> int:
         try:
             return os.stat(f"{self.path}-wal").st_size
@@ -214,3 +254,39 @@ class Journal:
             with contextlib.suppress(FileNotFoundError):
                 total += os.stat(f"{self.path}{suffix}").st_size
         return total
+
+
+def encode_event(kind: str, event: Any) -> tuple[str, bytes]:
+    """Journal form of an event: one flat JSON object (a fill carries its order's fields).
+
+    One that cannot be serialised is journaled as poison, to be dead-lettered.
+    """
+    try:
+        if isinstance(event, tuple):
+            record, extra = event
+            return kind, dumps(extra)[:-1] + b"," + dumps(record)[1:]
+        return kind, dumps(event)
+    except TypeError as exc:
+        return "poison", dumps({"kind": kind, "repr": repr(event)[:10_000], "error": str(exc)})
+
+
+GROUP = "group"  # one row holding the events one cause made (a resolved held event)
+
+
+def encode_group(events: list[tuple[str, Any]]) -> tuple[str, bytes]:
+    """Several events as one journal row, so they are journaled (and committed) together."""
+    rows = [encode_event(kind, event) for kind, event in events]
+    return GROUP, b"[" + b",".join(b'["%s",%s]' % (k.encode(), p) for k, p in rows) + b"]"
+
+
+def expand(rows: list[Row]) -> list[Row]:
+    """Rows as the committer writes them: a group becomes its events, under its seq."""
+    if not any(row[1] == GROUP for row in rows):
+        return rows
+    out: list[Row] = []
+    for seq, kind, payload in rows:
+        if kind == GROUP:
+            out.extend((seq, k, orjson.dumps(p)) for k, p in orjson.loads(payload))
+        else:
+            out.append((seq, kind, payload))
+    return out

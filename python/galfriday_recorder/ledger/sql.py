@@ -1,0 +1,290 @@
+"""The SQL the committer sends: one statement per event kind, idempotent on natural keys.
+
+Every write is idempotent on a natural key (``signal_id``, ``client_order_id``,
+``(exchange, fill_id)``, ``trade_id``, ``log_id``, ``snapshot_timestamp``,
+``config_hash``; order updates apply only if newer than ``orders.ledger_seq``),
+so replaying the journal after a crash between the PostgreSQL commit and the
+journal delete writes nothing twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import psycopg
+
+from ..records import utcnow
+from .state import SOURCE
+
+Params = tuple[Any, ...]
+Statement = tuple[str, Callable[[int, dict[str, Any]], Params]]
+Event = tuple[int, bytes]  # journal seq, orjson payload
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+@dataclasses.dataclass(frozen=True)
+class Bulk:
+    """A whole group of one kind as one statement over ``json_to_recordset``.
+
+    The journal payloads go to PostgreSQL as they are, as one JSON array (each
+    object gains a ``seq`` key, the journal sequence number), and the server
+    parses them: no per-row work in Python and one statement per kind and
+    batch. ``columns`` declares the payload fields read (``name type, ...``);
+    ``statement`` has ``{rows}`` where the record set goes.
+    """
+
+    columns: str
+    statement: str
+    reports_replaced: bool = False  # RETURNING (key, replaced) rows
+
+    @functools.cached_property
+    def sql(self) -> str:
+        return self.statement.format(
+            rows=f"json_to_recordset(%s::json) AS u(seq bigint, {self.columns})"
+        )
+
+    @staticmethod
+    def params(events: list[Event]) -> Params:
+        body = b",".join(b'{"seq":%d,' % seq + payload[1:] for seq, payload in events)
+        return ((b"[" + body + b"]").decode(),)
+
+
+def _insert(table: str, columns: str, conflict: str) -> Bulk:
+    names = ", ".join(c.split()[0] for c in columns.split(","))
+    return Bulk(columns, f"INSERT INTO {table} ({names}) SELECT {names} FROM {{rows}} {conflict}")
+
+
+_SIGNAL = _insert(
+    "signals",
+    "signal_id uuid, trading_pair text, exchange text, strategy_id text, side text, "
+    "entry_type text, proposed_entry_price numeric, proposed_sl_price numeric, "
+    "proposed_tp_price numeric, prediction_event_id uuid, prediction_value real, status text, "
+    "rejection_reason text, risk_check_details jsonb, created_at timestamptz",
+    "ON CONFLICT (signal_id) DO NOTHING",
+)
+# A signal changes status once (PROPOSED -> verdict); the last event per signal wins.
+_SIGNAL_STATUS = Bulk(
+    "signal_id uuid, status text, rejection_reason text, risk_check_details jsonb",
+    "UPDATE signals s SET status = u.status, rejection_reason = u.rejection_reason, "
+    "risk_check_details = COALESCE(u.risk_check_details, s.risk_check_details) "
+    "FROM (SELECT DISTINCT ON (signal_id) * FROM {rows} ORDER BY signal_id, seq DESC) u "
+    "WHERE s.signal_id = u.signal_id",
+)
+_ORDER = Bulk(
+    "client_order_id uuid, exchange_order_id text, signal_id uuid, trading_pair text, "
+    "exchange text, side text, order_type text, quantity_ordered numeric, limit_price numeric, "
+    "stop_price numeric, status text, error_message text, exit_reason text, "
+    "created_at timestamptz, submitted_at timestamptz, last_updated_at timestamptz, "
+    "client_order_ref text",
+    "INSERT INTO orders (client_order_id, exchange_order_id, signal_id, trading_pair, "
+    "exchange, side, order_type, quantity_ordered, limit_price, stop_price, status, "
+    "error_message, exit_reason, created_at, submitted_at, last_updated_at, ledger_seq, "
+    "client_order_ref) "
+    "SELECT client_order_id, exchange_order_id, signal_id, trading_pair, exchange, side, "
+    "order_type, quantity_ordered, limit_price, stop_price, status, error_message, "
+    "exit_reason, created_at, submitted_at, last_updated_at, seq, client_order_ref FROM {rows} "
+    "ON CONFLICT (client_order_id) DO NOTHING",
+)
+# Successive updates of one order fold into one: the last status, the last value given
+# for each field; applied only if newer than the row (a replay never moves it back).
+_ORDER_UPDATE = Bulk(
+    "client_order_id uuid, status text, exchange_order_id text, submitted_at timestamptz, "
+    "error_message text, updated_at timestamptz",
+    "UPDATE orders o SET status = u.status, "
+    "exchange_order_id = COALESCE(u.exchange_order_id, o.exchange_order_id), "
+    "submitted_at = COALESCE(u.submitted_at, o.submitted_at), "
+    "error_message = COALESCE(u.error_message, o.error_message), "
+    "last_updated_at = u.updated_at, ledger_seq = u.seq "
+    "FROM (SELECT client_order_id, max(seq) AS seq, "
+    "(array_agg(status ORDER BY seq DESC))[1] AS status, "
+    "(array_agg(exchange_order_id ORDER BY seq DESC) "
+    "FILTER (WHERE exchange_order_id IS NOT NULL))[1] AS exchange_order_id, "
+    "(array_agg(submitted_at ORDER BY seq DESC) "
+    "FILTER (WHERE submitted_at IS NOT NULL))[1] AS submitted_at, "
+    "(array_agg(error_message ORDER BY seq DESC) "
+    "FILTER (WHERE error_message IS NOT NULL))[1] AS error_message, "
+    "(array_agg(updated_at ORDER BY seq DESC))[1] AS updated_at "
+    "FROM {rows} GROUP BY client_order_id) u "
+    "WHERE o.client_order_id = u.client_order_id AND o.ledger_seq < u.seq",
+)
+# Fills and their orders' running totals in one statement; a duplicate fill inserts
+# nothing and so adds nothing. An order PostgreSQL does not have makes order_pk NULL:
+# refused, dead-lettered and logged rather than lost. The status a fill leads to
+# applies only if the fill is newer than the row's last update.
+_FILL = Bulk(
+    "fill_id text, order_client_id uuid, exchange_order_id text, order_exchange_id text, "
+    "trading_pair text, exchange text, side text, quantity_filled numeric, fill_price numeric, "
+    "commission numeric, commission_asset text, liquidity_type text, filled_at timestamptz, "
+    "order_status text",
+    "WITH u AS (SELECT DISTINCT ON (exchange, fill_id) * FROM {rows} "
+    "ORDER BY exchange, fill_id, seq), "
+    "ins AS (INSERT INTO fills (fill_id, order_pk, exchange_order_id, trading_pair, exchange, "
+    "side, quantity_filled, fill_price, commission, commission_asset, liquidity_type, "
+    "filled_at) SELECT fill_id, (SELECT order_pk FROM orders o WHERE o.client_order_id = "
+    "u.order_client_id), COALESCE(exchange_order_id, order_exchange_id), trading_pair, "
+    "exchange, side, quantity_filled, fill_price, commission, commission_asset, "
+    "liquidity_type, filled_at FROM u ORDER BY seq ON CONFLICT (exchange, fill_id) DO NOTHING "
+    "RETURNING order_pk, exchange, fill_id), "
+    "agg AS (SELECT ins.order_pk, sum(u.quantity_filled) AS qty, max(u.seq) AS seq, "
+    "(array_agg(u.order_status ORDER BY u.seq DESC))[1] AS status, "
+    "max(u.filled_at) AS filled_at FROM ins JOIN u USING (exchange, fill_id) "
+    "GROUP BY ins.order_pk) "
+    "UPDATE orders o SET quantity_filled = o.quantity_filled + agg.qty, "
+    "status = CASE WHEN o.ledger_seq < agg.seq THEN agg.status ELSE o.status END, "
+    "last_updated_at = GREATEST(o.last_updated_at, agg.filled_at), "
+    "ledger_seq = GREATEST(o.ledger_seq, agg.seq) FROM agg WHERE o.order_pk = agg.order_pk",
+)
+_TRADE = Bulk(
+    "trade_id uuid, signal_id uuid, trading_pair text, exchange text, strategy_id text, "
+    "side text, entry_client_order_id uuid, exit_client_order_id uuid, "
+    "entry_timestamp timestamptz, exit_timestamp timestamptz, quantity numeric, "
+    "average_entry_price numeric, average_exit_price numeric, total_commission numeric, "
+    "realized_pnl numeric, realized_pnl_pct real, exit_reason text",
+    "INSERT INTO trades (trade_id, signal_id, trading_pair, exchange, strategy_id, side, "
+    "entry_order_pk, exit_order_pk, entry_timestamp, exit_timestamp, quantity, "
+    "average_entry_price, average_exit_price, total_commission, realized_pnl, "
+    "realized_pnl_pct, exit_reason) SELECT trade_id, signal_id, trading_pair, exchange, "
+    "strategy_id, side, (SELECT order_pk FROM orders WHERE client_order_id = "
+    "u.entry_client_order_id), (SELECT order_pk FROM orders WHERE client_order_id = "
+    "u.exit_client_order_id), entry_timestamp, exit_timestamp, quantity, average_entry_price, "
+    "average_exit_price, total_commission, realized_pnl, realized_pnl_pct, exit_reason "
+    "FROM {rows} ON CONFLICT (trade_id) DO NOTHING",
+)
+_LOG = _insert(
+    "system_logs",
+    "log_id uuid, log_timestamp timestamptz, source_module text, log_level text, "
+    "message text, trading_pair text, signal_id uuid, order_pk integer, "
+    "exception_type text, stack_trace text, context jsonb",
+    "ON CONFLICT (log_id) DO NOTHING",
+)
+# The snapshot timestamp is the key: a later snapshot of the same instant replaces it
+# (PostgreSQL refuses to update one row twice in a statement, hence DISTINCT ON), and
+# the rows really replaced (not a replay of the same content) come back, to be said:
+# two recorders writing one instant are never silent.
+_SNAPSHOT = Bulk(
+    "snapshot_timestamp timestamptz, total_equity numeric, available_balance numeric, "
+    "total_exposure_pct real, daily_drawdown_pct real, weekly_drawdown_pct real, "
+    "total_drawdown_pct real, positions jsonb",
+    "INSERT INTO portfolio_snapshots AS p (snapshot_timestamp, total_equity, available_balance, "
+    "total_exposure_pct, daily_drawdown_pct, weekly_drawdown_pct, total_drawdown_pct, "
+    "positions) SELECT DISTINCT ON (snapshot_timestamp) snapshot_timestamp, total_equity, "
+    "available_balance, total_exposure_pct, daily_drawdown_pct, weekly_drawdown_pct, "
+    "total_drawdown_pct, positions FROM {rows} ORDER BY snapshot_timestamp, seq DESC "
+    "ON CONFLICT (snapshot_timestamp) DO UPDATE SET total_equity = EXCLUDED.total_equity, "
+    "available_balance = EXCLUDED.available_balance, "
+    "total_exposure_pct = EXCLUDED.total_exposure_pct, "
+    "daily_drawdown_pct = EXCLUDED.daily_drawdown_pct, "
+    "weekly_drawdown_pct = EXCLUDED.weekly_drawdown_pct, "
+    "total_drawdown_pct = EXCLUDED.total_drawdown_pct, positions = EXCLUDED.positions "
+    "WHERE (p.total_equity, p.available_balance, p.total_exposure_pct, p.daily_drawdown_pct, "
+    "p.weekly_drawdown_pct, p.total_drawdown_pct, p.positions) IS DISTINCT FROM "
+    "(EXCLUDED.total_equity, EXCLUDED.available_balance, EXCLUDED.total_exposure_pct, "
+    "EXCLUDED.daily_drawdown_pct, EXCLUDED.weekly_drawdown_pct, EXCLUDED.total_drawdown_pct, "
+    "EXCLUDED.positions) RETURNING p.snapshot_timestamp, p.xmax::text <> '0'",
+    reports_replaced=True,
+)
+# Two statements per event, in order: the partial unique index allows one active row.
+_CONFIG: tuple[Statement, ...] = (
+    (
+        "UPDATE configurations SET is_active = FALSE WHERE is_active AND config_hash <> %s",
+        lambda _s, p: (p["config_hash"],),
+    ),
+    (
+        "INSERT INTO configurations (config_hash, config_content, loaded_at, is_active) "
+        "VALUES (%s, %s::jsonb, %s::timestamptz, TRUE) ON CONFLICT (config_hash) DO UPDATE "
+        "SET is_active = TRUE, loaded_at = EXCLUDED.loaded_at",
+        lambda _s, p: (p["config_hash"], _json(p["config_content"]), p["loaded_at"]),
+    ),
+)
+# Within one group commit, events are written kind by kind in this order (and in
+# journal order within a kind), one statement per kind. That is safe because rows
+# only depend on kinds written before them (orders need their signal, fills and
+# trades their orders), and order updates and fills commute: each sets the status
+# only if it is newer than orders.ledger_seq.
+KIND_ORDER = {
+    kind: i
+    for i, kind in enumerate(
+        (
+            "signal",
+            "signal_status",
+            "order",
+            "order_update",
+            "fill",
+            "trade",
+            "log",
+            "snapshot",
+            "config",
+        )
+    )
+}
+STATEMENTS: dict[str, Bulk | tuple[Statement, ...]] = {
+    "signal": _SIGNAL,
+    "signal_status": _SIGNAL_STATUS,
+    "order": _ORDER,
+    "order_update": _ORDER_UPDATE,
+    "fill": _FILL,
+    "trade": _TRADE,
+    "log": _LOG,
+    "snapshot": _SNAPSHOT,
+    "config": _CONFIG,
+}
+
+
+class Poison(Exception):
+    """An event PostgreSQL refuses for good (or one that cannot be decoded)."""
+
+
+# Errors that condemn an event rather than the connection or the schema.
+REFUSED = (Poison, ValueError, psycopg.errors.IntegrityError, psycopg.errors.DataError)
+
+
+async def write(cur: psycopg.AsyncCursor[Any], kind: str, events: list[Event]) -> list[Any]:
+    """Send one kind's events: one bulk statement, or (configurations) row by row in order.
+
+    Returns the keys of rows that replaced different content (snapshots).
+    """
+    handler = STATEMENTS.get(kind)
+    if handler is None:
+        raise Poison(f"unknown or unserialisable event kind {kind!r}: {events[0][1][:200]!r}")
+    if isinstance(handler, Bulk):
+        await cur.execute(handler.sql, handler.params(events))
+        if handler.reports_replaced:
+            return [key for key, replaced in await cur.fetchall() if replaced]
+        return []
+    for seq, payload in events:
+        decoded = orjson.loads(payload)
+        for sql, params in handler:
+            await cur.execute(sql, params(seq, decoded))
+    return []
+
+
+STORED_FILLS = "SELECT exchange, fill_id FROM fills WHERE fill_id = ANY(%s)"
+
+_DEAD_LETTER_NAMESPACE = uuid.UUID("0b9c1f64-0d7e-4d8e-a1c3-62b4c1de7a55")
+
+
+def dead_letter_log(instance: int, seq: int, kind: str, reason: str) -> dict[str, Any]:
+    """The system_logs row that says an event was refused (journal form); its id is the
+    same on a replay, and unique among the journals (``instance``) on one database."""
+    return {
+        "log_id": str(uuid.uuid5(_DEAD_LETTER_NAMESPACE, f"{instance}:{seq}")),
+        "log_timestamp": utcnow().isoformat(),
+        "source_module": SOURCE,
+        "log_level": "ERROR",
+        "message": f"ledger event {seq} ({kind}) refused by PostgreSQL; kept in the journal's "
+        f"dead_letters table: {reason}",
+        "trading_pair": None,
+        "signal_id": None,
+        "order_pk": None,
+        "exception_type": reason.partition(":")[0],
+        "stack_trace": None,
+        "context": {"journal_seq": seq, "kind": kind},
+    }

@@ -1,0 +1,405 @@
+"""The ledger's background side: the journaler and the committer, on one event loop.
+
+1. the *journaler* drains the deque into the SQLite journal, one transaction
+   per batch, which is the acknowledgement point (see :mod:`.journal`);
+2. the *committer* reads journaled events in order and writes them to
+   PostgreSQL in group transactions (every ``commit_interval_ms`` or
+   ``commit_max_events``, whichever first), one pipelined statement per event
+   kind that takes the journal payloads as they are (see :class:`.sql.Bulk`),
+   then deletes them from the journal.
+
+A batch PostgreSQL refuses with a data or integrity error is retried event by
+event under savepoints: the offending event moves to the journal's
+``dead_letters`` table and a ``system_logs`` row says why; the rest commits.
+Connection failures are retried with exponential backoff (capped at 2 s) while
+the journal keeps growing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import psycopg
+
+from ..config import RecorderConfig, redact
+from ..records import LogEntry, dumps
+from . import fault
+from .journal import Journal, Row, encode_event, expand
+from .sql import KIND_ORDER, REFUSED, dead_letter_log, write
+from .state import SOURCE
+
+log = logging.getLogger("galfriday_recorder.ledger")
+
+_JOURNAL_BATCH = 1_000
+_CHECKPOINT_BYTES = 4 * 1024 * 1024
+BACKOFF_START, BACKOFF_CAP = 0.05, 2.0
+_LATENCY_SAMPLES = 4096
+HELD = "held"  # journal kind of a held event
+NOTHING = "none"  # journal kind of a resolved held event that writes nothing
+REFUSED_KIND = "refused"  # journal kind of what a caller could not record: a dead letter
+MANY = "many"  # a queue entry holding the events of one call, journaled in one transaction
+
+# (kind, event, monotonic time of the call): the time measures journal latency.
+Queued = tuple[str, Any, float]
+# Resolves the held rows of a group once PostgreSQL's state is in: the rows as they are
+# to be committed, same seqs (reading PostgreSQL on a worker thread as it needs).
+Resolver = Callable[[list[Row]], Awaitable[list[Row]]]
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Writer:
+    """Journal and commit what the ledger's callers queue; counters for ``stats()``."""
+
+    def __init__(
+        self,
+        config: RecorderConfig,
+        journal: Journal,
+        *,
+        resolve: Resolver,
+        load_state: Callable[[int], object],
+        state_loaded: Callable[[], bool],
+    ) -> None:
+        self._config = config
+        self.journal = journal
+        self._resolve = resolve
+        self._load_state = load_state
+        self._state_loaded = state_loaded
+        self.queue: collections.deque[Queued] = collections.deque()
+        # Written on the loop thread only (read anywhere for stats).
+        self.parked = True
+        self.base_seq = 0
+        self.done_seq = 0
+        self.pending_events = 0
+        self.pending_bytes = 0
+        self.committed = 0
+        self.batches = 0
+        self.dead = 0
+        self.pg_connected = 0
+        self.pg_errors = 0
+        self.snapshots_replaced = 0
+        self.conflicts = 0  # group commits retried after losing a race to another process
+        self.journal_errors = 0
+        self.latencies: collections.deque[float] = collections.deque(maxlen=_LATENCY_SAMPLES)
+        self.journal_latencies: collections.deque[float] = collections.deque(
+            maxlen=_LATENCY_SAMPLES
+        )
+        self.done_cond = threading.Condition()
+        self.wake_soon: Callable[..., Any] | None = None
+        self._work: asyncio.Event | None = None
+        self._journaled: asyncio.Event | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._checkpoint: asyncio.Future[None] | None = None
+
+    def open(self) -> None:
+        """Open the journal and take its counts (before the loop runs)."""
+        self.journal.open()
+        self.base_seq = self.journal.last_seq
+        count, size, first = self.journal.pending_stats()
+        self.pending_events, self.pending_bytes = count, size
+        self.done_seq = first - 1 if first is not None else self.base_seq
+
+    async def start_tasks(self) -> None:
+        self._work = asyncio.Event()
+        self._journaled = asyncio.Event()
+        self._journaled.set()  # replay whatever the journal holds
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._journal_loop()),
+            loop.create_task(self._commit_loop()),
+        ]
+
+    async def stop_tasks(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # What the deque still holds was accepted: journal it before leaving.
+        while self.queue:
+            self._journal_batch()
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+        if self._checkpoint is not None:
+            await asyncio.gather(self._checkpoint, return_exceptions=True)
+        self.journal.close()
+
+    def wake(self) -> None:
+        assert self._work is not None
+        self._work.set()
+
+    # -- journal -------------------------------------------------------------------------
+
+    async def _journal_loop(self) -> None:
+        assert self._work is not None
+        delay = BACKOFF_START
+        while True:
+            if not self.queue:
+                self.parked = True
+                if not self.queue:
+                    await self._work.wait()
+                self._work.clear()
+                self.parked = False
+            try:
+                self._journal_batch()
+                delay = BACKOFF_START
+            except Exception as exc:  # disk full, I/O error: keep the events, retry
+                self.journal_errors += 1
+                log.error("ledger journal write failed (will retry): %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_CAP)
+            await asyncio.sleep(0)
+
+    def _journal_batch(self) -> None:
+        batch: list[Queued] = []
+        pop = self.queue.popleft
+        with contextlib.suppress(IndexError):
+            for _ in range(_JOURNAL_BATCH):
+                batch.append(pop())
+        if not batch:
+            return
+        for i, (kind, event, at) in enumerate(batch):
+            if callable(event):  # record_log_later; built once, even if the append is retried
+                batch[i] = (kind, _built(event), at)
+        rows: list[tuple[str, bytes]] = []
+        for kind, event, _at in batch:
+            if kind == MANY:  # a fill and the trade it closes: never split
+                rows.extend(encode_event(k, e) for k, e in event)
+            else:
+                rows.append(encode_event(kind, event))
+        try:
+            self.journal.append(rows)
+        except BaseException:
+            self.queue.extendleft(reversed(batch))
+            raise
+        if fault.ARMED:
+            fault.reached("journaled")
+        with self.done_cond:  # wait_journaled() callers
+            self.done_cond.notify_all()
+        self.journal_latencies.append((time.monotonic() - batch[0][2]) * 1000)
+        self.pending_bytes += sum(len(payload) for _kind, payload in rows)
+        self.pending_events += len(rows)
+        assert self._journaled is not None
+        self._journaled.set()
+
+    # -- commit --------------------------------------------------------------------------
+
+    async def _commit_loop(self) -> None:
+        assert self._journaled is not None
+        interval = self._config.commit_interval_ms / 1000
+        limit = self._config.commit_max_events
+        while True:
+            if self.done_seq >= self.journal.last_seq:
+                self._journaled.clear()
+                await self._journaled.wait()
+            if self.journal.last_seq - self.done_seq < limit:
+                await asyncio.sleep(interval)  # let the group grow
+            conn = await self._connection()
+            high = self.journal.last_seq
+            rows = self.journal.pending(self.done_seq, limit)
+            everything = len(rows) < limit  # all of the journal up to ``high``
+            first_held = next((i for i, row in enumerate(rows) if row[1] == HELD), None)
+            if first_held is not None and (first_held > 0 or not self._state_loaded()):
+                # What came before a held event is in PostgreSQL before it is resolved
+                # (it may read it); the rest waits for PostgreSQL's state.
+                rows, everything = rows[:first_held], False
+                if not rows:
+                    await asyncio.sleep(BACKOFF_CAP)
+                    continue
+            try:
+                if first_held == 0:
+                    rows = await self._resolve(rows)
+                live = expand([row for row in rows if row[1] != NOTHING])
+                if fault.ARMED:
+                    fault.reached("commit")
+                dead = await self._commit(conn, live) if live else []
+                if fault.ARMED:
+                    fault.reached("committed")
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                if _transient(exc):  # nothing committed; the same group again, soon
+                    self.conflicts += 1
+                    log.info("ledger commit met another writer, retrying: %s", exc)
+                    await asyncio.sleep(BACKOFF_START)
+                    continue
+                await self._disconnected(exc)
+                continue
+            except psycopg.errors.UniqueViolation as exc:
+                if not _transient(exc):
+                    raise
+                self.conflicts += 1
+                log.info("ledger commit met another writer, retrying: %s", exc)
+                await asyncio.sleep(BACKOFF_START)
+                continue
+            except Exception as exc:  # e.g. schema missing: systemic, not one event
+                self.pg_errors += 1
+                log.error(
+                    "ledger commit failed, will retry: %s: %s", type(exc).__name__, redact(str(exc))
+                )
+                await self._disconnected(exc)
+                await asyncio.sleep(BACKOFF_CAP)
+                continue
+            done = high if everything else rows[-1][0]
+            if rows:
+                self.journal.done(rows[-1][0], dead)
+                self._maybe_checkpoint()
+            self.pending_events -= len(rows)
+            self.pending_bytes -= sum(len(r[2]) for r in rows)
+            self.committed += len(live) - len(dead)
+            self.dead += len(dead)
+            with self.done_cond:
+                self.done_seq = done
+                self.done_cond.notify_all()
+
+    def _maybe_checkpoint(self) -> None:
+        """Start a journal checkpoint on a worker thread once the WAL is big enough."""
+        idle = self._checkpoint is None or self._checkpoint.done()
+        if idle and self.journal.wal_bytes() >= _CHECKPOINT_BYTES:
+            loop = asyncio.get_running_loop()
+            self._checkpoint = loop.run_in_executor(None, self.journal.checkpoint)
+
+    async def _connection(self) -> psycopg.AsyncConnection[Any]:
+        delay = BACKOFF_START
+        while self._conn is None or self._conn.closed:
+            try:
+                self._conn = await psycopg.AsyncConnection.connect(
+                    self._config.pg_conninfo, autocommit=True, connect_timeout=5
+                )
+            except psycopg.Error as exc:
+                self.pg_connected = 0
+                self.pg_errors += 1
+                log.debug(
+                    "ledger cannot reach PostgreSQL at %s: %s",
+                    redact(self._config.pg_dsn),
+                    redact(str(exc)).strip(),
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_CAP)
+                continue
+            self.pg_connected = 1
+            if not self._state_loaded():
+                await asyncio.get_running_loop().run_in_executor(None, self._load_state, 5)
+        return self._conn
+
+    async def _disconnected(self, exc: Exception) -> None:
+        self.pg_connected = 0
+        self.pg_errors += 1
+        log.warning(
+            "ledger lost PostgreSQL (%s); events stay journaled and will be replayed",
+            redact(str(exc)).strip(),
+        )
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.close()
+            self._conn = None
+
+    async def _commit(
+        self, conn: psycopg.AsyncConnection[Any], rows: list[Row]
+    ) -> list[tuple[Row, str]]:
+        """Commit one group; on a refused event fall back to one savepoint per event.
+
+        ``refused`` rows (``Ledger.record_refused``) are dead letters from the start.
+        """
+        refused = [
+            (row, str(orjson.loads(row[2])["reason"])) for row in rows if row[1] == REFUSED_KIND
+        ]
+        if refused:
+            rows = [row for row in rows if row[1] != REFUSED_KIND]
+            if not rows:
+                return refused
+        started = time.perf_counter()
+        try:
+            ordered = sorted(rows, key=lambda r: KIND_ORDER.get(r[1], -1))
+            replaced: list[Any] = []
+            async with conn.transaction(), conn.pipeline():
+                cur = conn.cursor()
+                for kind, group in itertools.groupby(ordered, key=lambda r: r[1]):
+                    replaced += await write(cur, kind, [(s, p) for s, _k, p in group])
+            self._replaced(replaced)
+            dead: list[tuple[Row, str]] = []
+        except REFUSED as exc:
+            if conn.broken:
+                raise psycopg.OperationalError("connection lost during commit") from None
+            if _transient(exc):
+                raise
+            dead = await self._commit_one_by_one(conn, rows)
+        self.latencies.append((time.perf_counter() - started) * 1000)
+        self.batches += 1
+        return dead + refused
+
+    async def _commit_one_by_one(
+        self, conn: psycopg.AsyncConnection[Any], rows: list[Row]
+    ) -> list[tuple[Row, str]]:
+        dead: list[tuple[Row, str]] = []
+        replaced: list[Any] = []
+        async with conn.transaction():
+            for row in rows:
+                seq, kind, payload = row
+                try:
+                    async with conn.transaction():
+                        replaced += await write(conn.cursor(), kind, [(seq, payload)])
+                except REFUSED as exc:
+                    if _transient(exc):  # another process won a race: retry the group
+                        raise
+                    reason = f"{type(exc).__name__}: {str(exc).strip()}"
+                    dead.append((row, reason))
+                    log.error(
+                        "ledger event %d (%s) refused by PostgreSQL, dead-lettered: %s",
+                        seq,
+                        kind,
+                        reason,
+                    )
+                    await write(
+                        conn.cursor(),
+                        "log",
+                        [(seq, dumps(dead_letter_log(self.journal.instance, seq, kind, reason)))],
+                    )
+        self._replaced(replaced)
+        return dead
+
+    def _replaced(self, instants: list[Any]) -> None:
+        """Snapshots that replaced a different one of the same instant: counted and said."""
+        if instants:
+            self.snapshots_replaced += len(instants)
+            log.warning(
+                "ledger: %d portfolio snapshot(s) replaced a different one of the same instant "
+                "(another recorder on this database, or one instant recorded twice): %s",
+                len(instants),
+                ", ".join(str(t) for t in instants[:5]),
+            )
+
+
+# A race with another process that a retry resolves: the one-active configuration
+# (two processes activating theirs at once), serialization failures, deadlocks.
+_ONE_ACTIVE_CONFIG = "uq_configurations_one_active"
+
+
+def _transient(exc: Exception) -> bool:
+    if isinstance(exc, psycopg.errors.UniqueViolation):
+        return exc.diag.constraint_name == _ONE_ACTIVE_CONFIG
+    return isinstance(exc, (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected))
+
+
+def _built(build: Callable[[], LogEntry]) -> LogEntry:
+    """A deferred log entry; one that cannot be built leaves a row saying so (seqs stay dense)."""
+    try:
+        return build()
+    except Exception as exc:
+        return LogEntry(
+            source_module=SOURCE,
+            log_level="ERROR",
+            message=f"a log record could not be recorded: {type(exc).__name__}: {exc}"[:2000],
+        )
