@@ -118,7 +118,7 @@ class Ledger:
         """
         if not self._started:
             return self._writer.pending_events == 0
-        if self._wait(lambda w, target: w.done_seq >= target, timeout):
+        if self._wait(self._writer.done_cond, lambda w, target: w.done_seq >= target, timeout):
             return True
         w = self._writer
         log.warning(
@@ -136,23 +136,31 @@ class Ledger:
         crash or ``kill -9`` cannot lose it. False if not within ``timeout`` seconds."""
         if not self._started:
             return not self._queue
-        return self._wait(lambda w, target: w.journal.last_seq >= target, timeout)
+        writer = self._writer
+        return self._wait(
+            writer.journaled_cond, lambda w, target: w.journal.last_seq >= target, timeout
+        )
 
-    def _wait(self, reached: Callable[[Writer, int], bool], timeout: float | None) -> bool:
+    def _wait(
+        self,
+        cond: threading.Condition,
+        reached: Callable[[Writer, int], bool],
+        timeout: float | None,
+    ) -> bool:
         if self._bg.in_loop_thread():
             raise RecorderError("waiting on the ledger's own loop thread would deadlock")
         with self._lock:
             target = self._writer.base_seq + self._accepted
         deadline = None if timeout is None else time.monotonic() + timeout
         writer = self._writer
-        with writer.done_cond:
+        with cond:
             while not reached(writer, target):
                 if self._closed:  # the writer is gone: nothing more will happen here
                     return False
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                writer.done_cond.wait(remaining)
+                cond.wait(remaining)
         return True
 
     def close(self, timeout: float | None = None) -> bool:
@@ -163,8 +171,9 @@ class Ledger:
         flushed = self.flush(timeout)
         with self._lock:
             self._closed = True
-        with self._writer.done_cond:  # other threads waiting in flush() give up now
-            self._writer.done_cond.notify_all()
+        for cond in (self._writer.done_cond, self._writer.journaled_cond):
+            with cond:  # other threads waiting in flush() or wait_journaled() give up now
+                cond.notify_all()
         with contextlib.suppress(RuntimeError):
             self._bg.submit(self._writer.stop_tasks()).result(timeout=10)
         if self._owns_loop:

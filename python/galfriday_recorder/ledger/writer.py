@@ -98,7 +98,8 @@ class Writer:
         self.journal_latencies: collections.deque[float] = collections.deque(
             maxlen=_LATENCY_SAMPLES
         )
-        self.done_cond = threading.Condition()
+        self.done_cond = threading.Condition()  # done_seq moved (flush)
+        self.journaled_cond = threading.Condition()  # journal.last_seq moved (wait_journaled)
         self.wake_soon: Callable[..., Any] | None = None
         self._work: asyncio.Event | None = None
         self._journaled: asyncio.Event | None = None
@@ -188,8 +189,8 @@ class Writer:
             raise
         if fault.ARMED:
             fault.reached("journaled")
-        with self.done_cond:  # wait_journaled() callers
-            self.done_cond.notify_all()
+        with self.journaled_cond:
+            self.journaled_cond.notify_all()
         self.journal_latencies.append((time.monotonic() - batch[0][2]) * 1000)
         self.pending_bytes += sum(len(payload) for _kind, payload in rows)
         self.pending_events += len(rows)
