@@ -171,8 +171,8 @@ def _ours(home: Path) -> list[str]:
 
 
 def test_a_new_users_path(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
-    """demo, then report, doctor and spool status with no options: each exits 0, the
-    read-only ones start nothing, and `services down` leaves nothing running."""
+    """demo, then report, doctor, verify and spool status with no options: each exits 0,
+    the read-only ones start nothing, and `services down` leaves nothing running."""
     home = tmp_path_factory.mktemp("newuser")
     try:
         before = run(home, "doctor")
@@ -187,11 +187,12 @@ def test_a_new_users_path(tmp_path_factory: pytest.TempPathFactory, tmp_path: Pa
         assert len(servers) == 2, servers  # the postmaster and influxd
 
         for args in (("report",), ("report", "--png", str(tmp_path / "r.png")), ("doctor",),
-                     ("spool", "status"), ("retention", "status")):  # fmt: skip
+                     ("verify",), ("spool", "status"), ("retention", "status")):  # fmt: skip
             result = run(home, *args)
             assert result.returncode == 0, (args, result.stdout, result.stderr)
             assert "[FAIL]" not in result.stdout
         assert "total" in run(home, "report").stdout
+        assert "0 difference(s) between trades and fills" in run(home, "verify").stdout
         assert (tmp_path / "r.png").stat().st_size > 10_000
         assert sorted(_ours(home)) == servers  # the same servers, none added
     finally:
