@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from galfriday_recorder.config import RecorderConfig, redact, redact_mapping
+from galfriday_recorder.config import RecorderConfig, redact_mapping
 from galfriday_recorder.errors import ConfigError
+from galfriday_recorder.redaction import redact
 
 
 def test_precedence_kwargs_over_env_over_file(tmp_path: Path) -> None:

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING
 import psycopg
 from psycopg import sql
 
-from .config import RecorderConfig, redact
+from .config import RecorderConfig
 from .errors import ConfigError, RecorderError
 from .influxql import InfluxQL, InfluxQueryError, quote_ident
+from .redaction import redact
 from .report import SEED_MEASUREMENTS, SEED_TABLES, build_report, measurement_counts, table_counts
 
 if TYPE_CHECKING:

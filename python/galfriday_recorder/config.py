@@ -21,8 +21,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from .errors import ConfigError
-from .redaction import dsn_password, register_secrets, url_password
-from .redaction import redact as redact  # where the modules already import it from
+from .redaction import dsn_password, redact, register_secrets, url_password
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 import psycopg
 
 from . import _core
-from .config import RecorderConfig, redact
+from .config import RecorderConfig
 from .influxql import InfluxQL, InfluxQueryError, create_database_hint
 from .migrate import discover
+from .redaction import redact
 from .retention import writer_configs
 from .spool import spool_status
 

@@ -18,9 +18,10 @@ from urllib.parse import urlencode
 
 import urllib3
 
-from .config import RecorderConfig, redact
+from .config import RecorderConfig
 from .errors import RecorderError
 from .influxql import auth_headers
+from .redaction import redact
 
 MAX_RETRY_AFTER_S = 300.0
 

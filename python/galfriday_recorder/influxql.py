@@ -16,8 +16,9 @@ from urllib.parse import urlencode
 
 import urllib3
 
-from .config import RecorderConfig, redact
+from .config import RecorderConfig
 from .errors import RecorderError
+from .redaction import redact
 
 
 class InfluxQueryError(RecorderError):

@@ -16,8 +16,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from .config import redact
 from .errors import MigrationError
+from .redaction import redact
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")

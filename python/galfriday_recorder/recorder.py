@@ -30,7 +30,7 @@ import psutil
 
 from . import vocabulary as vocab
 from ._core import BookTop, InvalidPoint, MarketRecorder, encode_line
-from .config import RecorderConfig, redact, redact_mapping
+from .config import RecorderConfig, redact_mapping
 from .l2 import l2_fields
 from .ledger import ORDER_TRANSITIONS, Ledger
 from .ledger.recovery import RecoveryState
@@ -49,6 +49,7 @@ from .records import (
     dumps,
     utcnow,
 )
+from .redaction import redact
 from .retention import split_l2, writer_configs
 from .runtime import BackgroundLoop
 from .series import SeriesWriter

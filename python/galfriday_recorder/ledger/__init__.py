@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 import orjson
 import psycopg
 
-from ..config import RecorderConfig, redact
+from ..config import RecorderConfig
 from ..errors import LedgerBackpressure, RecorderError, ValidationError
 from ..executions import OrderFills
 from ..loghandler import LedgerLogHandler
@@ -48,6 +48,7 @@ from ..records import (
     Trade,
     canonical_json,
 )
+from ..redaction import redact
 from ..runtime import BackgroundLoop
 from .held import Held, apply_held, fill_keys, held_refusal, missing_signal, order_keys
 from .journal import GROUP, Journal, Row, encode_event, encode_group

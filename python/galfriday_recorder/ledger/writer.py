@@ -30,8 +30,9 @@ from typing import Any
 import orjson
 import psycopg
 
-from ..config import RecorderConfig, redact
+from ..config import RecorderConfig
 from ..records import LogEntry, dumps
+from ..redaction import redact
 from . import fault
 from .journal import Journal, Row, encode_event, expand
 from .sql import KIND_ORDER, REFUSED, dead_letter_log, write
