@@ -36,8 +36,13 @@ def l2_fields(
     levels: int,
     imbalance_levels: Sequence[int],
 ) -> dict[str, float | bool]:
-    """Top ``levels`` of each side, then spread, mid_price, wap and imbalance_N."""
-    bid, ask = _levels("bids", bids), _levels("asks", asks)
+    """Top ``levels`` of each side, then spread, mid_price, wap and imbalance_N.
+
+    Only the levels these use are read: a deep book (Kraken's depth 1000) costs the
+    bot's loop no more than a shallow one.
+    """
+    depth = max(levels, *imbalance_levels, 1)
+    bid, ask = _levels("bids", bids[:depth]), _levels("asks", asks[:depth])
     fields: dict[str, float | bool] = {}
     for i, (price, qty) in enumerate(bid[:levels]):
         fields[f"bid_price_level_{i}"], fields[f"bid_volume_level_{i}"] = float(price), float(qty)
