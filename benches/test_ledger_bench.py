@@ -34,6 +34,7 @@ import pytest
 from galfriday_recorder.config import RecorderConfig
 from galfriday_recorder.lab.synth import RoundTrip
 from galfriday_recorder.ledger import KIND_ORDER, STATEMENTS, Bulk, Ledger, encode_event
+from galfriday_recorder.ledger.state import LedgerState, Out
 from galfriday_recorder.records import (
     Fill,
     LogEntry,
@@ -295,6 +296,62 @@ def test_bench_ledger_call_record_fill(benchmark: Any, ledger: Ledger) -> None:
     ]
     _call_cost(benchmark, ledger.record_fill, fills)
     assert ledger.flush(timeout=60)
+
+
+@pytest.mark.benchmark(group="ledger-state: a fill of an order without a signal, N open cycles")
+@pytest.mark.parametrize("open_cycles", [0, 10_000], ids=["none_baseline", "10k_on_other_pairs"])
+def test_bench_state_signal_less_fill(benchmark: Any, open_cycles: int) -> None:
+    """Bounded work: such a fill reduces its own pair's open cycles, so the open cycles of
+    other pairs (a bot trading many) must not cost it anything. State only, no I/O."""
+    state = LedgerState()
+    state.loaded = True
+    out: Out = []
+    for i in range(open_cycles):  # an entry filled on each of 500 other pairs, 20 apiece
+        pair = f"A{i % 500}/USD"
+        signal = Signal(
+            trading_pair=pair,
+            exchange="kraken",
+            strategy_id="s",
+            side="BUY",
+            entry_type="MARKET",
+            proposed_sl_price=Decimal("0.9"),
+            proposed_tp_price=Decimal("1.1"),
+        )
+        entry = Order(
+            trading_pair=pair,
+            exchange="kraken",
+            side="BUY",
+            order_type="MARKET",
+            quantity_ordered=Decimal(1),
+            signal_id=signal.signal_id,
+        )
+        state.record_signal(signal, out)
+        state.record_order(entry, out)
+        state.fill(_fill(entry, "BUY", f"E{i}"), out)
+    assert len(state.cycles) == open_cycles
+    order = Order(
+        trading_pair="XRP/USD",
+        exchange="kraken",
+        side="SELL",
+        order_type="MARKET",
+        quantity_ordered=Decimal(10**6),
+    )
+    state.record_order(order, out)
+    fills = [_fill(order, "SELL", f"F{i}") for i in range(20_000)]
+    _call_cost(benchmark, lambda fill: state.fill(fill, []), fills)
+
+
+def _fill(order: Order, side: str, fill_id: str) -> Fill:
+    return Fill(
+        client_order_id=order.client_order_id,
+        trading_pair=order.trading_pair,
+        exchange="kraken",
+        side=side,
+        quantity_filled=Decimal(1),
+        fill_price=Decimal("0.5"),
+        commission_asset="USD",
+        fill_id=fill_id,
+    )
 
 
 @pytest.mark.benchmark(group="ledger-latency")

@@ -94,4 +94,4 @@ def test_a_fill_whose_signal_memory_lacks_names_it_and_joins_no_cycle_if_never_f
     out: Out = []
     apply_held(state, "fill", payload, set(), out)
     assert [kind for kind, _ in out] == ["fill"]
-    assert state.cycles == {}
+    assert len(state.cycles) == 0

@@ -233,7 +233,9 @@ def test_replay_applies_without_emitting_and_defers_what_only_postgres_knows() -
     for kind, event in [("signal", signal), ("order", order), *out]:
         replayed.replay(kind, orjson.loads(encode_event(kind, event)[1]))
     assert replayed.orders[order.client_order_id].filled == Decimal(4)
-    assert replayed.cycles[signal.signal_id].entry_qty == Decimal(4)
+    cycle = replayed.cycles.get(signal.signal_id)
+    assert cycle is not None
+    assert cycle.entry_qty == Decimal(4)
     # Not loaded: a fill for an order only PostgreSQL knows waits.
     cold = LedgerState()
     kind, payload = encode_event(*out[0])

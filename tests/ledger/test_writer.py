@@ -23,7 +23,7 @@ from ledgerkit import make_fill, make_order, make_signal, rows
 from galfriday_recorder.config import RecorderConfig
 from galfriday_recorder.errors import LedgerBackpressure
 from galfriday_recorder.lab.services import PostgresService
-from galfriday_recorder.ledger import Ledger
+from galfriday_recorder.ledger import Ledger, writer
 from galfriday_recorder.records import LogEntry
 
 UNREACHABLE = "postgresql://postgres@/postgres?host=/nonexistent-galfriday-socket-dir"
@@ -135,13 +135,27 @@ def _check_stream(pg_dsn: str, n_cycles: int) -> None:
 
 
 @pytest.mark.faults
-@pytest.mark.parametrize("hard", [False, True], ids=["fast-shutdown", "sigkill"])
+@pytest.mark.parametrize(
+    ("hard", "tail_rows"),
+    [(False, None), (True, None), (True, 64)],
+    ids=["fast-shutdown", "sigkill", "sigkill-small-tail"],
+)
 def test_postgres_outage_mid_stream(
-    pg_service: PostgresService | None, pg_dsn: str, ledger: Ledger, hard: bool
+    pg_service: PostgresService | None,
+    pg_dsn: str,
+    ledger: Ledger,
+    hard: bool,
+    tail_rows: int | None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """10,000 mixed events, PostgreSQL stopped in the middle: each is in the database once."""
+    """10,000 mixed events, PostgreSQL stopped in the middle: each is in the database once.
+
+    With a small in-memory tail the committer drops it during the outage and reads the
+    journal back, then takes up the tail again where it follows on."""
     if pg_service is None:
         pytest.skip("needs the embedded server to stop it")
+    if tail_rows is not None:
+        monkeypatch.setattr(writer, "_TAIL_ROWS", tail_rows)
     sent = _stream(ledger, 300)
     time.sleep(0.05)
     pg_service.stop(hard=hard)
@@ -193,7 +207,7 @@ _CHILD = textwrap.dedent("""
     import sys, uuid
     from pathlib import Path
     from galfriday_recorder.config import RecorderConfig
-    from galfriday_recorder.ledger import Ledger
+    from galfriday_recorder.ledger import Ledger, writer
     from galfriday_recorder.records import LogEntry, Signal
 
     ns = uuid.UUID(sys.argv[3])
@@ -257,3 +271,31 @@ def test_kill_9_then_restart_on_the_same_journal(pg_dsn: str, tmp_path: Path) ->
     )
     assert set(logs.values()) == {1}
     assert len(logs) >= flushed
+
+
+@pytest.mark.faults
+def test_committer_reads_the_journal_where_its_memory_does_not_follow_on(
+    pg_service: PostgresService | None,
+    ledger_config: RecorderConfig,
+    pg_dsn: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The committer's in-memory tail of journaled rows is dropped past its cap (PostgreSQL
+    away); what it kept after that does not follow on from the last commit, so the rows
+    before it come from the journal: all of them are committed, in order, once."""
+    if pg_service is None:
+        pytest.skip("needs the embedded server to stop it")
+    monkeypatch.setattr(writer, "_TAIL_ROWS", 5)
+    pg_service.stop()
+    try:
+        ledger = Ledger(ledger_config)
+        ledger.start()
+        for i in range(10):  # one journal transaction each: 5 kept, dropped at the 6th, 4 kept
+            ledger.record_log(LogEntry(source_module="t", log_level="INFO", message=f"m{i:02}"))
+            assert ledger.wait_journaled(timeout=10)
+    finally:
+        pg_service.start()
+    assert ledger.flush(timeout=30)
+    assert ledger.close(timeout=5)
+    stored = rows(pg_dsn, "SELECT message FROM system_logs WHERE source_module = 't'")
+    assert sorted(m for (m,) in stored) == [f"m{i:02}" for i in range(10)]

@@ -228,21 +228,20 @@ class Ledger:
             )
 
     def _push(self, kind: str, event: Any) -> None:
+        self._push_all([(kind, event)])
+
+    def _push_all(self, out: Out) -> None:
+        """The events of one call, journaled in one transaction (a fill with its trade)."""
+        if not out:
+            return
+        kind, event = out[0] if len(out) == 1 else (MANY, out)
         self._queue.append((kind, event, time.monotonic()))
-        self._accepted += 1
+        self._accepted += len(out)
         writer = self._writer
         if writer.parked:
             writer.parked = False
             assert writer.wake_soon is not None
             writer.wake_soon(writer.wake)
-
-    def _push_all(self, out: Out) -> None:
-        """The events of one call, journaled in one transaction (a fill with its trade)."""
-        if len(out) == 1:
-            self._push(*out[0])
-        elif out:
-            self._push(MANY, out)
-            self._accepted += len(out) - 1
 
     def _holding(self) -> bool:
         """Whether a call may have to be held (the common case answers no at once)."""
@@ -334,11 +333,12 @@ class Ledger:
 
     def record_fill(self, fill: Fill) -> None:
         """Record an execution; ignored (not doubled) if its ``(exchange, fill_id)`` is known."""
-        _require(fill, Fill, "fill")
+        if not isinstance(fill, Fill):
+            _require(fill, Fill, "fill")
         out: Out = []
         with self._lock:
             self._admit()
-            if self._holding():
+            if not self._state.loaded or self._held.keys:  # _holding(), without the call
                 state, known = self._state.fill_order(fill)
                 if self._hold("fill", fill, fill_keys(fill, state), known=known):
                     return

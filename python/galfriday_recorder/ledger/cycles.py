@@ -170,6 +170,48 @@ class Cycle:
         return trade
 
 
+class OpenCycles:
+    """The open cycles by signal, and by exchange and pair (oldest first) for the fills of
+    orders without a signal, which must not walk every other pair's cycles."""
+
+    __slots__ = ("_by_pair", "_by_signal")
+
+    def __init__(self) -> None:
+        self._by_signal: dict[uuid.UUID, Cycle] = {}
+        self._by_pair: dict[tuple[str, str], dict[uuid.UUID, Cycle]] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_signal)
+
+    def __contains__(self, signal_id: object) -> bool:
+        return signal_id in self._by_signal
+
+    def get(self, signal_id: uuid.UUID) -> Cycle | None:
+        return self._by_signal.get(signal_id)
+
+    def add(self, cycle: Cycle) -> Cycle:
+        """Keep ``cycle`` unless its signal already has one; return the one kept."""
+        kept = self._by_signal.setdefault(cycle.signal_id, cycle)
+        if kept is cycle:
+            self._by_pair.setdefault((cycle.exchange, cycle.trading_pair), {})[cycle.signal_id] = (
+                cycle
+            )
+        return kept
+
+    def discard(self, cycle: Cycle) -> None:
+        if self._by_signal.pop(cycle.signal_id, None) is None:
+            return
+        key = (cycle.exchange, cycle.trading_pair)
+        of_pair = self._by_pair[key]
+        del of_pair[cycle.signal_id]
+        if not of_pair:
+            del self._by_pair[key]
+
+    def of_pair(self, exchange: str, trading_pair: str) -> list[Cycle]:
+        of_pair = self._by_pair.get((exchange, trading_pair))
+        return [] if of_pair is None else list(of_pair.values())
+
+
 def reduce_cycles(
     cycles: Iterable[Cycle], fill: Fill, order: FillOrder
 ) -> tuple[list[tuple[Cycle, Trade | None]], Decimal]:

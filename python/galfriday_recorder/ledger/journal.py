@@ -148,7 +148,6 @@ class Journal:
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany("INSERT INTO events (seq, kind, payload) VALUES (?, ?, ?)", rows)
-            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_seq', ?)", (last,))
             if fault.ARMED:
                 fault.reached("journal-inside")
             db.execute("COMMIT")
@@ -195,6 +194,11 @@ class Journal:
         db.execute("BEGIN IMMEDIATE")
         try:
             self._dead_letter(dead)
+            # The events table may empty now: the last seq used outlives it here (open()
+            # takes the larger of this and the events still held).
+            db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_seq', ?)", (self.last_seq,)
+            )
             db.execute("DELETE FROM events WHERE seq <= ?", (upto,))
             db.execute("COMMIT")
         except BaseException:

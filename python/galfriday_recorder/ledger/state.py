@@ -28,7 +28,7 @@ from ..records import (
     SignalStatusUpdate,
     Trade,
 )
-from .cycles import Cycle, FillOrder, reduce_cycles
+from .cycles import Cycle, FillOrder, OpenCycles, reduce_cycles
 
 if TYPE_CHECKING:
     from .recovery import RecoveryState
@@ -83,7 +83,16 @@ class SignalState:
 
 
 class OrderState:
-    __slots__ = ("exchange_order_id", "fill_ids", "filled", "order", "signal", "status", "totals")
+    __slots__ = (
+        "exchange_order_id",
+        "fill_ids",
+        "fill_order",
+        "filled",
+        "order",
+        "signal",
+        "status",
+        "totals",
+    )
 
     def __init__(self, order: Order, signal: Signal | None) -> None:
         self.order = order
@@ -94,10 +103,12 @@ class OrderState:
         self.fill_ids: set[str] = set()
         # Value and commission of the fills too: what the bot's cumulative reports are against.
         self.totals = OrderFills()
+        self.fill_order = FillOrder(order.client_order_id, order.order_type, order.exit_reason)
 
-    def add_fill(self, fill: Fill) -> None:
+    def add_fill(self, fill: Fill, filled: Decimal | None = None) -> None:
+        """``filled``: the order's new total, when the caller has it already."""
         self.fill_ids.add(fill.fill_id)
-        self.filled += fill.quantity_filled
+        self.filled = self.filled + fill.quantity_filled if filled is None else filled
         self.totals.add(fill.quantity_filled, fill.fill_price, fill.commission)
 
 
@@ -141,7 +152,7 @@ class LedgerState:
         self.orders: dict[uuid.UUID, OrderState] = {}
         self.by_exchange_id: dict[str, uuid.UUID] = {}
         self.terminal: collections.deque[uuid.UUID] = collections.deque()
-        self.cycles: dict[uuid.UUID, Cycle] = {}
+        self.cycles = OpenCycles()
         # The last trades derived, by signal: the bot's own outcome is checked against them.
         self.recent_trades: collections.OrderedDict[uuid.UUID, Trade] = collections.OrderedDict()
         # Whether PostgreSQL's state has been read in (seed); until then, journal
@@ -236,13 +247,14 @@ class LedgerState:
                 state.signal = known.signal
             elif need_signal:
                 raise SignalNotLoaded(order.signal_id)
-        for name in ("side", "trading_pair", "exchange"):
-            if getattr(fill, name) != getattr(order, name):
-                raise ValidationError(
-                    name,
-                    f"{getattr(fill, name)!r} differs from the order's {getattr(order, name)!r}",
-                )
-        if state.status == "REJECTED":
+        if (
+            fill.side != order.side
+            or fill.trading_pair != order.trading_pair
+            or fill.exchange != order.exchange
+        ):
+            raise _mismatch(fill, order)
+        was = state.status
+        if was == "REJECTED":
             raise _refuse(
                 out,
                 IllegalTransition(f"order {order.client_order_id} was REJECTED; it cannot fill"),
@@ -255,9 +267,10 @@ class LedgerState:
                 "quantity_filled",
                 f"fills total {filled}, more than the order's {order.quantity_ordered}",
             )
-        status = status_after_fill(state.status, filled == order.quantity_ordered)
-        state.add_fill(fill)
-        self.set_status(state, status)
+        status = status_after_fill(was, filled == order.quantity_ordered)
+        state.add_fill(fill, filled)
+        if status != was:
+            self.set_status(state, status)
         extra = {
             "order_client_id": order.client_order_id,
             "order_exchange_id": state.exchange_order_id,
@@ -353,16 +366,18 @@ class LedgerState:
         (:func:`.cycles.reduce_cycles`, oldest first).
         """
         signal = state.signal
-        sid = state.order.signal_id
         order = state.order
-        fill_order = FillOrder(order.client_order_id, order.order_type, order.exit_reason)
+        sid = order.signal_id
+        fill_order = state.fill_order
         if sid is None:
             if not self.loaded:  # the pair's open cycles are PostgreSQL's until it is read
                 self.deferred.append((state, fill))
                 return
-            touched, _left = reduce_cycles(list(self.cycles.values()), fill, fill_order)
-            for reduced, closed in touched:
-                self._closed(reduced, closed, out)
+            of_pair = self.cycles.of_pair(fill.exchange, fill.trading_pair)
+            if of_pair:
+                touched, _left = reduce_cycles(of_pair, fill, fill_order)
+                for reduced, closed in touched:
+                    self._closed(reduced, closed, out)
             return
         if signal is None and sid in self.signals:
             signal = state.signal = self.signals[sid].signal  # recorded before its signal
@@ -377,7 +392,7 @@ class LedgerState:
                 signal.exchange,
                 signal.strategy_id,
             )
-            self.cycles[signal.signal_id] = cycle
+            self.cycles.add(cycle)
         trade, excess = cycle.apply(fill, fill_order)
         self._closed(cycle, trade, out)
         if out is not None and excess:
@@ -401,7 +416,7 @@ class LedgerState:
     def _closed(self, cycle: Cycle, trade: Trade | None, out: Out | None) -> None:
         """Forget a cycle that is flat again; ``out`` gets its trade."""
         if trade is not None or cycle.open_quantity == 0:
-            del self.cycles[cycle.signal_id]
+            self.cycles.discard(cycle)
         if out is None or trade is None:
             return
         out.append(("trade", trade))
@@ -427,7 +442,7 @@ class LedgerState:
             if signal.signal_id not in self.signals:
                 self.remember_signal(signal, signal.status)
         for cycle in cycles:
-            self.cycles.setdefault(cycle.signal_id, cycle)
+            self.cycles.add(cycle)
 
     def seed(self, recovered: RecoveryState, stored: set[tuple[str, str]]) -> list[Trade]:
         """Take in PostgreSQL's state; what is already known wins (it is newer). Then apply
@@ -445,7 +460,7 @@ class LedgerState:
             order_state.filled = open_order.quantity_filled
         for cycle in recovered.open_cycles:
             if cycle.signal_id not in self.recorded_unloaded:
-                self.cycles.setdefault(cycle.signal_id, cycle)
+                self.cycles.add(cycle)
         self.loaded = True
         self.recorded_unloaded.clear()
         return self._replay_deferred(stored)
@@ -518,6 +533,15 @@ class LedgerState:
                     self.apply_to_cycle(state, fill, None)
                 else:  # PostgreSQL may hold it already, and then its cycle does
                     self.deferred.append((state, fill))
+
+
+def _mismatch(fill: Fill, order: Order) -> ValidationError:
+    """The error of a fill whose side, pair or exchange is not its order's (cold path)."""
+    for name in ("side", "trading_pair", "exchange"):
+        mine, its = getattr(fill, name), getattr(order, name)
+        if mine != its:
+            return ValidationError(name, f"{mine!r} differs from the order's {its!r}")
+    raise AssertionError("the fill matches its order")
 
 
 def _refuse(

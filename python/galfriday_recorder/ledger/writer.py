@@ -41,6 +41,9 @@ from .state import SOURCE
 log = logging.getLogger("galfriday_recorder.ledger")
 
 _JOURNAL_BATCH = 1_000
+# Rows journaled this session and not yet committed, kept so the committer need not read
+# back what was just written; past this many (PostgreSQL away) it reads the journal again.
+_TAIL_ROWS = 20_000
 _CHECKPOINT_BYTES = 4 * 1024 * 1024
 BACKOFF_START, BACKOFF_CAP = 0.05, 2.0
 _LATENCY_SAMPLES = 4096
@@ -81,6 +84,7 @@ class Writer:
         self._load_state = load_state
         self._state_loaded = state_loaded
         self.queue: collections.deque[Queued] = collections.deque()
+        self._tail: collections.deque[Row] = collections.deque()
         # Written on the loop thread only (read anywhere for stats).
         self.parked = True
         self.base_seq = 0
@@ -184,10 +188,15 @@ class Writer:
             else:
                 rows.append(encode_event(kind, event))
         try:
-            self.journal.append(rows)
+            first, _last = self.journal.append(rows)
         except BaseException:
             self.queue.extendleft(reversed(batch))
             raise
+        tail = self._tail
+        if len(tail) + len(rows) > _TAIL_ROWS:
+            tail.clear()
+        else:
+            tail.extend((seq, kind, payload) for seq, (kind, payload) in enumerate(rows, first))
         if fault.ARMED:
             fault.reached("journaled")
         with self.journaled_cond:
@@ -212,7 +221,7 @@ class Writer:
                 await asyncio.sleep(interval)  # let the group grow
             conn = await self._connection()
             high = self.journal.last_seq
-            rows = self.journal.pending(self.done_seq, limit)
+            rows = self._pending(limit)
             everything = len(rows) < limit  # all of the journal up to ``high``
             first_held = next((i for i, row in enumerate(rows) if row[1] == HELD), None)
             if first_held is not None and (first_held > 0 or not self._state_loaded()):
@@ -225,6 +234,7 @@ class Writer:
             try:
                 if first_held == 0:
                     rows = await self._resolve(rows)
+                    self._retail(rows)
                 live = expand([row for row in rows if row[1] != NOTHING])
                 if fault.ARMED:
                     fault.reached("commit")
@@ -258,6 +268,9 @@ class Writer:
             if rows:
                 self.journal.done(rows[-1][0], dead)
                 self._maybe_checkpoint()
+                tail = self._tail
+                while tail and tail[0][0] <= done:
+                    tail.popleft()
             self.pending_events -= len(rows)
             self.pending_bytes -= sum(len(r[2]) for r in rows)
             self.committed += len(live) - len(dead)
@@ -265,6 +278,22 @@ class Writer:
             with self.done_cond:
                 self.done_seq = done
                 self.done_cond.notify_all()
+
+    def _pending(self, limit: int) -> list[Row]:
+        """The next rows to commit: from the tail if it follows on, else from the journal
+        (a start with a backlog, or a tail dropped while PostgreSQL was away)."""
+        tail = self._tail
+        if tail and tail[0][0] == self.done_seq + 1:
+            return list(itertools.islice(tail, limit))
+        return self.journal.pending(self.done_seq, limit)
+
+    def _retail(self, rows: list[Row]) -> None:
+        """Resolved held rows replace their tail copies (a retried group must not resolve
+        them twice)."""
+        tail = self._tail
+        if tail and rows and tail[0][0] == rows[0][0]:
+            for i, row in enumerate(rows):
+                tail[i] = row
 
     def _maybe_checkpoint(self) -> None:
         """Start a journal checkpoint on a worker thread once the WAL is big enough."""
