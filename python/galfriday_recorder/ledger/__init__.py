@@ -52,7 +52,7 @@ from ..redaction import redact
 from ..runtime import BackgroundLoop
 from .held import Held, apply_held, fill_keys, held_refusal, missing_signal, order_keys
 from .journal import GROUP, Journal, Row, encode_event, encode_group
-from .recovery import RecoveryState, load_recovery_state, load_signals, missing_trades
+from .recovery import RecoveryState, Scope, load_recovery_state, load_signals, missing_trades
 from .sql import KIND_ORDER, STATEMENTS, STORED_FILLS, Bulk
 from .state import ORDER_TRANSITIONS, LedgerState, Out, SignalNotLoaded, replayed_fill_id
 from .writer import HELD, MANY, NOTHING, REFUSED_KIND, Writer, percentile
@@ -437,11 +437,16 @@ class Ledger:
         with self._lock:
             return self._state.recent_trades.get(signal_id)
 
-    def load_recovery_state(self) -> RecoveryState:
-        """Flush what is pending (briefly), then read the recovery view from PostgreSQL."""
+    def load_recovery_state(self, scope: Scope = "own") -> RecoveryState:
+        """Flush what is pending (briefly), then read the recovery view from PostgreSQL:
+        this recorder's open orders and cycles (``scope="own"``: its ``instance_name``'s
+        rows and those written before instances were recorded) or everyone's (``"all"``)."""
+        if scope not in ("own", "all"):
+            raise ValidationError("scope", f"must be 'own' or 'all', not {scope!r}")
         self.flush(timeout=10)
+        instance = self._config.instance_name if scope == "own" else None
         with psycopg.connect(self._config.pg_conninfo, connect_timeout=10) as conn:
-            return load_recovery_state(conn)
+            return load_recovery_state(conn, instance)
 
     def dead_letters(self) -> list[tuple[int, str, bytes, str]]:
         """Events PostgreSQL refused: (seq, kind, payload, error), read on the loop thread."""
@@ -459,10 +464,11 @@ class Ledger:
             with psycopg.connect(
                 self._config.pg_conninfo, connect_timeout=connect_timeout, autocommit=True
             ) as conn:
-                recovered = load_recovery_state(conn)
+                own = self._config.instance_name
+                recovered = load_recovery_state(conn, own)
                 stored = set(conn.execute(STORED_FILLS, ([f for f in waiting if f],)).fetchall())
-                extra = load_signals(conn, missing - {s.signal_id for s in recovered.signals})
-                rederived = missing_trades(conn)
+                extra = load_signals(conn, missing - {s.signal_id for s in recovered.signals}, own)
+                rederived = missing_trades(conn, own)
         except psycopg.Error as exc:
             log.warning(
                 "ledger state not loaded from PostgreSQL yet (%s): %s",
@@ -523,7 +529,7 @@ class Ledger:
         with psycopg.connect(self._config.pg_conninfo, connect_timeout=5, autocommit=True) as conn:
             ids = [p["fill_id"] for p in fills]
             stored = set(conn.execute(STORED_FILLS, (ids,)).fetchall()) if ids else set()
-            loaded = load_signals(conn, missing)
+            loaded = load_signals(conn, missing, self._config.instance_name)
         with self._lock:
             self._state.take_signals(loaded.signals, loaded.cycles)
         return stored, loaded.trades
