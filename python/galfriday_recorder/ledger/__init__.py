@@ -252,9 +252,13 @@ class Ledger:
         """Hold an event PostgreSQL's state is needed for, or that follows one held."""
         if not self._held.blocks(keys) and (known or self._state.loaded):
             return False
+        self._hold_now(call, record, keys)
+        return True
+
+    def _hold_now(self, call: str, record: Any, keys: list[str]) -> None:
+        """Journal a call the writer validates once it has read what it needs (see held.py)."""
         self._held.hold(keys)
         self._push(HELD, (record, {"held": call, "held_keys": keys}))
-        return True
 
     def record_signal(self, signal: Signal) -> None:
         _require(signal, Signal, "signal")
@@ -278,17 +282,17 @@ class Ledger:
             risk_check_details=risk_check_details,
         )
         out: Out = []
+        keys = [f"s:{update.signal_id}"]
         with self._lock:
             self._admit()
             if self._holding() and self._hold(
-                "signal_status",
-                update,
-                [f"s:{update.signal_id}"],
-                known=update.signal_id in self._state.signals,
+                "signal_status", update, keys, known=update.signal_id in self._state.signals
             ):
                 return
             try:
                 self._state.signal_status(update, out)
+            except SignalNotLoaded:  # decided before a restart, or forgotten: read it first
+                self._hold_now("signal_status", update, keys)
             finally:
                 self._push_all(out)
 
@@ -346,9 +350,7 @@ class Ledger:
                 self._state.fill(fill, out)
             except SignalNotLoaded:  # its cycle is rebuilt from PostgreSQL's fills first
                 state, _known = self._state.fill_order(fill)
-                keys = fill_keys(fill, state)
-                self._held.hold(keys)
-                self._push(HELD, (fill, {"held": "fill", "held_keys": keys}))
+                self._hold_now("fill", fill, fill_keys(fill, state))
             finally:
                 self._push_all(out)
 
@@ -518,14 +520,13 @@ class Ledger:
 
     def _read_for_held(self, rows: list[Row]) -> tuple[set[tuple[str, str]], list[Trade]]:
         """What resolving needs from PostgreSQL: which held fills it already has, and the
-        signals (cycles rebuilt from their fills) the held fills name that memory lacks."""
-        fills = [
-            p
-            for _s, kind, payload in rows
-            if kind == HELD and (p := orjson.loads(payload))["held"] == "fill"
-        ]
+        signals (cycles rebuilt from their fills) held calls name that memory lacks."""
+        held = [orjson.loads(payload) for _s, kind, payload in rows if kind == HELD]
+        fills = [p for p in held if p["held"] == "fill"]
         with self._lock:
-            missing = {sid for p in fills if (sid := missing_signal(self._state, p)) is not None}
+            missing = {
+                sid for p in held if (sid := missing_signal(self._state, p["held"], p)) is not None
+            }
         with psycopg.connect(self._config.pg_conninfo, connect_timeout=5, autocommit=True) as conn:
             ids = [p["fill_id"] for p in fills]
             stored = set(conn.execute(STORED_FILLS, (ids,)).fetchall()) if ids else set()
