@@ -16,7 +16,6 @@ records the last configuration, and each writes what its recovery sees to
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 import uuid
@@ -26,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from ledgerkit import Step, make_fill, make_order, make_signal, run_resumable, write_atomically
 
 from galfriday_recorder import Recorder, RecorderConfig
-from galfriday_recorder.errors import IllegalTransition, UnknownOrder, ValidationError
-from galfriday_recorder.records import Fill, Order, PortfolioSnapshot, Signal
+from galfriday_recorder.records import Order, PortfolioSnapshot
 
 NS = uuid.UUID("0f6a4d2e-8c1b-4f37-9e55-2d7c3b9a1e04")
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
@@ -39,8 +38,6 @@ CONFIGS, SNAPSHOTS, TRADED = 5, 3, 12
 FINAL_CONFIG = {"fleet": "final"}
 LAST = 3  # the recorder that records the final configuration
 WAIT_S = 90.0
-
-Step = tuple[Any, ...]
 
 
 def oid(index: int, *parts: object) -> uuid.UUID:
@@ -96,16 +93,26 @@ def expected_rows() -> dict[str, int]:
 
 
 def _order(index: int, signal: object, leg: str, side: str, order_type: str) -> Order:
-    return Order(
+    return make_order(
         client_order_id=oid(index, "o", signal, leg),
         signal_id=None if signal is None else oid(index, "s", signal),
-        trading_pair=PAIR,
-        exchange="kraken",
         side=side,
         order_type=order_type,
         quantity_ordered=Decimal(10),
-        limit_price=Decimal("0.5"),
-        created_at=T0,
+    )
+
+
+def _snapshot(index: int, at: datetime) -> PortfolioSnapshot:
+    equity = Decimal(1000 + index)
+    return PortfolioSnapshot(
+        snapshot_timestamp=at,
+        total_equity=equity,
+        available_balance=equity,
+        total_exposure_pct=0.0,
+        daily_drawdown_pct=0.0,
+        weekly_drawdown_pct=0.0,
+        total_drawdown_pct=0.0,
+        positions={},
     )
 
 
@@ -115,37 +122,11 @@ def run_step(rec: Recorder, index: int, n: int, step: Step) -> None:
         rec.record_configuration({"recorder": index, "version": step[1]})
         rec.flush(60)  # one group per configuration: the most races with the others
     elif kind == "snapshot":
-        shared = step[1] == "shared"
-        equity = Decimal(1000 + index)
-        rec.record_portfolio_snapshot(
-            PortfolioSnapshot(
-                snapshot_timestamp=SHARED_INSTANT
-                if shared
-                else T0 + timedelta(minutes=index, seconds=step[1]),
-                total_equity=equity,
-                available_balance=equity,
-                total_exposure_pct=0.0,
-                daily_drawdown_pct=0.0,
-                weekly_drawdown_pct=0.0,
-                total_drawdown_pct=0.0,
-                positions={},
-            )
-        )
+        own = T0 + timedelta(minutes=index, seconds=step[1]) if step[1] != "shared" else None
+        rec.record_portfolio_snapshot(_snapshot(index, own or SHARED_INSTANT))
     elif kind == "signal":
-        rec.record_signal(
-            Signal(
-                signal_id=oid(index, "s", step[1]),
-                trading_pair=PAIR,
-                exchange="kraken",
-                strategy_id=f"fleet-{index}",
-                side="BUY",
-                entry_type="LIMIT",
-                proposed_entry_price=Decimal("0.5"),
-                proposed_sl_price=Decimal("0.4"),
-                proposed_tp_price=Decimal("0.6"),
-                created_at=at,
-            )
-        )
+        signal_id = oid(index, "s", step[1])
+        rec.record_signal(make_signal(signal_id=signal_id, strategy_id=f"fleet-{index}"))
     elif kind == "approve":
         rec.update_signal_status(oid(index, "s", step[1]), "APPROVED")
     elif kind == "order":
@@ -154,20 +135,10 @@ def run_step(rec: Recorder, index: int, n: int, step: Step) -> None:
         rec.update_order(oid(index, "o", step[1], step[2]), step[3], updated_at=at)
     elif kind == "fill":
         _, signal, leg, k, qty, price = step
-        rec.record_fill(
-            Fill(
-                fill_id=f"F-{index}-{signal}-{leg}-{k}",
-                client_order_id=oid(index, "o", signal, leg),
-                trading_pair=PAIR,
-                exchange="kraken",
-                side="SELL" if leg in ("exit", "close") else "BUY",
-                quantity_filled=Decimal(qty),
-                fill_price=Decimal(price),
-                commission=Decimal(0),
-                commission_asset="USD",
-                filled_at=at,
-            )
-        )
+        side = "SELL" if leg in ("exit", "close") else "BUY"
+        order = _order(index, signal, leg, side, "LIMIT")
+        fill_id = f"F-{index}-{signal}-{leg}-{k}"
+        rec.record_fill(make_fill(order, qty, price, fill_id=fill_id, filled_at=at))
 
 
 def _wait_for(path: Path) -> None:
@@ -176,12 +147,6 @@ def _wait_for(path: Path) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{path.name} never came")
         time.sleep(0.005)
-
-
-def _touch(path: Path, text: str = "") -> None:
-    staged = path.with_suffix(".new")  # a kill never leaves it half-written
-    staged.write_text(text)
-    os.replace(staged, path)
 
 
 def _view(state: Any) -> dict[str, list[str]]:
@@ -196,8 +161,6 @@ def main(argv: list[str]) -> int:
     dsn, influx_url, influx_db = argv[2], argv[3], argv[4]
     slow_after = int(argv[5]) if len(argv) > 5 else None
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    progress = control / f"progress-{index}"
-    done = int(progress.read_text()) if progress.exists() else -1
     config = RecorderConfig(
         pg_dsn=dsn,
         influx_url=influx_url,
@@ -206,25 +169,26 @@ def main(argv: list[str]) -> int:
         commit_interval_ms=2.0,
         metrics_interval_s=0.2,
     )
-    _touch(control / f"ready-{index}")
+    write_atomically(control / f"ready-{index}", "")
     _wait_for(control / "go")
     rec = Recorder(config).start()
-    for n, step in enumerate(script()):
-        if n <= done:
-            continue
-        try:
-            run_step(rec, index, n, step)
-        except (ValidationError, IllegalTransition, UnknownOrder):
-            if n != done + 1:  # only the step a kill interrupted may be known already
-                raise
-        if not rec.ledger.wait_journaled(timeout=60):
-            return 3
-        _touch(progress, str(n))
+
+    def paced(n: int) -> bool:
         if slow_after is not None and n >= slow_after:
             time.sleep(0.02)
+        return False
+
+    if not run_resumable(
+        script(),
+        control / f"progress-{index}",
+        lambda n, step: run_step(rec, index, n, step),
+        lambda: rec.ledger.wait_journaled(timeout=60),
+        paced,
+    ):
+        return 3
     if not rec.flush(60):
         return 3
-    _touch(control / f"streamed-{index}")
+    write_atomically(control / f"streamed-{index}", "")
     _wait_for(control / "check")
     if index == LAST:
         rec.record_configuration(FINAL_CONFIG)
@@ -239,7 +203,7 @@ def main(argv: list[str]) -> int:
     }
     report = rec.close(60)
     result["closed"] = bool(report)
-    _touch(control / f"result-{index}.json", orjson.dumps(result).decode())
+    write_atomically(control / f"result-{index}.json", orjson.dumps(result).decode())
     return 0
 
 

@@ -15,12 +15,24 @@ from galfriday_recorder.config import RecorderConfig
 from galfriday_recorder.errors import UnknownOrder, ValidationError
 from galfriday_recorder.ledger import Ledger
 from galfriday_recorder.ledger.verify import verify
+from galfriday_recorder.records import Signal
 
 
 def _ledger(pg_dsn: str, data_dir: Path) -> Ledger:
     ledger = Ledger(RecorderConfig(pg_dsn=pg_dsn, data_dir=data_dir, commit_interval_ms=2))
     ledger.start()
     return ledger
+
+
+def _bought(ledger: Ledger) -> Signal:
+    """An approved signal whose entry of 100 has filled: an open cycle."""
+    signal = make_signal()
+    ledger.record_signal(signal)
+    ledger.update_signal_status(signal.signal_id, "APPROVED")
+    entry = make_order(signal, quantity_ordered=Decimal(100))
+    ledger.record_order(entry)
+    ledger.record_fill(make_fill(entry, "100", "0.5"))
+    return signal
 
 
 def test_each_recorder_recovers_its_own_and_all_on_request(pg_dsn: str, tmp_path: Path) -> None:
@@ -37,23 +49,13 @@ def test_each_recorder_recovers_its_own_and_all_on_request(pg_dsn: str, tmp_path
 
     a, b = _ledger(pg_dsn, tmp_path / "a"), _ledger(pg_dsn, tmp_path / "b")
     # A: a bought position (an open cycle of 100) and an open exit order.
-    sa = make_signal()
-    a.record_signal(sa)
-    a.update_signal_status(sa.signal_id, "APPROVED")
-    entry_a = make_order(sa, quantity_ordered=Decimal(100))
-    a.record_order(entry_a)
-    a.record_fill(make_fill(entry_a, "100", "0.5"))
+    sa = _bought(a)
     exit_a = make_order(sa, side="SELL", order_type="TAKE_PROFIT", quantity_ordered=Decimal(100))
     a.record_order(exit_a)
     assert a.flush(timeout=30)  # A's fill is stored first: its cycle is the pair's oldest
     # B: the same on the same pair, closed by an order without a signal (reconciliation),
     # which in B reduced B's cycle only; and an undecided signal with an open order.
-    sb = make_signal()
-    b.record_signal(sb)
-    b.update_signal_status(sb.signal_id, "APPROVED")
-    entry_b = make_order(sb, quantity_ordered=Decimal(100))
-    b.record_order(entry_b)
-    b.record_fill(make_fill(entry_b, "100", "0.5"))
+    sb = _bought(b)
     close_b = make_order(side="SELL", order_type="MARKET", quantity_ordered=Decimal(100))
     b.record_order(close_b)
     b.record_fill(make_fill(close_b, "100", "0.6"))
