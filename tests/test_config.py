@@ -57,6 +57,7 @@ def test_env_types_are_coerced() -> None:
         ({"imbalance_levels": (0,)}, "imbalance_levels must lie in"),
         ({"influx_url": "ftp://x"}, "influx_url must start with"),
         ({"no_such_key": 1}, "unknown configuration keys: no_such_key"),
+        ({"data_dir": "a\x00b"}, "data_dir holds a NUL byte"),
     ],
 )
 def test_bad_values_get_clear_errors(overrides: dict[str, object], message: str) -> None:

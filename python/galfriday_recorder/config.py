@@ -109,6 +109,8 @@ class RecorderConfig:
         # a str for a Path, a list for a tuple) and fails here, naming the field.
         for f in fields(self):
             object.__setattr__(self, f.name, _coerce(f.name, getattr(self, f.name)))
+        if "\x00" in str(self.data_dir):
+            raise ConfigError("data_dir holds a NUL byte, which no file name can")
         if not self.instance_name:
             object.__setattr__(self, "instance_name", default_instance_name(self.data_dir))
         if not self.host_id:
