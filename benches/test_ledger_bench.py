@@ -49,6 +49,7 @@ _T0 = datetime(2026, 11, 24, tzinfo=timezone.utc)
 CYCLES_PER_ROUND = 250
 ROUNDS = 5
 EVENTS_PER_CYCLE = 16
+INSTANCE = RecorderConfig().instance_name  # signals and orders name their recorder
 
 
 def _log(message: str, signal: Signal, i: int) -> LogEntry:
@@ -201,7 +202,7 @@ def test_bench_ledger_baseline_per_row_commit(benchmark: Any, pg_dsn: str) -> No
             for seq, (kind, payload) in enumerate(events, start=1):
                 handler = STATEMENTS[kind]
                 assert isinstance(handler, Bulk)
-                cur.execute(handler.sql, handler.params([(seq, payload)]))  # one COMMIT each
+                cur.execute(handler.sql, handler.params([(seq, payload)], INSTANCE))  # COMMITs
         timings.append(time.perf_counter() - started)
 
     with conn:
@@ -239,7 +240,7 @@ def test_bench_ledger_server_time_per_kind(benchmark: Any, pg_dsn: str) -> None:
                     handler = STATEMENTS[kind]
                     assert isinstance(handler, Bulk)
                     began = time.perf_counter()
-                    cur.execute(handler.sql, handler.params(batch))
+                    cur.execute(handler.sql, handler.params(batch, INSTANCE))
                     spent[kind] = spent.get(kind, 0.0) + time.perf_counter() - began
                     counts[kind] = counts.get(kind, 0) + len(batch)
 

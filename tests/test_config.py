@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from galfriday_recorder.config import RecorderConfig, redact_mapping
+from galfriday_recorder.config import (
+    INSTANCE_NAME_MAX,
+    RecorderConfig,
+    default_instance_name,
+    redact_mapping,
+)
 from galfriday_recorder.errors import ConfigError
 from galfriday_recorder.redaction import redact
 
@@ -49,6 +57,7 @@ def test_env_types_are_coerced() -> None:
         ({"imbalance_levels": (0,)}, "imbalance_levels must lie in"),
         ({"influx_url": "ftp://x"}, "influx_url must start with"),
         ({"no_such_key": 1}, "unknown configuration keys: no_such_key"),
+        ({"data_dir": "a\x00b"}, "data_dir holds a NUL byte"),
     ],
 )
 def test_bad_values_get_clear_errors(overrides: dict[str, object], message: str) -> None:
@@ -184,3 +193,69 @@ def test_secret_looking_keys_are_masked_anywhere() -> None:
         "passphrase": None,
     }
     assert content["exchange"]["api_key"] == "K"  # the caller's dict is not changed
+
+
+def test_the_default_instance_name_is_the_host_and_the_resolved_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert RecorderConfig(data_dir=Path("/srv/gf/bot-a")).instance_name == (
+        f"{socket.gethostname()}:/srv/gf/bot-a"
+    )
+    monkeypatch.chdir(tmp_path)
+    cfg = RecorderConfig(data_dir=Path("bot-a"))
+    assert cfg.instance_name == default_instance_name(tmp_path / "bot-a")
+    # A restart of the same process (same data_dir, however it is spelt) gets the same name.
+    spelt = RecorderConfig.load(env={}, data_dir=str(tmp_path / "x" / ".." / "bot-a"))
+    assert spelt.instance_name == cfg.instance_name
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "bot-a", target_is_directory=True)
+    assert RecorderConfig(data_dir=link).instance_name == cfg.instance_name
+    assert RecorderConfig(data_dir=Path("bot-b")).instance_name != cfg.instance_name
+    # host_id (the self-metrics tag) follows it unless given.
+    assert cfg.host_id == cfg.instance_name
+    assert RecorderConfig(data_dir=Path("bot-a"), host_id="vm-1").host_id == "vm-1"
+
+
+@given(st.text(min_size=1, max_size=400).filter(lambda t: "\x00" not in t and "/" not in t))
+@settings(max_examples=200, deadline=None)
+def test_a_default_instance_name_always_fits_and_tells_data_dirs_apart(part: str) -> None:
+    first = default_instance_name(Path("/srv/galfriday") / part)
+    second = default_instance_name(Path("/srv/galfriday") / (part + "2"))
+    for name in (first, second):
+        assert 0 < len(name) <= INSTANCE_NAME_MAX
+        assert name.isprintable()
+        RecorderConfig(instance_name=name)  # valid as given
+    assert first != second
+
+
+def test_a_long_data_dir_keeps_the_host_a_hash_and_the_end_of_the_path() -> None:
+    deep = Path("/srv") / ("d" * 100) / "strategy-7"
+    name = default_instance_name(deep)
+    assert len(name) == INSTANCE_NAME_MAX
+    assert name.startswith(socket.gethostname()[:24] + ":")
+    assert name.endswith("/strategy-7")
+    assert default_instance_name(Path("/srv") / ("e" * 100) / "strategy-7") != name
+
+
+@pytest.mark.parametrize(
+    "name", [" ", "\t", "a\x00b", "bot\nb", "x" * (INSTANCE_NAME_MAX + 1), "bell\x07"]
+)
+def test_an_instance_name_that_is_blank_too_long_or_unprintable_is_refused(name: str) -> None:
+    with pytest.raises(ConfigError, match="instance_name must be at most 64 printable"):
+        RecorderConfig(instance_name=name)
+    with pytest.raises(ConfigError, match="instance_name"):
+        RecorderConfig.load(env={"GALFRIDAY_INSTANCE_NAME": name})
+
+
+def test_an_instance_name_given_is_kept_and_a_default_one_follows_the_data_dir(
+    tmp_path: Path,
+) -> None:
+    given_name = RecorderConfig(data_dir=tmp_path / "a", instance_name="strategy-7 é")
+    moved = given_name.replace(data_dir=tmp_path / "b")
+    assert (moved.instance_name, moved.host_id) == ("strategy-7 é", "strategy-7 é")
+    default = RecorderConfig(data_dir=tmp_path / "a")
+    moved = default.replace(data_dir=tmp_path / "b")
+    assert moved.instance_name == default_instance_name(tmp_path / "b")
+    assert moved.host_id == moved.instance_name
+    assert default.replace(data_dir=tmp_path / "b", host_id="h").host_id == "h"
+    assert default.replace(batch_max_lines=7).instance_name == default.instance_name

@@ -238,7 +238,7 @@ def test_risk_state_as_of(query: Query, as_of: datetime, expected: tuple[Any, ..
 
 def test_recovery_state_carries_the_risk_state(query: Query, ledger_rows: str) -> None:
     with psycopg.connect(ledger_rows) as conn:
-        risk = load_recovery_state(conn).risk
+        risk = load_recovery_state(conn, None).risk
     assert dataclasses.replace(risk, as_of=T0) == dataclasses.replace(query.risk_state(), as_of=T0)
     assert (risk.peak_equity, risk.day_start_equity, risk.consecutive_losses) == (
         D(120),

@@ -206,6 +206,17 @@ def test_every_method_lands_in_every_table_and_measurement(
         "SELECT count(cpu_usage_pct) FROM system_metrics WHERE module_id = 'recorder'", db=influx_db
     )
     assert own["results"][0]["series"][0]["values"][0][1] >= 1
+    # Every system_metrics point (the bot's and the recorder's own) names this recorder.
+    hosts = influx_service.query(
+        'SHOW TAG VALUES FROM system_metrics WITH KEY = "host_id"', db=influx_db
+    )
+    assert [v[1] for v in hosts["results"][0]["series"][0]["values"]] == [cfg.instance_name]
+    with psycopg.connect(pg_dsn) as conn:
+        owners = conn.execute(
+            "SELECT DISTINCT recorder_instance FROM signals UNION "
+            "SELECT DISTINCT recorder_instance FROM orders"
+        ).fetchall()
+    assert owners == [(cfg.instance_name,)]
 
 
 def test_bad_input_raises_and_harms_nothing(recorder_config: Callable[..., RecorderConfig]) -> None:

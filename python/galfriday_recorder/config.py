@@ -8,6 +8,7 @@ them, found by parsing, with :mod:`.redaction`, whose :func:`redact` masks them.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import re
 import socket
@@ -95,8 +96,12 @@ class RecorderConfig:
     # A trade stamped further ahead of its receipt is refused (MalformedFrame).
     max_trade_ahead_ms: int = 60_000
 
-    # Self-metrics
-    host_id: str = field(default_factory=socket.gethostname)
+    # This recorder among those sharing one database: its rows carry it and its recovery
+    # reads only its own ("" = host and resolved data_dir, see default_instance_name).
+    instance_name: str = ""
+
+    # Self-metrics ("" = the instance name)
+    host_id: str = ""
     metrics_interval_s: float = 10.0
 
     def __post_init__(self) -> None:
@@ -104,6 +109,12 @@ class RecorderConfig:
         # a str for a Path, a list for a tuple) and fails here, naming the field.
         for f in fields(self):
             object.__setattr__(self, f.name, _coerce(f.name, getattr(self, f.name)))
+        if "\x00" in str(self.data_dir):
+            raise ConfigError("data_dir holds a NUL byte, which no file name can")
+        if not self.instance_name:
+            object.__setattr__(self, "instance_name", default_instance_name(self.data_dir))
+        if not self.host_id:
+            object.__setattr__(self, "host_id", self.instance_name)
         # Before any check below, so that every message (and every log line after) masks them.
         register_secrets(
             dsn_password(_DRIVER_SUFFIX.sub(r"\1://", self.pg_dsn)),
@@ -166,6 +177,12 @@ class RecorderConfig:
                     "pg_dsn does not parse as a libpq DSN (the driver's message is withheld: "
                     "it may quote the password; percent-encode special characters in a URI)"
                 ) from None
+        name = self.instance_name
+        if len(name) > INSTANCE_NAME_MAX or not name.isprintable() or not name.strip():
+            raise ConfigError(
+                f"instance_name must be at most {INSTANCE_NAME_MAX} printable characters, "
+                f"not {self.instance_name!r}"
+            )
         if self.pg_schema and not _SCHEMA_NAME.match(self.pg_schema):
             raise ConfigError(
                 f"pg_schema must be a lower-case SQL identifier, not {self.pg_schema!r}"
@@ -252,7 +269,33 @@ class RecorderConfig:
         return cls(**values)
 
     def replace(self, **changes: Any) -> RecorderConfig:
+        """A copy with ``changes``; a default instance name (and a host id that follows it)
+        is derived again from the new ``data_dir``, so two data dirs never share one."""
+        if "data_dir" in changes and self.instance_name == default_instance_name(self.data_dir):
+            changes.setdefault("instance_name", "")
+            if self.host_id == self.instance_name:
+                changes.setdefault("host_id", "")
         return dataclasses.replace(self, **changes)
+
+
+INSTANCE_NAME_MAX = 64  # recorder_instance is VARCHAR(64)
+
+
+def default_instance_name(data_dir: Path) -> str:
+    """``host:/resolved/data_dir``: unique among live processes on a host (the journal in
+    data_dir is locked by one) and the same across restarts of one. A longer name keeps the
+    host, a hash of the whole name and the end of the path."""
+    host, where = socket.gethostname(), str(data_dir.resolve())
+    name = f"{host}:{where}"
+    if len(name) <= INSTANCE_NAME_MAX and name.isprintable():
+        return name
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    head = f"{_printable(host)[:24]}:{digest}:"
+    return head + _printable(where)[len(head) - INSTANCE_NAME_MAX :]
+
+
+def _printable(text: str) -> str:
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
 
 
 _HINTS: dict[str, Any] = {}

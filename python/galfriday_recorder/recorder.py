@@ -33,7 +33,7 @@ from ._core import BookTop, InvalidPoint, MarketRecorder, encode_line
 from .config import RecorderConfig, redact_mapping
 from .l2 import l2_fields
 from .ledger import ORDER_TRANSITIONS, Ledger
-from .ledger.recovery import RecoveryState
+from .ledger.recovery import RecoveryState, Scope
 from .loghandler import LedgerLogHandler
 from .migrate import migrate
 from .orders import OrderDesk, TradeFill
@@ -231,8 +231,10 @@ class Recorder:
     async def aclose(self, timeout: float | None = 30.0) -> FlushReport:
         return await asyncio.get_running_loop().run_in_executor(None, self.close, timeout)
 
-    async def aload_recovery_state(self) -> RecoveryState:
-        return await asyncio.get_running_loop().run_in_executor(None, self.load_recovery_state)
+    async def aload_recovery_state(self, scope: Scope = "own") -> RecoveryState:
+        return await asyncio.get_running_loop().run_in_executor(
+            None, self.load_recovery_state, scope
+        )
 
     async def __aexit__(
         self,
@@ -508,8 +510,10 @@ class Recorder:
     def log_handler(self, level: int = logging.INFO) -> LedgerLogHandler:
         return self.ledger.log_handler(level)
 
-    def load_recovery_state(self) -> RecoveryState:
-        return self.ledger.load_recovery_state()
+    def load_recovery_state(self, scope: Scope = "own") -> RecoveryState:
+        """This recorder's open orders and cycles (``"own"``) or every recorder's (``"all"``),
+        with the database's latest snapshot, active configuration and risk state."""
+        return self.ledger.load_recovery_state(scope)
 
     # -- reads ------------------------------------------------------------
     def query(self) -> Query:

@@ -11,7 +11,6 @@ closes cleanly after that step (a restart); the parent sets
 
 from __future__ import annotations
 
-import os
 import random
 import sys
 import uuid
@@ -19,10 +18,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+
+from ledgerkit import Step, run_resumable
 
 from galfriday_recorder.config import RecorderConfig
-from galfriday_recorder.errors import IllegalTransition, UnknownOrder, ValidationError
 from galfriday_recorder.ledger import Ledger
 from galfriday_recorder.records import Fill, Order, Signal
 
@@ -63,9 +62,6 @@ def plans(seed: int, count: int = 6) -> list[Plan]:
         )
         for i in range(count)
     ]
-
-
-Step = tuple[Any, ...]
 
 
 def _steps_of(seed: int, plan: Plan) -> list[Step]:
@@ -183,24 +179,16 @@ def run_step(ledger: Ledger, seed: int, n: int, step: Step) -> None:
 def main(argv: list[str]) -> int:
     dsn, data_dir, progress_file, seed = argv[0], Path(argv[1]), Path(argv[2]), int(argv[3])
     stop_after = int(argv[4]) if len(argv) > 4 else None
-    done = int(progress_file.read_text()) if progress_file.exists() else -1
     ledger = Ledger(RecorderConfig(pg_dsn=dsn, data_dir=data_dir, commit_interval_ms=1.0))
     ledger.start()
-    for n, step in enumerate(script(seed)):
-        if n <= done:
-            continue
-        try:
-            run_step(ledger, seed, n, step)
-        except (ValidationError, IllegalTransition, UnknownOrder):
-            if n != done + 1:  # only the step a kill interrupted may be known already
-                raise
-        if not ledger.wait_journaled(timeout=60):
-            return 3
-        staged = progress_file.with_suffix(".new")  # a kill never leaves it half-written
-        staged.write_text(str(n))
-        os.replace(staged, progress_file)
-        if stop_after is not None and n >= stop_after:
-            break
+    if not run_resumable(
+        script(seed),
+        progress_file,
+        lambda n, step: run_step(ledger, seed, n, step),
+        lambda: ledger.wait_journaled(timeout=60),
+        lambda n: stop_after is not None and n >= stop_after,
+    ):
+        return 3
     # A planned restart need not wait for PostgreSQL (it may be down): the rest stays
     # journaled. The last session flushes.
     ledger.close(timeout=3 if stop_after is not None else 60)

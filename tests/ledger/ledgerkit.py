@@ -1,14 +1,19 @@
-"""Record factories and a query helper for the ledger tests."""
+"""Record factories, a query helper and the resumable step loop of the ledger tests'
+recording processes."""
 
 from __future__ import annotations
 
+import os
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timezone
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from galfriday_recorder.errors import IllegalTransition, UnknownOrder, ValidationError
 from galfriday_recorder.records import Fill, Order, Signal
 
 T0 = datetime(2026, 11, 24, 10, 0, 0, tzinfo=timezone.utc)
@@ -67,3 +72,40 @@ def make_fill(order: Order, qty: str, price: str, **kw: Any) -> Fill:
     }
     values.update(kw)
     return Fill(**values)
+
+
+Step = tuple[Any, ...]
+
+
+def write_atomically(path: Path, text: str) -> None:
+    staged = path.with_suffix(".new")  # a kill never leaves it half-written
+    staged.write_text(text)
+    os.replace(staged, path)
+
+
+def run_resumable(
+    steps: list[Step],
+    progress: Path,
+    run: Callable[[int, Step], None],
+    acknowledged: Callable[[], bool],
+    stop: Callable[[int], bool] = lambda _n: False,
+) -> bool:
+    """Run the steps after the one ``progress`` names: each is run, acknowledged (journaled),
+    then written to ``progress``, until ``stop(n)``. The step a kill interrupted (run, not
+    yet marked) may be refused as known already, as the bot's reconciliation would find it.
+    False if a step was not acknowledged in time."""
+    done = int(progress.read_text()) if progress.exists() else -1
+    for n, step in enumerate(steps):
+        if n <= done:
+            continue
+        try:
+            run(n, step)
+        except (ValidationError, IllegalTransition, UnknownOrder):
+            if n != done + 1:
+                raise
+        if not acknowledged():
+            return False
+        write_atomically(progress, str(n))
+        if stop(n):
+            break
+    return True

@@ -89,8 +89,8 @@ def test_a_fill_whose_signal_memory_lacks_names_it_and_joins_no_cycle_if_never_f
     state.record_order(order, [])
     fill = make_fill(order, "10", "1")
     payload = _held_payload("fill", fill, [])
-    assert missing_signal(state, payload) == order.signal_id
-    assert missing_signal(state, {**payload, "client_order_id": str(uuid.uuid4())}) is None
+    assert missing_signal(state, "fill", payload) == order.signal_id
+    assert missing_signal(state, "fill", {**payload, "client_order_id": str(uuid.uuid4())}) is None
     out: Out = []
     apply_held(state, "fill", payload, set(), out)
     assert [kind for kind, _ in out] == ["fill"]

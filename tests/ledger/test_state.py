@@ -125,8 +125,11 @@ def test_duplicates_and_unknowns_are_refused_before_any_change() -> None:
         state.record_signal(signal, [])
     with pytest.raises(ValidationError, match="already recorded"):
         state.record_order(order, [])
-    with pytest.raises(ValidationError, match="unknown signal"):
-        state.signal_status(SignalStatusUpdate(signal_id=uuid.uuid4(), status="APPROVED"), [])
+    verdict = SignalStatusUpdate(signal_id=uuid.uuid4(), status="APPROVED")
+    with pytest.raises(SignalNotLoaded):  # the ledger reads it from PostgreSQL, then...
+        state.signal_status(verdict, [])
+    with pytest.raises(ValidationError, match="unknown signal"):  # ...refuses it if not there
+        state.signal_status(verdict, [], may_load=False)
     with pytest.raises(UnknownOrder):
         state.order_update(OrderUpdate(client_order_id=uuid.uuid4(), status="NEW"), [])
     with pytest.raises(UnknownOrder):

@@ -52,7 +52,7 @@ from ..redaction import redact
 from ..runtime import BackgroundLoop
 from .held import Held, apply_held, fill_keys, held_refusal, missing_signal, order_keys
 from .journal import GROUP, Journal, Row, encode_event, encode_group
-from .recovery import RecoveryState, load_recovery_state, load_signals, missing_trades
+from .recovery import RecoveryState, Scope, load_recovery_state, load_signals, missing_trades
 from .sql import KIND_ORDER, STATEMENTS, STORED_FILLS, Bulk
 from .state import ORDER_TRANSITIONS, LedgerState, Out, SignalNotLoaded, replayed_fill_id
 from .writer import HELD, MANY, NOTHING, REFUSED_KIND, Writer, percentile
@@ -251,9 +251,13 @@ class Ledger:
         """Hold an event PostgreSQL's state is needed for, or that follows one held."""
         if not self._held.blocks(keys) and (known or self._state.loaded):
             return False
+        self._hold_now(call, record, keys)
+        return True
+
+    def _hold_now(self, call: str, record: Any, keys: list[str]) -> None:
+        """Journal a call the writer validates once it has read what it needs (see held.py)."""
         self._held.hold(keys)
         self._push(HELD, (record, {"held": call, "held_keys": keys}))
-        return True
 
     def record_signal(self, signal: Signal) -> None:
         _require(signal, Signal, "signal")
@@ -277,17 +281,17 @@ class Ledger:
             risk_check_details=risk_check_details,
         )
         out: Out = []
+        keys = [f"s:{update.signal_id}"]
         with self._lock:
             self._admit()
             if self._holding() and self._hold(
-                "signal_status",
-                update,
-                [f"s:{update.signal_id}"],
-                known=update.signal_id in self._state.signals,
+                "signal_status", update, keys, known=update.signal_id in self._state.signals
             ):
                 return
             try:
                 self._state.signal_status(update, out)
+            except SignalNotLoaded:  # decided before a restart, or forgotten: read it first
+                self._hold_now("signal_status", update, keys)
             finally:
                 self._push_all(out)
 
@@ -346,9 +350,7 @@ class Ledger:
                 self._state.fill(fill, out)
             except SignalNotLoaded:  # its cycle is rebuilt from PostgreSQL's fills first
                 state, _known = self._state.fill_order(fill)
-                keys = fill_keys(fill, state)
-                self._held.hold(keys)
-                self._push(HELD, (fill, {"held": "fill", "held_keys": keys}))
+                self._hold_now("fill", fill, fill_keys(fill, state))
             finally:
                 self._push_all(out)
 
@@ -437,11 +439,16 @@ class Ledger:
         with self._lock:
             return self._state.recent_trades.get(signal_id)
 
-    def load_recovery_state(self) -> RecoveryState:
-        """Flush what is pending (briefly), then read the recovery view from PostgreSQL."""
+    def load_recovery_state(self, scope: Scope = "own") -> RecoveryState:
+        """Flush what is pending (briefly), then read the recovery view from PostgreSQL:
+        this recorder's open orders and cycles (``scope="own"``: its ``instance_name``'s
+        rows and those written before instances were recorded) or everyone's (``"all"``)."""
+        if scope not in ("own", "all"):
+            raise ValidationError("scope", f"must be 'own' or 'all', not {scope!r}")
         self.flush(timeout=10)
+        instance = self._config.instance_name if scope == "own" else None
         with psycopg.connect(self._config.pg_conninfo, connect_timeout=10) as conn:
-            return load_recovery_state(conn)
+            return load_recovery_state(conn, instance)
 
     def dead_letters(self) -> list[tuple[int, str, bytes, str]]:
         """Events PostgreSQL refused: (seq, kind, payload, error), read on the loop thread."""
@@ -459,10 +466,11 @@ class Ledger:
             with psycopg.connect(
                 self._config.pg_conninfo, connect_timeout=connect_timeout, autocommit=True
             ) as conn:
-                recovered = load_recovery_state(conn)
+                own = self._config.instance_name
+                recovered = load_recovery_state(conn, own)
                 stored = set(conn.execute(STORED_FILLS, ([f for f in waiting if f],)).fetchall())
-                extra = load_signals(conn, missing - {s.signal_id for s in recovered.signals})
-                rederived = missing_trades(conn)
+                extra = load_signals(conn, missing - {s.signal_id for s in recovered.signals}, own)
+                rederived = missing_trades(conn, own)
         except psycopg.Error as exc:
             log.warning(
                 "ledger state not loaded from PostgreSQL yet (%s): %s",
@@ -512,18 +520,17 @@ class Ledger:
 
     def _read_for_held(self, rows: list[Row]) -> tuple[set[tuple[str, str]], list[Trade]]:
         """What resolving needs from PostgreSQL: which held fills it already has, and the
-        signals (cycles rebuilt from their fills) the held fills name that memory lacks."""
-        fills = [
-            p
-            for _s, kind, payload in rows
-            if kind == HELD and (p := orjson.loads(payload))["held"] == "fill"
-        ]
+        signals (cycles rebuilt from their fills) held calls name that memory lacks."""
+        held = [orjson.loads(payload) for _s, kind, payload in rows if kind == HELD]
+        fills = [p for p in held if p["held"] == "fill"]
         with self._lock:
-            missing = {sid for p in fills if (sid := missing_signal(self._state, p)) is not None}
+            missing = {
+                sid for p in held if (sid := missing_signal(self._state, p["held"], p)) is not None
+            }
         with psycopg.connect(self._config.pg_conninfo, connect_timeout=5, autocommit=True) as conn:
             ids = [p["fill_id"] for p in fills]
             stored = set(conn.execute(STORED_FILLS, (ids,)).fetchall()) if ids else set()
-            loaded = load_signals(conn, missing)
+            loaded = load_signals(conn, missing, self._config.instance_name)
         with self._lock:
             self._state.take_signals(loaded.signals, loaded.cycles)
         return stored, loaded.trades

@@ -7,7 +7,9 @@ order or signal are held too (by key: ``o:``/``x:`` + the order's client and
 exchange ids, ``s:`` + the signal id, which a fill names too: its signal's cycle takes
 fills in order), so they apply in the order they came. A fill whose order is known
 but whose signal is not in memory is held too, whether PostgreSQL has been read or
-not: its cycle is rebuilt from PostgreSQL's fills before it applies. A
+not: its cycle is rebuilt from PostgreSQL's fills before it applies; so is a status
+update for a signal memory lacks (decided before a restart, or forgotten past the
+cap): the signal is read from PostgreSQL first. A
 held event refused at validation becomes a dead letter and a ``system_logs``
 row, since its caller has returned.
 """
@@ -88,19 +90,25 @@ def apply_held(
         status = SignalStatusUpdate(**held)
         signal = state.signals.get(status.signal_id)
         if signal is None or signal.status != status.status:
-            state.signal_status(status, out)
+            state.signal_status(status, out, may_load=False)
     else:
         raise ValidationError("held", f"unknown held call {call!r}")
 
 
-def missing_signal(state: LedgerState, held: dict[str, Any]) -> uuid.UUID | None:
-    """The signal a held fill's known order belongs to, if memory does not hold it."""
-    cid = held["client_order_id"]
-    order = state.orders.get(uuid.UUID(cid)) if cid else None
-    if order is None and held["exchange_order_id"]:
-        known = state.by_exchange_id.get(held["exchange_order_id"])
-        order = state.orders.get(known) if known else None
-    sid = order.order.signal_id if order is not None else None
+def missing_signal(state: LedgerState, call: str, held: dict[str, Any]) -> uuid.UUID | None:
+    """The signal a held call needs if memory does not hold it: a status update's, or the
+    signal of a fill's known order."""
+    if call == "signal_status":
+        sid: uuid.UUID | None = uuid.UUID(held["signal_id"])
+    elif call == "fill":
+        cid = held["client_order_id"]
+        order = state.orders.get(uuid.UUID(cid)) if cid else None
+        if order is None and held["exchange_order_id"]:
+            known = state.by_exchange_id.get(held["exchange_order_id"])
+            order = state.orders.get(known) if known else None
+        sid = order.order.signal_id if order is not None else None
+    else:
+        return None
     return sid if sid is not None and sid not in state.signals else None
 
 

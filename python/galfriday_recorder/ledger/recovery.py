@@ -1,7 +1,10 @@
 """What a restarting bot needs from the ledger, read back from PostgreSQL.
 
 The same reads seed the ledger's in-memory state (order and signal state
-machines, open trade cycles) when it starts.
+machines, open trade cycles) when it starts. Several recorders may share the
+database: given an ``instance`` name, the reads keep the signals and orders that
+recorder wrote (``recorder_instance``), and those written before the column existed
+(NULL), which every recorder counts as its own; ``instance=None`` reads everyone's.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from psycopg.rows import dict_row
@@ -72,13 +75,29 @@ def _order(row: dict[str, Any]) -> tuple[int, Decimal, Order]:
     return row.pop("order_pk"), row.pop("quantity_filled"), Order(**row)
 
 
-def load_recovery_state(conn: psycopg.Connection[Any]) -> RecoveryState:
-    """Read everything in one repeatable-read snapshot so the parts agree with each other."""
+def _own(alias: str) -> str:
+    """The rows of table ``alias`` that recorder ``%(instance)s`` counts as its own."""
+    return (
+        f"(%(instance)s::text IS NULL OR {alias}.recorder_instance IS NULL "
+        f"OR {alias}.recorder_instance = %(instance)s)"
+    )
+
+
+_OPEN = list(TERMINAL_ORDER_STATUSES)
+# Whose open orders and cycles a caller reads: its own recorder's, or every recorder's.
+Scope = Literal["own", "all"]
+
+
+def load_recovery_state(conn: psycopg.Connection[Any], instance: str | None) -> RecoveryState:
+    """Read everything in one repeatable-read snapshot so the parts agree with each other:
+    the open orders, open cycles and signals ``instance`` owns (everyone's if None); the
+    latest snapshot, active configuration and risk state, which are the database's."""
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         cur.execute(
-            f"SELECT {_ORDER_COLUMNS} FROM orders o WHERE o.status <> ALL(%s) ORDER BY o.order_pk",
-            (list(TERMINAL_ORDER_STATUSES),),
+            f"SELECT {_ORDER_COLUMNS} FROM orders o WHERE o.status <> ALL(%(terminal)s) "
+            f"AND {_own('o')} ORDER BY o.order_pk",
+            {"terminal": _OPEN, "instance": instance},
         )
         orders = [_order(r) for r in cur.fetchall()]
         cur.execute(
@@ -95,12 +114,13 @@ def load_recovery_state(conn: psycopg.Connection[Any]) -> RecoveryState:
             OpenOrder(order, pk, filled, fills_by_order.get(order.client_order_id, []))
             for pk, filled, order in orders
         ]
-        cycles = _open_cycles(cur)
+        cycles = _open_cycles(cur, instance)
         cur.execute(
-            f"SELECT {_SIGNAL_COLUMNS} FROM signals s WHERE s.status = 'PROPOSED' "
-            "OR s.signal_id = ANY(%s) OR s.signal_id IN (SELECT signal_id FROM orders "
-            "WHERE status <> ALL(%s) AND signal_id IS NOT NULL)",
-            ([c.signal_id for c in cycles], list(TERMINAL_ORDER_STATUSES)),
+            f"SELECT {_SIGNAL_COLUMNS} FROM signals s WHERE (s.status = 'PROPOSED' "
+            f"AND {_own('s')}) OR s.signal_id = ANY(%(cycles)s) OR s.signal_id IN (SELECT "
+            f"o.signal_id FROM orders o WHERE o.status <> ALL(%(terminal)s) AND {_own('o')} "
+            "AND o.signal_id IS NOT NULL)",
+            {"cycles": [c.signal_id for c in cycles], "terminal": _OPEN, "instance": instance},
         )
         signals = [Signal(**r) for r in cur.fetchall()]
         cur.execute(
@@ -129,18 +149,19 @@ def load_recovery_state(conn: psycopg.Connection[Any]) -> RecoveryState:
     )
 
 
-def _open_cycles(cur: psycopg.Cursor[dict[str, Any]]) -> list[Cycle]:
+def _open_cycles(cur: psycopg.Cursor[dict[str, Any]], instance: str | None) -> list[Cycle]:
     """Re-derive the cycles of signals whose own fills do not net to zero, with the fills of
     orders without a signal on their pairs applied as the ledger applied them (fill order,
     oldest open cycle first: :func:`.cycles.reduce_cycles`)."""
     cur.execute(
         f"SELECT {_HEAD_COLUMNS} FROM signals s JOIN orders o ON o.signal_id = s.signal_id "
-        "JOIN fills f ON f.order_pk = o.order_pk GROUP BY s.signal_id "
+        f"JOIN fills f ON f.order_pk = o.order_pk WHERE {_own('s')} GROUP BY s.signal_id "
         "HAVING sum(CASE WHEN f.side = s.side THEN f.quantity_filled "
-        "ELSE -f.quantity_filled END) <> 0"
+        "ELSE -f.quantity_filled END) <> 0",
+        {"instance": instance},
     )
     cycles = {r["signal_id"]: Cycle(**r) for r in cur.fetchall()}
-    derive_trades(cur, cycles)
+    derive_trades(cur, cycles, instance)
     return [c for c in cycles.values() if c.open_quantity != 0]
 
 
@@ -148,33 +169,48 @@ _HEAD_COLUMNS = "s.signal_id, s.side, s.trading_pair, s.exchange, s.strategy_id"
 
 
 def derive_trades(
-    cur: psycopg.Cursor[dict[str, Any]], cycles: dict[uuid.UUID, Cycle]
+    cur: psycopg.Cursor[dict[str, Any]], cycles: dict[uuid.UUID, Cycle], instance: str | None
 ) -> list[Trade]:
     """Run every stored fill of these signals through their cycles, in the order PostgreSQL
     stored them (the ledger's order), with the fills of orders without a signal on their
     pairs shared among the cycles open at the time (:func:`.cycles.reduce_cycles`, oldest
     first); return the trades they close. The cycles are left holding what is still open,
     reordered oldest open first. Orders without a signal are attributed among the cycles
-    given only: the ledger's own state had all of the pair's open cycles."""
+    given only: the ledger's own state had all of the pair's open cycles.
+
+    Each recorder reduced its own cycles only: with ``instance`` set, only its orders
+    without a signal are read; with None, a recorder's such fill reduces the cycles its
+    orders opened and those of rows older than ``recorder_instance`` (NULL, everyone's),
+    and a NULL one reduces any."""
     if not cycles:
         return []
     cur.execute(
-        f"SELECT {_FILL_COLUMNS}, o.signal_id, o.order_type, o.exit_reason "
-        "FROM fills f JOIN orders o USING (order_pk) WHERE o.signal_id = ANY(%s) "
-        "OR (o.signal_id IS NULL AND f.trading_pair = ANY(%s)) ORDER BY f.fill_pk",
-        (list(cycles), sorted({c.trading_pair for c in cycles.values()})),
+        f"SELECT {_FILL_COLUMNS}, o.signal_id, o.order_type, o.exit_reason, o.recorder_instance "
+        "FROM fills f JOIN orders o USING (order_pk) WHERE o.signal_id = ANY(%(cycles)s) "
+        f"OR (o.signal_id IS NULL AND f.trading_pair = ANY(%(pairs)s) AND {_own('o')}) "
+        "ORDER BY f.fill_pk",
+        {
+            "cycles": list(cycles),
+            "pairs": sorted({c.trading_pair for c in cycles.values()}),
+            "instance": instance,
+        },
     )
     opened: dict[uuid.UUID, Cycle] = {}  # open now, oldest first, as the ledger's were
+    owners: dict[uuid.UUID, str | None] = {}  # the recorder whose fill opened each cycle
     trades: list[Trade] = []
     for row in cur.fetchall():
-        signal_id = row.pop("signal_id")
+        signal_id, owner = row.pop("signal_id"), row.pop("recorder_instance")
         order = FillOrder(row["client_order_id"], row.pop("order_type"), row.pop("exit_reason"))
         fill = _fill(row)
         if signal_id is None:
-            touched, _left = reduce_cycles(list(opened.values()), fill, order)
+            mine = [
+                c for c in opened.values() if owner is None or owners[c.signal_id] in (owner, None)
+            ]
+            touched, _left = reduce_cycles(mine, fill, order)
         else:
             cycle = cycles[signal_id]
             opened.setdefault(signal_id, cycle)
+            owners.setdefault(signal_id, owner)
             touched = [(cycle, cycle.apply(fill, order)[0])]
         for cycle, trade in touched:
             if trade is not None:
@@ -197,8 +233,11 @@ class LoadedSignals:
     trades: list[Trade]
 
 
-def load_signals(conn: psycopg.Connection[Any], signal_ids: set[uuid.UUID]) -> LoadedSignals:
-    """Read signals with their cycles rebuilt from their stored fills (one snapshot)."""
+def load_signals(
+    conn: psycopg.Connection[Any], signal_ids: set[uuid.UUID], instance: str | None
+) -> LoadedSignals:
+    """Read signals with their cycles rebuilt from their stored fills (one snapshot), as
+    recorder ``instance`` derived them."""
     if not signal_ids:
         return LoadedSignals([], [], [])
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
@@ -212,12 +251,12 @@ def load_signals(conn: psycopg.Connection[Any], signal_ids: set[uuid.UUID]) -> L
             s.signal_id: Cycle(s.signal_id, s.side, s.trading_pair, s.exchange, s.strategy_id)
             for s in signals
         }
-        trades = _unstored(cur, derive_trades(cur, cycles))
+        trades = _unstored(cur, derive_trades(cur, cycles, instance))
     return LoadedSignals(signals, [c for c in cycles.values() if c.open_quantity != 0], trades)
 
 
-def missing_trades(conn: psycopg.Connection[Any]) -> list[Trade]:
-    """Trades that stored fills close but no ``trades`` row holds.
+def missing_trades(conn: psycopg.Connection[Any], instance: str | None) -> list[Trade]:
+    """Trades that stored fills of ``instance``'s signals close but no ``trades`` row holds.
 
     Only signals with a fill later than their last trade's exit (or with no trade) are
     recomputed, so a start does not read the whole history; ``galfriday-recorder
@@ -227,12 +266,13 @@ def missing_trades(conn: psycopg.Connection[Any]) -> list[Trade]:
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         cur.execute(
             f"SELECT {_HEAD_COLUMNS} FROM signals s JOIN orders o ON o.signal_id = s.signal_id "
-            "JOIN fills f ON f.order_pk = o.order_pk GROUP BY s.signal_id "
+            f"JOIN fills f ON f.order_pk = o.order_pk WHERE {_own('s')} GROUP BY s.signal_id "
             "HAVING max(f.filled_at) > COALESCE((SELECT max(t.exit_timestamp) FROM trades t "
-            "WHERE t.signal_id = s.signal_id), '-infinity')"
+            "WHERE t.signal_id = s.signal_id), '-infinity')",
+            {"instance": instance},
         )
         cycles = {r["signal_id"]: Cycle(**r) for r in cur.fetchall()}
-        return _unstored(cur, derive_trades(cur, cycles))
+        return _unstored(cur, derive_trades(cur, cycles, instance))
 
 
 def _unstored(cur: psycopg.Cursor[dict[str, Any]], trades: list[Trade]) -> list[Trade]:

@@ -44,6 +44,8 @@ class Bulk:
     columns: str
     statement: str
     reports_replaced: bool = False  # RETURNING (key, replaced) rows
+    # The statement's first parameter is the recorder's instance name (rows it owns).
+    owned: bool = False
 
     @functools.cached_property
     def sql(self) -> str:
@@ -51,15 +53,22 @@ class Bulk:
             rows=f"json_to_recordset(%s::json) AS u(seq bigint, {self.columns})"
         )
 
-    @staticmethod
-    def params(events: list[Event]) -> Params:
+    def params(self, events: list[Event], instance: str | None = None) -> Params:
         body = b",".join(b'{"seq":%d,' % seq + payload[1:] for seq, payload in events)
-        return ((b"[" + body + b"]").decode(),)
+        rows = (b"[" + body + b"]").decode()
+        return (instance, rows) if self.owned else (rows,)
 
 
-def _insert(table: str, columns: str, conflict: str) -> Bulk:
+def _insert(table: str, columns: str, conflict: str, *, owned: bool = False) -> Bulk:
     names = ", ".join(c.split()[0] for c in columns.split(","))
-    return Bulk(columns, f"INSERT INTO {table} ({names}) SELECT {names} FROM {{rows}} {conflict}")
+    into, select = names, names
+    if owned:
+        into, select = f"{names}, recorder_instance", f"{names}, %s::text"
+    return Bulk(
+        columns,
+        f"INSERT INTO {table} ({into}) SELECT {select} FROM {{rows}} {conflict}",
+        owned=owned,
+    )
 
 
 _SIGNAL = _insert(
@@ -69,6 +78,7 @@ _SIGNAL = _insert(
     "proposed_tp_price numeric, prediction_event_id uuid, prediction_value real, status text, "
     "rejection_reason text, risk_check_details jsonb, created_at timestamptz",
     "ON CONFLICT (signal_id) DO NOTHING",
+    owned=True,
 )
 # A signal changes status once (PROPOSED -> verdict); the last event per signal wins.
 _SIGNAL_STATUS = Bulk(
@@ -87,11 +97,12 @@ _ORDER = Bulk(
     "INSERT INTO orders (client_order_id, exchange_order_id, signal_id, trading_pair, "
     "exchange, side, order_type, quantity_ordered, limit_price, stop_price, status, "
     "error_message, exit_reason, created_at, submitted_at, last_updated_at, ledger_seq, "
-    "client_order_ref) "
+    "client_order_ref, recorder_instance) "
     "SELECT client_order_id, exchange_order_id, signal_id, trading_pair, exchange, side, "
     "order_type, quantity_ordered, limit_price, stop_price, status, error_message, "
-    "exit_reason, created_at, submitted_at, last_updated_at, seq, client_order_ref FROM {rows} "
-    "ON CONFLICT (client_order_id) DO NOTHING",
+    "exit_reason, created_at, submitted_at, last_updated_at, seq, client_order_ref, %s::text "
+    "FROM {rows} ON CONFLICT (client_order_id) DO NOTHING",
+    owned=True,
 )
 # Successive updates of one order fold into one: the last status, the last value given
 # for each field; applied only if newer than the row (a replay never moves it back).
@@ -246,8 +257,11 @@ class Poison(Exception):
 REFUSED = (Poison, ValueError, psycopg.errors.IntegrityError, psycopg.errors.DataError)
 
 
-async def write(cur: psycopg.AsyncCursor[Any], kind: str, events: list[Event]) -> list[Any]:
+async def write(
+    cur: psycopg.AsyncCursor[Any], kind: str, events: list[Event], instance: str
+) -> list[Any]:
     """Send one kind's events: one bulk statement, or (configurations) row by row in order.
+    Signals and orders are written as ``instance``'s.
 
     Returns the keys of rows that replaced different content (snapshots).
     """
@@ -255,7 +269,7 @@ async def write(cur: psycopg.AsyncCursor[Any], kind: str, events: list[Event]) -
     if handler is None:
         raise Poison(f"unknown or unserialisable event kind {kind!r}: {events[0][1][:200]!r}")
     if isinstance(handler, Bulk):
-        await cur.execute(handler.sql, handler.params(events))
+        await cur.execute(handler.sql, handler.params(events, instance))
         if handler.reports_replaced:
             return [key for key, replaced in await cur.fetchall() if replaced]
         return []

@@ -118,7 +118,7 @@ Deferred = tuple[str, dict[str, Any]] | tuple[OrderState, Fill]
 
 
 class SignalNotLoaded(RecorderError):
-    """A fill's order is known but its signal (and so its cycle) is only in PostgreSQL."""
+    """A call needs a signal (a verdict, or a fill's cycle) that only PostgreSQL may hold."""
 
     def __init__(self, signal_id: uuid.UUID) -> None:
         super().__init__(f"signal {signal_id} is not loaded")
@@ -174,9 +174,14 @@ class LedgerState:
             self.recorded_unloaded.add(signal.signal_id)
         out.append(("signal", signal))
 
-    def signal_status(self, update: SignalStatusUpdate, out: Out) -> None:
+    def signal_status(self, update: SignalStatusUpdate, out: Out, *, may_load: bool = True) -> None:
+        """Apply a verdict; raises :class:`SignalNotLoaded` for a signal memory lacks (one
+        decided before a restart, or forgotten past the cap: PostgreSQL may have it),
+        or, with ``may_load`` false (PostgreSQL was asked), refuses it as unknown."""
         state = self.signals.get(update.signal_id)
         if state is None:
+            if may_load:
+                raise SignalNotLoaded(update.signal_id)
             raise ValidationError("signal_id", f"unknown signal {update.signal_id}")
         if update.status not in SIGNAL_TRANSITIONS[state.status]:
             raise _refuse(

@@ -57,7 +57,7 @@ def verify(conn: psycopg.Connection[Any]) -> list[Difference]:
             "USING (order_pk) WHERE o.signal_id = s.signal_id)"
         )
         cycles = {r["signal_id"]: Cycle(**r) for r in cur.fetchall()}
-        derived = {t.trade_id: t for t in derive_trades(cur, cycles)}
+        derived = {t.trade_id: t for t in derive_trades(cur, cycles, None)}
         cur.execute(
             f"SELECT trade_id, realized_pnl_pct, {', '.join(_EXACT)} FROM trades ORDER BY trade_id"
         )

@@ -358,7 +358,9 @@ class Writer:
             async with conn.transaction(), conn.pipeline():
                 cur = conn.cursor()
                 for kind, group in itertools.groupby(ordered, key=lambda r: r[1]):
-                    replaced += await write(cur, kind, [(s, p) for s, _k, p in group])
+                    replaced += await write(
+                        cur, kind, [(s, p) for s, _k, p in group], self._config.instance_name
+                    )
             self._replaced(replaced)
             dead: list[tuple[Row, str]] = []
         except REFUSED as exc:
@@ -381,7 +383,9 @@ class Writer:
                 seq, kind, payload = row
                 try:
                     async with conn.transaction():
-                        replaced += await write(conn.cursor(), kind, [(seq, payload)])
+                        replaced += await write(
+                            conn.cursor(), kind, [(seq, payload)], self._config.instance_name
+                        )
                 except REFUSED as exc:
                     if _transient(exc):  # another process won a race: retry the group
                         raise
@@ -397,6 +401,7 @@ class Writer:
                         conn.cursor(),
                         "log",
                         [(seq, dumps(dead_letter_log(self.journal.instance, seq, kind, reason)))],
+                        self._config.instance_name,
                     )
         self._replaced(replaced)
         return dead
