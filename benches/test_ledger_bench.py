@@ -292,28 +292,9 @@ def test_bench_ledger_call_record_log(benchmark: Any, ledger: Ledger) -> None:
 
 @pytest.mark.benchmark(group="ledger-call")
 def test_bench_ledger_call_record_fill(benchmark: Any, ledger: Ledger) -> None:
-    order = Order(
-        trading_pair="XRP/USD",
-        exchange="kraken",
-        side="BUY",
-        order_type="LIMIT",
-        quantity_ordered=Decimal(10**6),
-        limit_price=Decimal("0.5"),
-    )
+    order = _order("XRP/USD", "BUY", Decimal(10**6))
     ledger.record_order(order)
-    fills = [
-        Fill(
-            client_order_id=order.client_order_id,
-            trading_pair="XRP/USD",
-            exchange="kraken",
-            side="BUY",
-            quantity_filled=Decimal(1),
-            fill_price=Decimal("0.5"),
-            commission_asset="USD",
-            fill_id=f"F{uuid.uuid4().hex}",
-        )
-        for _ in range(20_000)
-    ]
+    fills = [_fill(order, f"F{uuid.uuid4().hex}") for _ in range(20_000)]
     _call_cost(benchmark, ledger.record_fill, fills)
     assert ledger.flush(timeout=60)
 
@@ -337,36 +318,35 @@ def test_bench_state_signal_less_fill(benchmark: Any, open_cycles: int) -> None:
             proposed_sl_price=Decimal("0.9"),
             proposed_tp_price=Decimal("1.1"),
         )
-        entry = Order(
-            trading_pair=pair,
-            exchange="kraken",
-            side="BUY",
-            order_type="MARKET",
-            quantity_ordered=Decimal(1),
-            signal_id=signal.signal_id,
-        )
+        entry = _order(pair, "BUY", Decimal(1), signal_id=signal.signal_id)
         state.record_signal(signal, out)
         state.record_order(entry, out)
-        state.fill(_fill(entry, "BUY", f"E{i}"), out)
+        state.fill(_fill(entry, f"E{i}"), out)
     assert len(state.cycles) == open_cycles
-    order = Order(
-        trading_pair="XRP/USD",
-        exchange="kraken",
-        side="SELL",
-        order_type="MARKET",
-        quantity_ordered=Decimal(10**6),
-    )
+    order = _order("XRP/USD", "SELL", Decimal(10**6))
     state.record_order(order, out)
-    fills = [_fill(order, "SELL", f"F{i}") for i in range(20_000)]
+    fills = [_fill(order, f"F{i}") for i in range(20_000)]
     _call_cost(benchmark, lambda fill: state.fill(fill, []), fills)
 
 
-def _fill(order: Order, side: str, fill_id: str) -> Fill:
+def _order(pair: str, side: str, quantity: Decimal, signal_id: uuid.UUID | None = None) -> Order:
+    return Order(
+        trading_pair=pair,
+        exchange="kraken",
+        side=side,
+        order_type="LIMIT",
+        quantity_ordered=quantity,
+        limit_price=Decimal("0.5"),
+        signal_id=signal_id,
+    )
+
+
+def _fill(order: Order, fill_id: str) -> Fill:
     return Fill(
         client_order_id=order.client_order_id,
         trading_pair=order.trading_pair,
         exchange="kraken",
-        side=side,
+        side=order.side,
         quantity_filled=Decimal(1),
         fill_price=Decimal("0.5"),
         commission_asset="USD",
