@@ -27,6 +27,7 @@ from ..records import (
     Signal,
     SignalStatusUpdate,
     Trade,
+    exact_sum,
 )
 from .cycles import Cycle, FillOrder, reduce_cycles
 
@@ -97,7 +98,7 @@ class OrderState:
 
     def add_fill(self, fill: Fill) -> None:
         self.fill_ids.add(fill.fill_id)
-        self.filled += fill.quantity_filled
+        self.filled = exact_sum(self.filled, fill.quantity_filled)
         self.totals.add(fill.quantity_filled, fill.fill_price, fill.commission)
 
 
@@ -249,7 +250,7 @@ class LedgerState:
                 signal_id=order.signal_id,
                 client_order_id=str(order.client_order_id),
             )
-        filled = state.filled + fill.quantity_filled
+        filled = exact_sum(state.filled, fill.quantity_filled)
         if filled > order.quantity_ordered:
             raise ValidationError(
                 "quantity_filled",
