@@ -313,6 +313,33 @@ SERIES_CASES: list[tuple[str, Callable[[Recorder], None], type[Exception], str]]
         InvalidPoint,
         "outside InfluxDB's range",
     ),
+    # Raw line protocol handed straight to the writer, past encode_line: InfluxDB 1.x
+    # answers 204 to these and stores nothing (or, without a timestamp, a new point for
+    # each resend), so they are refused whole at the call.
+    (
+        "raw-comment-line",
+        lambda r: r.series.write(b"predictions,model_id=m prediction_value=1 1\n#x f=1 2\n"),
+        InvalidPoint,
+        "line 2: a comment (b'#x f=1 2')",
+    ),
+    (
+        "raw-blank-line-in-batch",
+        lambda r: r.series.write(b"predictions f=1 1\n \t\npredictions f=2 2\n"),
+        InvalidPoint,
+        "line 2: a blank line",
+    ),
+    (
+        "raw-line-without-timestamp",
+        lambda r: r.series.write(b"predictions prediction_value=1"),
+        InvalidPoint,
+        "line 1: no timestamp at its end",
+    ),
+    (
+        "raw-crlf-line",
+        lambda r: r.series.write(b"predictions prediction_value=1 1\r\n"),
+        InvalidPoint,
+        "line 1: no timestamp at its end",
+    ),
 ]
 
 

@@ -59,7 +59,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .config import RecorderConfig
-from .errors import ConfigError, RecorderError
+from .errors import ConfigError, InvalidPoint, RecorderError
 from .influx import Transport, TransportError, make_transport
 from .influxql import InfluxQL, create_database_hint
 from .runtime import BackgroundLoop
@@ -82,6 +82,13 @@ _LATENCY_SAMPLES = 2048
 _LOGGED_BODY_CHARS = 4000
 # A 400 whose body says this is about some of the lines, not about the request.
 _LINE_ERRORS = re.compile(r"unable to parse|partial write|type conflict|cannot parse")
+# Raw text InfluxDB 1.x answers 204 to and stores nothing of: a blank line (empty, or
+# only spaces and tabs), a comment (``#`` first after any spaces or tabs).
+_SILENT_FIRST = re.compile(rb"[ \t]*(?:[#\n]|\Z)")
+_SILENT_LATER = re.compile(rb"\n[ \t]*[#\n]|\n[ \t]+\Z")
+# A line's own timestamp, last: without one the server stamps the point on arrival, and
+# each resend (a split, a retry, a spool replay) would store it again.
+_STAMPED = re.compile(rb" -?\d+[ \t]*(?:\n|\Z)")
 
 
 class SeriesWriterClosed(RecorderError):
@@ -228,8 +235,22 @@ class SeriesWriter:
         """Hand over newline-terminated line protocol; no I/O, no lock, any thread.
 
         ``market`` marks market data (``market_data_l2``/``market_data_ohlcv``),
-        which the spool drops first when it reaches its size cap.
+        which the spool drops first when it reaches its size cap. Raises
+        ``InvalidPoint`` for a blank or comment line: InfluxDB would answer 204 and
+        store nothing, and the counters could not say so. Every other line is
+        either stored (``lines_written``) or refused (``lines_rejected``).
         """
+        if lines and (
+            _SILENT_FIRST.match(lines)
+            or _SILENT_LATER.search(lines)
+            or len(_STAMPED.findall(lines)) != lines.count(b"\n") + (lines[-1:] != b"\n")
+        ):
+            raise _refused_line(lines)
+        self.write_encoded(lines, market=market)
+
+    def write_encoded(self, lines: bytes, *, market: bool = False) -> None:
+        """:meth:`write` without the scan, for ``encode_line``'s and the market core's
+        lines, which never hold a blank or comment line."""
         if self._closed:
             raise SeriesWriterClosed("write() after close(): the lines would never be sent")
         if self._inbox_bytes >= self._config.buffer_max_bytes:  # only if the loop stalls
@@ -645,6 +666,27 @@ class SeriesWriter:
         self._cut_batches(force=True)
         for batch in list(self._live.values()):
             await self._spool_batch(batch)
+
+
+def _refused_line(data: bytes) -> InvalidPoint:
+    """The error naming the first line ``write`` refuses, and why."""
+    lines = data.split(b"\n")
+    if data.endswith(b"\n"):
+        lines.pop()
+    for number, line in enumerate(lines, 1):
+        rest = line.lstrip(b" \t")
+        if not rest or rest.startswith(b"#"):
+            why = "a comment" if rest else "a blank line"
+            return InvalidPoint(
+                f"line {number}: {why} ({line[:80]!r}); InfluxDB 1.x answers 204 to it and "
+                "stores nothing, so it is refused here: drop it before writing"
+            )
+        if not _STAMPED.search(line):
+            return InvalidPoint(
+                f"line {number}: no timestamp at its end ({line[-80:]!r}); the server would "
+                "stamp it on arrival and store it again on each resend: give every line its time"
+            )
+    raise AssertionError("no line to refuse")  # pragma: no cover - callers checked first
 
 
 def _percentile(ordered: list[float], q: float) -> float:
