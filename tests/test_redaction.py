@@ -10,6 +10,7 @@ with ``auth-enabled``.
 from __future__ import annotations
 
 import logging
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -22,7 +23,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from galfriday_recorder import Recorder, RecorderConfig
+from galfriday_recorder import Recorder, RecorderConfig, redaction
 from galfriday_recorder.errors import ConfigError, RecorderError
 from galfriday_recorder.lab.services import InfluxService
 from galfriday_recorder.migrate import migrate
@@ -198,3 +199,58 @@ def test_influx_password_never_shows_and_works_with_auth_on(
             writer.close(timeout=1)
     assert "HTTP 401" in caplog.text
     assert not _leaks(repr(good) + repr(bad) + caplog.text, password)
+
+
+SHORT_PASSWORDS = ["a", "ab", "%", ":", "'", "a b", "pass", "p@s:", "123456", "ü☃"]
+
+
+@pytest.fixture
+def isolated_secrets() -> Iterator[None]:
+    """Secrets registered by one test are masked for the life of the process: these
+    short ones would mask quoted text that later tests expect to see."""
+    saved = (redaction._registered, redaction._forms, redaction._short)
+    yield
+    redaction._registered, redaction._forms, redaction._short = saved
+
+
+def _stands(text: str, password: str) -> list[str]:
+    """Where the password stands in ``text``: in a DSN, a URL, key=value or a repr (a
+    mask right after ``password=`` is the mask, not a quote of the password ``'``)."""
+    escaped = password.replace("\\", "\\\\").replace("'", "\\'")
+    contexts = [
+        ctx
+        for form in {*_forms(password), escaped}
+        for ctx in (f":{form}@", f"password={form}", f"password='{form}'", f"'{form}'")
+    ]
+    return [ctx for ctx in contexts if re.search(re.escape(ctx) + r"(?!\*\*\*)", text)]
+
+
+@pytest.mark.usefixtures("isolated_secrets")
+@pytest.mark.parametrize("password", SHORT_PASSWORDS)
+@pytest.mark.parametrize("form", [_uri, _kv])
+def test_a_short_password_is_masked_where_it_stands_and_nowhere_else(
+    role: Callable[[str], dict[str, Any]],
+    recorder_config: Callable[..., RecorderConfig],
+    caplog: pytest.LogCaptureFixture,
+    password: str,
+    form: Callable[[dict[str, Any], str], str],
+) -> None:
+    """A 1-7 character password, checked by the real PostgreSQL, never shows in a DSN, URL,
+    key=value or repr of the recorder's text, and text that merely contains its characters
+    (``a`` in "password authentication") is left as it is."""
+    dsn = form(role(password), password)
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    config = recorder_config().replace(pg_dsn=dsn, influx_password=password)
+    bad = config.replace(pg_dsn=form(role(password + "!"), password), apply_migrations=True)
+    with caplog.at_level(logging.DEBUG):
+        Recorder(bad).start().close(5)
+        with pytest.raises(RecorderError) as info:
+            migrate(bad.pg_dsn)
+    shown = repr(config) + repr(bad) + str(info.value) + caplog.text
+    for raw in (dsn, f"connection to {form(role(password), password)} failed", repr(password)):
+        shown += redact(raw)
+    assert not _stands(shown, password), shown
+    assert "password authentication failed for user" in caplog.text
+    unrelated = f"a password authentication failed; x{password}x, y{password}y:{password}z 100%"
+    assert redact(unrelated) == unrelated
