@@ -254,3 +254,34 @@ def test_a_short_password_is_masked_where_it_stands_and_nowhere_else(
     assert "password authentication failed for user" in caplog.text
     unrelated = f"a password authentication failed; x{password}x, y{password}y:{password}z 100%"
     assert redact(unrelated) == unrelated
+
+
+@pytest.mark.usefixtures("isolated_secrets")
+@pytest.mark.parametrize("password", SHORT_PASSWORDS)
+def test_a_short_influx_password_works_and_never_stands_in_text(
+    auth_influx: _AuthInflux,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    password: str,
+) -> None:
+    user = f"u{uuid.uuid4().hex[:8]}"
+    escaped = password.replace("\\", "\\\\").replace("'", "\\'")
+    assert (
+        _influx_as(auth_influx, "admin", "x", f"CREATE USER {user} WITH PASSWORD '{escaped}'")
+        == 200
+    )
+    assert _influx_as(auth_influx, "admin", "x", f"GRANT ALL ON d TO {user}") == 200
+    good = RecorderConfig(influx_url=auth_influx.url(), influx_database="d", influx_username=user,
+                          influx_password=password, data_dir=tmp_path / "good")  # fmt: skip
+    bad = good.replace(influx_password=password + "!", data_dir=tmp_path / "bad")
+    with caplog.at_level(logging.DEBUG):
+        for config, expected in ((good, True), (bad, False)):
+            writer = SeriesWriter(config)
+            writer.start()
+            writer.write(b"m f=1 1\n")
+            assert writer.flush(timeout=10) is expected
+            writer.close(timeout=1)
+    url = auth_influx.url().replace("://", f"://{user}:{urllib.parse.quote(password, safe='')}@")
+    shown = repr(good) + repr(bad) + caplog.text + redact(f"GET {url}/write failed")
+    assert "HTTP 401" in caplog.text
+    assert not _stands(shown, password), shown
