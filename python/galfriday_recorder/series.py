@@ -236,9 +236,10 @@ class SeriesWriter:
 
         ``market`` marks market data (``market_data_l2``/``market_data_ohlcv``),
         which the spool drops first when it reaches its size cap. Raises
-        ``InvalidPoint`` for a blank or comment line: InfluxDB would answer 204 and
-        store nothing, and the counters could not say so. Every other line is
-        either stored (``lines_written``) or refused (``lines_rejected``).
+        ``InvalidPoint``, taking none of it, for a blank or comment line (InfluxDB
+        would answer 204 and store nothing) or a line not ending with its own
+        timestamp (the server would stamp each resend anew), so every line taken
+        is either stored (``lines_written``) or refused (``lines_rejected``).
         """
         if lines and (
             _SILENT_FIRST.match(lines)
@@ -250,7 +251,7 @@ class SeriesWriter:
 
     def write_encoded(self, lines: bytes, *, market: bool = False) -> None:
         """:meth:`write` without the scan, for ``encode_line``'s and the market core's
-        lines, which never hold a blank or comment line."""
+        lines, which are never blank or comments and always carry their timestamp."""
         if self._closed:
             raise SeriesWriterClosed("write() after close(): the lines would never be sent")
         if self._inbox_bytes >= self._config.buffer_max_bytes:  # only if the loop stalls
