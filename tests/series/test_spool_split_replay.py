@@ -1,12 +1,14 @@
-"""A spooled batch InfluxDB refuses whole is split; a replay stopped part way resends nothing.
+"""A batch InfluxDB refuses whole is split; a replay stopped part way resends nothing.
 
 The spool file holds good lines and three InfluxDB 1.6 refuses (a type conflict, which
 makes it refuse the whole batch, a parse error, a field named ``time``). Its replay goes
 through a relay to the real ``influxd`` that forwards requests until two parts are
 stored, then stops the replay one of three ways: the server "goes away" (503), the
 writer is closed with a request out, or the process is killed with a request out. A
-second writer replays the rest. Every line must be settled (stored, or refused alone)
-exactly once across both, and the counters must equal what InfluxDB holds.
+second writer replays the rest. A fresh batch split and then closed part way is
+spooled with only its unsettled lines, the same way. Every line must be settled
+(stored, or refused alone) exactly once across both, and the counters must equal what
+InfluxDB holds.
 """
 
 from __future__ import annotations
@@ -103,12 +105,13 @@ writer.drain_spool(timeout=120)
 """
 
 
-@pytest.mark.parametrize("how", ["server-gone", "close", "kill"])
+@pytest.mark.parametrize("how", ["server-gone", "close", "kill", "fresh-close"])
 def test_a_replay_stopped_mid_split_resends_and_recounts_nothing(
     influx_service: InfluxService, influx_db: str, tmp_path: Path, how: str
 ) -> None:
     data, bad = _batch()
-    _spooled(data, tmp_path)
+    if how != "fresh-close":  # that one is split as a fresh batch, then spooled by close()
+        _spooled(data, tmp_path)
     relay = Relay(
         influx_service, influx_db, Reply(503) if how == "server-gone" else Reply(hang=True)
     )
@@ -129,6 +132,8 @@ def test_a_replay_stopped_mid_split_resends_and_recounts_nothing(
         else:
             first = SeriesWriter(config)
             first.start()
+            if how == "fresh-close":
+                first.write(data)
             assert relay.stopped.wait(60)
             if how == "server-gone":
                 assert not first.drain_spool(timeout=1)
