@@ -711,24 +711,16 @@ def test_numeric_38_18_extremes_read_back_identical(env: Env) -> None:
         signal_id=signal.signal_id,
     )
     rec.record_order(order)
-    rec.record_fill(
-        _fill(
-            client_order_id=order.client_order_id,
-            quantity_filled=TINY,
-            fill_price=TOP,
-            commission=TOP,
-            fill_id="f-tiny",
+    for fill_id, qty, price in (("f-tiny", TINY, TOP), ("f-rest", JUST_BELOW, TINY)):
+        rec.record_fill(
+            _fill(
+                client_order_id=order.client_order_id,
+                quantity_filled=qty,
+                fill_price=price,
+                commission=price,
+                fill_id=fill_id,
+            )
         )
-    )
-    rec.record_fill(
-        _fill(
-            client_order_id=order.client_order_id,
-            quantity_filled=JUST_BELOW,
-            fill_price=TINY,
-            commission=TINY,
-            fill_id="f-rest",
-        )
-    )
     base: dict[str, Any] = {  # another pair: no open cycle for this sell to close
         "trading_pair": "DOGE/USD",
         "order_type": "MARKET",

@@ -27,7 +27,7 @@ from galfriday_recorder import Recorder, RecorderConfig, redaction
 from galfriday_recorder.errors import ConfigError, RecorderError
 from galfriday_recorder.lab.services import InfluxService
 from galfriday_recorder.migrate import migrate
-from galfriday_recorder.redaction import redact
+from galfriday_recorder.redaction import ANYWHERE, redact, register_secrets
 from galfriday_recorder.series import SeriesWriter
 
 PASSWORDS = [
@@ -37,6 +37,8 @@ PASSWORDS = [
     "üñí☃ c0de",
     "user:pw@host/db?password=x",
 ]
+# Masked only where they stand (a password "a" must not mask every "a").
+SHORT_PASSWORDS = ["a", "ab", "%", ":", "'", "a b", "pass", "p@s:", "123456", "ü☃"]
 
 
 def _forms(password: str) -> list[str]:
@@ -44,7 +46,33 @@ def _forms(password: str) -> list[str]:
 
 
 def _leaks(text: str, password: str) -> list[str]:
-    return [form for form in _forms(password) if form in text]
+    """Where the password shows in ``text``: anywhere for one of ``ANYWHERE`` characters or
+    more; a shorter one only where it would stand in a DSN, a URL, key=value or a repr (a
+    mask right after ``password=`` is the mask, not a quote of the password ``'``)."""
+    if len(password) >= ANYWHERE:
+        return [form for form in _forms(password) if form in text]
+    escaped = password.replace("\\", "\\\\").replace("'", "\\'")
+    contexts = [
+        ctx
+        for form in {*_forms(password), escaped}
+        for ctx in (f":{form}@", f"password={form}", f"password='{form}'", f"'{form}'")
+    ]
+    return [ctx for ctx in contexts if re.search(re.escape(ctx) + r"(?!\*\*\*)", text)]
+
+
+@pytest.fixture(autouse=True)
+def isolated_secrets() -> Iterator[None]:
+    """Secrets registered by one test are masked for the life of the process: short ones
+    would mask quoted text that later tests expect to see."""
+    saved = (redaction._registered, redaction._forms, redaction._short)
+    yield
+    redaction._registered, redaction._forms, redaction._short = saved
+
+
+def _untouched(password: str) -> bool:
+    """Text that merely holds a short password's characters is left as it is."""
+    text = f"a password authentication failed; x{password}x, y{password}y:{password}z 100%"
+    return len(password) >= ANYWHERE or redact(text) == text
 
 
 @pytest.fixture
@@ -96,7 +124,7 @@ def _kv(info: dict[str, Any], password: str) -> str:
     )
 
 
-@pytest.mark.parametrize("password", PASSWORDS)
+@pytest.mark.parametrize("password", PASSWORDS + SHORT_PASSWORDS)
 @pytest.mark.parametrize("form", [_uri, _kv])
 def test_password_never_shows_while_the_recorder_runs(
     role: Callable[[str], dict[str, Any]],
@@ -120,9 +148,11 @@ def test_password_never_shows_while_the_recorder_runs(
         Recorder(bad).start().close(5)
         with pytest.raises(RecorderError) as info:
             migrate(bad.pg_dsn)
-    assert "password authentication failed" in caplog.text
+    assert "password authentication failed for user" in caplog.text
     shown += str(info.value) + repr(info.value) + caplog.text
+    shown += redact(f"connection to {form(role(password), password)} failed")
     assert not _leaks(shown, password), shown
+    assert _untouched(password)
 
 
 @pytest.mark.parametrize("password", PASSWORDS)
@@ -133,6 +163,7 @@ def test_a_dsn_that_does_not_parse_is_refused_without_quoting_it(password: str) 
     except ConfigError as exc:
         shown = str(exc)
     assert not _leaks(shown, password), shown
+    register_secrets(password)  # as a configuration holding it in a DSN that parses does
     assert not _leaks(redact(f"could not connect to {raw}"), password)
 
 
@@ -170,7 +201,7 @@ def _influx_as(service: InfluxService, user: str, password: str, q: str) -> int:
         return exc.code
 
 
-@pytest.mark.parametrize("password", PASSWORDS)
+@pytest.mark.parametrize("password", PASSWORDS + SHORT_PASSWORDS)
 def test_influx_password_never_shows_and_works_with_auth_on(
     auth_influx: _AuthInflux,
     tmp_path: Path,
@@ -195,93 +226,10 @@ def test_influx_password_never_shows_and_works_with_auth_on(
             writer = SeriesWriter(config)
             writer.start()
             writer.write(b"m f=1 1\n")
-            assert writer.flush(timeout=3) is expected
-            writer.close(timeout=1)
-    assert "HTTP 401" in caplog.text
-    assert not _leaks(repr(good) + repr(bad) + caplog.text, password)
-
-
-SHORT_PASSWORDS = ["a", "ab", "%", ":", "'", "a b", "pass", "p@s:", "123456", "ü☃"]
-
-
-@pytest.fixture
-def isolated_secrets() -> Iterator[None]:
-    """Secrets registered by one test are masked for the life of the process: these
-    short ones would mask quoted text that later tests expect to see."""
-    saved = (redaction._registered, redaction._forms, redaction._short)
-    yield
-    redaction._registered, redaction._forms, redaction._short = saved
-
-
-def _stands(text: str, password: str) -> list[str]:
-    """Where the password stands in ``text``: in a DSN, a URL, key=value or a repr (a
-    mask right after ``password=`` is the mask, not a quote of the password ``'``)."""
-    escaped = password.replace("\\", "\\\\").replace("'", "\\'")
-    contexts = [
-        ctx
-        for form in {*_forms(password), escaped}
-        for ctx in (f":{form}@", f"password={form}", f"password='{form}'", f"'{form}'")
-    ]
-    return [ctx for ctx in contexts if re.search(re.escape(ctx) + r"(?!\*\*\*)", text)]
-
-
-@pytest.mark.usefixtures("isolated_secrets")
-@pytest.mark.parametrize("password", SHORT_PASSWORDS)
-@pytest.mark.parametrize("form", [_uri, _kv])
-def test_a_short_password_is_masked_where_it_stands_and_nowhere_else(
-    role: Callable[[str], dict[str, Any]],
-    recorder_config: Callable[..., RecorderConfig],
-    caplog: pytest.LogCaptureFixture,
-    password: str,
-    form: Callable[[dict[str, Any], str], str],
-) -> None:
-    """A 1-7 character password, checked by the real PostgreSQL, never shows in a DSN, URL,
-    key=value or repr of the recorder's text, and text that merely contains its characters
-    (``a`` in "password authentication") is left as it is."""
-    dsn = form(role(password), password)
-    with psycopg.connect(dsn) as conn:
-        assert conn.execute("SELECT 1").fetchone() == (1,)
-    config = recorder_config().replace(pg_dsn=dsn, influx_password=password)
-    bad = config.replace(pg_dsn=form(role(password + "!"), password), apply_migrations=True)
-    with caplog.at_level(logging.DEBUG):
-        Recorder(bad).start().close(5)
-        with pytest.raises(RecorderError) as info:
-            migrate(bad.pg_dsn)
-    shown = repr(config) + repr(bad) + str(info.value) + caplog.text
-    for raw in (dsn, f"connection to {form(role(password), password)} failed", repr(password)):
-        shown += redact(raw)
-    assert not _stands(shown, password), shown
-    assert "password authentication failed for user" in caplog.text
-    unrelated = f"a password authentication failed; x{password}x, y{password}y:{password}z 100%"
-    assert redact(unrelated) == unrelated
-
-
-@pytest.mark.usefixtures("isolated_secrets")
-@pytest.mark.parametrize("password", SHORT_PASSWORDS)
-def test_a_short_influx_password_works_and_never_stands_in_text(
-    auth_influx: _AuthInflux,
-    tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
-    password: str,
-) -> None:
-    user = f"u{uuid.uuid4().hex[:8]}"
-    escaped = password.replace("\\", "\\\\").replace("'", "\\'")
-    assert (
-        _influx_as(auth_influx, "admin", "x", f"CREATE USER {user} WITH PASSWORD '{escaped}'")
-        == 200
-    )
-    assert _influx_as(auth_influx, "admin", "x", f"GRANT ALL ON d TO {user}") == 200
-    good = RecorderConfig(influx_url=auth_influx.url(), influx_database="d", influx_username=user,
-                          influx_password=password, data_dir=tmp_path / "good")  # fmt: skip
-    bad = good.replace(influx_password=password + "!", data_dir=tmp_path / "bad")
-    with caplog.at_level(logging.DEBUG):
-        for config, expected in ((good, True), (bad, False)):
-            writer = SeriesWriter(config)
-            writer.start()
-            writer.write(b"m f=1 1\n")
             assert writer.flush(timeout=10) is expected
             writer.close(timeout=1)
-    url = auth_influx.url().replace("://", f"://{user}:{urllib.parse.quote(password, safe='')}@")
-    shown = repr(good) + repr(bad) + caplog.text + redact(f"GET {url}/write failed")
     assert "HTTP 401" in caplog.text
-    assert not _stands(shown, password), shown
+    userinfo = f"://{user}:{urllib.parse.quote(password, safe='')}@"
+    shown = repr(good) + repr(bad) + caplog.text + redact(url.replace("://", userinfo))
+    assert not _leaks(shown, password), shown
+    assert _untouched(password)
