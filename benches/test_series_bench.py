@@ -4,7 +4,9 @@ Each round pushes ``POINTS`` market_data_l2 points (tags exchange/trading_pair,
 ten float fields and a boolean) through HTTP into a real server and waits until
 the server has acknowledged them all. The recorder gets the line-protocol bytes
 pre-built (the Rust core encodes them before the hand-off) in chunks of
-``CHUNK`` lines, the size of a typical drain; influxdb-client gets pre-built
+``CHUNK`` lines, the size of a typical drain, through ``write_encoded`` as the
+recorder hands them over (``test_bench_hand_over`` prices ``write``'s scan of raw
+text beside it); influxdb-client gets pre-built
 ``Point`` objects and serialises them itself, with its default ``WriteOptions``.
 
 InfluxDB 1.6 has no ``/api/v2/write``, so the like-for-like comparison with
@@ -83,7 +85,7 @@ def _run_recorder(config: RecorderConfig) -> Callable[[list[bytes]], dict[str, f
         writer.start()
         cpu0, proc0, t0 = _writer_threads_cpu(), time.process_time(), time.perf_counter()
         for chunk in chunks:
-            writer.write(chunk, market=True)
+            writer.write_encoded(chunk, market=True)  # as the recorder hands the core's lines
         assert writer.flush(timeout=120)
         elapsed = time.perf_counter() - t0
         own_cpu, proc_cpu = _writer_threads_cpu() - cpu0, time.process_time() - proc0
@@ -188,3 +190,22 @@ def test_bench_baseline_influxdb_client_batching_victoria(
                 f"  {name}: {shown}, ratio to influxdb-client="
                 f"{result['points_per_s'] / baseline:.2f}x"
             )
+
+
+@pytest.mark.benchmark(group="series writer: handing over 100k raw points")
+@pytest.mark.parametrize("method", ["write", "write_encoded"])
+def test_bench_hand_over(benchmark: Any, method: str, tmp_path: Path) -> None:
+    """The call alone (no server): ``write`` scans raw text for lines InfluxDB would take
+    and not store (blank, comment, no timestamp); ``write_encoded`` trusts the encoder."""
+    chunks = _chunks(0)
+    config = RecorderConfig(influx_url="http://127.0.0.1:9", data_dir=tmp_path)
+
+    def hand_over(writer: SeriesWriter) -> None:
+        for chunk in chunks:
+            getattr(writer, method)(chunk, market=True)
+        assert writer.stats()["pending_lines"] == POINTS
+
+    benchmark.pedantic(
+        hand_over, setup=lambda: ((SeriesWriter(config),), {}), rounds=5, iterations=1
+    )
+    benchmark.extra_info["us_per_point"] = round(benchmark.stats.stats.median / POINTS * 1e6, 3)

@@ -313,6 +313,33 @@ SERIES_CASES: list[tuple[str, Callable[[Recorder], None], type[Exception], str]]
         InvalidPoint,
         "outside InfluxDB's range",
     ),
+    # Raw line protocol handed straight to the writer, past encode_line: InfluxDB 1.x
+    # answers 204 to these and stores nothing (or, without a timestamp, a new point for
+    # each resend), so they are refused whole at the call.
+    (
+        "raw-comment-line",
+        lambda r: r.series.write(b"predictions,model_id=m prediction_value=1 1\n#x f=1 2\n"),
+        InvalidPoint,
+        "line 2: a comment (b'#x f=1 2')",
+    ),
+    (
+        "raw-blank-line-in-batch",
+        lambda r: r.series.write(b"predictions f=1 1\n \t\npredictions f=2 2\n"),
+        InvalidPoint,
+        "line 2: a blank line",
+    ),
+    (
+        "raw-line-without-timestamp",
+        lambda r: r.series.write(b"predictions prediction_value=1"),
+        InvalidPoint,
+        "line 1: no timestamp at its end",
+    ),
+    (
+        "raw-crlf-line",
+        lambda r: r.series.write(b"predictions prediction_value=1 1\r\n"),
+        InvalidPoint,
+        "line 1: no timestamp at its end",
+    ),
 ]
 
 
@@ -654,3 +681,124 @@ def test_symbol_with_space_comma_and_equals_is_escaped_end_to_end(env: Env) -> N
     )
     assert count["results"][0]["series"][0]["values"][0][1] == len(tops)
     assert rec.stats()["series_lines_rejected"] == 0
+
+
+# -- NUMERIC(38,18) at its extremes: what the checks let through reads back identical ----
+
+TOP = Decimal("99999999999999999999.999999999999999999")  # the largest NUMERIC(38,18)
+TINY = Decimal("0.000000000000000001")
+# Python's default context keeps 28 digits: -TOP, TOP - TINY or TINY + (TOP - TINY) there
+# round to 1E+20, which NUMERIC(38,18) cannot hold. The values below are built exactly.
+BOTTOM = TOP.copy_negate()
+JUST_BELOW = Decimal("99999999999999999999.999999999999999998")
+
+
+def test_numeric_38_18_extremes_read_back_identical(env: Env) -> None:
+    """Fills summing to exactly the largest NUMERIC(38,18) quantity, at its largest and
+    smallest prices, whether recorded as fills or derived from cumulative execution
+    reports; the most negative P&L and equity; every value is stored to the last digit and
+    the sums (the order's filled quantity, its status) are exact."""
+    rec = env.rec
+    signal = _signal(proposed_entry_price=TOP, proposed_sl_price=TINY, proposed_tp_price=TOP)
+    rec.record_signal(signal)
+    order = Order(
+        trading_pair="XRP/USD",
+        exchange="kraken",
+        side="BUY",
+        order_type="LIMIT",
+        quantity_ordered=TOP,
+        limit_price=TOP,
+        signal_id=signal.signal_id,
+    )
+    rec.record_order(order)
+    for fill_id, qty, price in (("f-tiny", TINY, TOP), ("f-rest", JUST_BELOW, TINY)):
+        rec.record_fill(
+            _fill(
+                client_order_id=order.client_order_id,
+                quantity_filled=qty,
+                fill_price=price,
+                commission=price,
+                fill_id=fill_id,
+            )
+        )
+    base: dict[str, Any] = {  # another pair: no open cycle for this sell to close
+        "trading_pair": "DOGE/USD",
+        "order_type": "MARKET",
+        "side": "SELL",
+        "quantity_ordered": str(TOP),
+        "exchange_order_id": "O-TOP",
+        "client_order_id": "gf-top",
+    }
+    rec.record_execution_report(
+        **base,
+        order_status="OPEN",
+        quantity_filled=str(TINY),
+        average_fill_price=str(TOP),
+        commission=str(TINY),
+    )
+    rec.record_execution_report(
+        **base,
+        order_status="CLOSED",
+        quantity_filled=str(TOP),
+        average_fill_price=str(TOP),
+        commission=str(TOP),
+    )
+    rec.record_trade(
+        Trade(
+            signal_id=None,
+            trading_pair="XRP/USD",
+            exchange="kraken",
+            strategy_id="s",
+            side="SELL",
+            entry_timestamp=T0,
+            exit_timestamp=T0 + timedelta(seconds=1),
+            quantity=TOP,
+            average_entry_price=TINY,
+            average_exit_price=TOP,
+            total_commission=TOP,
+            realized_pnl=BOTTOM,
+            realized_pnl_pct=-100.0,
+            exit_reason="MANUAL_CLOSE",
+        )
+    )
+    rec.record_portfolio_snapshot(
+        PortfolioSnapshot(
+            total_equity=BOTTOM,
+            available_balance=TINY.copy_negate(),
+            total_exposure_pct=0.0,
+            daily_drawdown_pct=0.0,
+            weekly_drawdown_pct=0.0,
+            total_drawdown_pct=0.0,
+            positions={},
+            snapshot_timestamp=T0,
+        )
+    )
+    assert rec.flush(30)
+    assert rec.stats()["ledger_dead_letters"] == 0
+    with psycopg.connect(env.pg_dsn) as conn:
+
+        def all_rows(sql: str) -> list[tuple[Any, ...]]:
+            return conn.execute(sql).fetchall()
+
+        assert all_rows(
+            "SELECT proposed_entry_price, proposed_sl_price, proposed_tp_price FROM signals"
+        ) == [(TOP, TINY, TOP)]
+        assert all_rows(
+            "SELECT client_order_ref, quantity_ordered, quantity_filled, status FROM orders "
+            "ORDER BY order_pk"
+        ) == [(None, TOP, TOP, "FILLED"), ("gf-top", TOP, TOP, "FILLED")]
+        assert all_rows(
+            "SELECT quantity_filled, fill_price, commission FROM fills ORDER BY fill_pk"
+        ) == [
+            (TINY, TOP, TOP),
+            (JUST_BELOW, TINY, TINY),
+            (TINY, TOP, TINY),
+            (JUST_BELOW, TOP, JUST_BELOW),
+        ]
+        assert all_rows(
+            "SELECT quantity, average_entry_price, average_exit_price, total_commission, "
+            "realized_pnl FROM trades"
+        ) == [(TOP, TINY, TOP, TOP, BOTTOM)]
+        assert all_rows("SELECT total_equity, available_balance FROM portfolio_snapshots") == [
+            (BOTTOM, -TINY)
+        ]

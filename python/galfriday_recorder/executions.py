@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from decimal import Decimal
+from decimal import Decimal, localcontext
+
+from .records import EXACT, exact_sum
 
 # NUMERIC(38,18): a derived price or prorated commission is rounded to 18 places.
 _PLACES = Decimal(1).scaleb(-18)
@@ -48,9 +50,9 @@ class OrderFills:
         )
 
     def add(self, quantity: Decimal, price: Decimal, commission: Decimal) -> None:
-        self.quantity += quantity
-        self.value += quantity * price
-        self.commission += commission
+        self.quantity = exact_sum(self.quantity, quantity)
+        self.value = EXACT.fma(quantity, price, self.value)
+        self.commission = exact_sum(self.commission, commission)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -82,13 +84,14 @@ def from_report(
 
     ``held`` is updated as if the fill were recorded; the caller records it.
     """
-    quantity = cumulative - held.quantity
+    quantity = exact_sum(cumulative, held.quantity.copy_negate())
     if quantity <= 0 or average_price is None or average_price <= 0:
         return None
-    price = ((cumulative * average_price - held.value) / quantity).quantize(_PLACES)
+    with localcontext(EXACT):
+        price = ((cumulative * average_price - held.value) / quantity).quantize(_PLACES)
+        fee = max((commission or Decimal(0)) - held.commission, Decimal(0))
     if price <= 0:  # earlier fills priced above the report's average: keep the average
         price = average_price
-    fee = max((commission or Decimal(0)) - held.commission, Decimal(0))
     held.add(quantity, price, fee)
     held.covered += quantity
     return FillDelta(report_fill_id(order_key, cumulative), quantity, price, fee)
@@ -107,10 +110,11 @@ def from_trade(
     held.trade_ids.add(fill_id)
     claimed = min(held.covered, quantity)
     held.covered -= claimed
-    rest = quantity - claimed
+    rest = exact_sum(quantity, claimed.copy_negate())
     if rest <= 0:
         return None
-    fee = commission if claimed == 0 else (commission * rest / quantity).quantize(_PLACES)
+    with localcontext(EXACT):
+        fee = commission if claimed == 0 else (commission * rest / quantity).quantize(_PLACES)
     held.add(rest, price, fee)
     return FillDelta(fill_id, rest, price, fee)
 

@@ -285,13 +285,13 @@ class Recorder:
         if not data:
             return
         if self.l2_series is None:
-            self.series.write(data, market=True)
+            self.series.write_encoded(data, market=True)
             return
         l2, bars = split_l2(data)
         if l2:
-            self.l2_series.write(l2, market=True)
+            self.l2_series.write_encoded(l2, market=True)
         if bars:
-            self.series.write(bars, market=True)
+            self.series.write_encoded(bars, market=True)
 
     async def _drain_market(self) -> None:
         while True:
@@ -537,7 +537,7 @@ class Recorder:
         # Raw L2 from the bot (record_l2) goes where the core's raw L2 goes.
         raw_l2 = measurement == "market_data_l2" and self.l2_series is not None
         writer = self.l2_series if raw_l2 and self.l2_series else self.series
-        writer.write(
+        writer.write_encoded(
             encode_line(measurement, dict(tags), dict(fields), _ns(timestamp)), market=market
         )
 

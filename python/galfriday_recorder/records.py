@@ -18,7 +18,7 @@ import struct
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 from typing import Any
 
 import orjson
@@ -72,6 +72,10 @@ LOG_LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
 CLIENT_ORDER_NAMESPACE = uuid.UUID("6f1d3c2e-9a57-4b8e-8f0a-1c4e2b7d9a31")
 # NUMERIC(38, 18): at most 20 digits before the point.
 _MONEY_LIMIT = Decimal(10) ** 20
+# Sums and products of NUMERIC(38,18) values, exact: Python's default context keeps 28
+# digits, so the largest quantity plus the smallest one would round past the column.
+EXACT = Context(prec=80)
+
 _FLOAT4 = struct.Struct("<f")
 _FLOAT4_NORMAL, _FLOAT4_MAX = 1.1754943508222875e-38, 3.4028234663852886e38
 # A NUL as orjson writes it (``\u0000`` after an even run of backslashes): JSONB refuses it.
@@ -91,6 +95,15 @@ def json_default(obj: Any) -> Any:
 
 def dumps(obj: Any) -> bytes:
     return orjson.dumps(obj, default=json_default)
+
+
+def exact_sum(a: Decimal, b: Decimal) -> Decimal:
+    """``a + b`` of values with at most 18 decimals, never rounded to 28 digits.
+
+    Under 1e10 such a sum has at most 28 digits, so the cheap operator is exact there.
+    """
+    total = a + b
+    return total if total.adjusted() < 10 else EXACT.add(a, b)
 
 
 # -- field checkers ---------------------------------------------------------

@@ -15,7 +15,8 @@ apart), and senders post them on executor threads:
   leaves parse errors out of a partial write's message when a later point is
   dropped. Resending a stored point overwrites it with itself, and the halves
   go in order, so the last write of a point still wins. Should a part meet a
-  retryable failure, only the parts not yet stored are retried or spooled.
+  retryable failure, or the writer stop, only the parts not yet settled are
+  retried or spooled; a spool file being replayed is rewritten to hold just those.
   Another final 4xx rejects the batch as it is. 413: the batch is split in halves, recursively.
   Anything else (a 3xx from a proxy or a wrong URL) is treated like a 401.
 * 5xx, 408, 429, timeouts, connection errors: retried with exponential backoff
@@ -47,19 +48,18 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import dataclasses
 import functools
 import logging
 import random
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .config import RecorderConfig
-from .errors import ConfigError, RecorderError
+from .errors import ConfigError, InvalidPoint, RecorderError
 from .influx import Transport, TransportError, make_transport
 from .influxql import InfluxQL, create_database_hint
 from .runtime import BackgroundLoop
@@ -82,6 +82,13 @@ _LATENCY_SAMPLES = 2048
 _LOGGED_BODY_CHARS = 4000
 # A 400 whose body says this is about some of the lines, not about the request.
 _LINE_ERRORS = re.compile(r"unable to parse|partial write|type conflict|cannot parse")
+# Raw text InfluxDB 1.x answers 204 to and stores nothing of: a blank line (empty, or
+# only spaces and tabs), a comment (``#`` first after any spaces or tabs).
+_SILENT_FIRST = re.compile(rb"[ \t]*(?:[#\n]|\Z)")
+_SILENT_LATER = re.compile(rb"\n[ \t]*[#\n]|\n[ \t]+\Z")
+# A line's own timestamp, last: without one the server stamps the point on arrival, and
+# each resend (a split, a retry, a spool replay) would store it again.
+_STAMPED = re.compile(rb" -?\d+[ \t]*(?:\n|\Z)")
 
 
 class SeriesWriterClosed(RecorderError):
@@ -95,8 +102,11 @@ class _Failure:
     reason: str
     retry_after: float | None = None
     blocked: bool = False  # 401/403/404: configuration, not load
-    # A split batch whose first parts were stored: only these lines are left to send.
-    remaining: bytes | None = None
+
+
+# Told each part of a request's lines that is settled (stored, or refused and counted),
+# in order: the settled parts of a split batch are always its first lines.
+Settled = Callable[[bytes, int], Awaitable[None]]
 
 
 @dataclass
@@ -225,8 +235,23 @@ class SeriesWriter:
         """Hand over newline-terminated line protocol; no I/O, no lock, any thread.
 
         ``market`` marks market data (``market_data_l2``/``market_data_ohlcv``),
-        which the spool drops first when it reaches its size cap.
+        which the spool drops first when it reaches its size cap. Raises
+        ``InvalidPoint``, taking none of it, for a blank or comment line (InfluxDB
+        would answer 204 and store nothing) or a line not ending with its own
+        timestamp (the server would stamp each resend anew), so every line taken
+        is either stored (``lines_written``) or refused (``lines_rejected``).
         """
+        if lines and (
+            _SILENT_FIRST.match(lines)
+            or _SILENT_LATER.search(lines)
+            or len(_STAMPED.findall(lines)) != lines.count(b"\n") + (lines[-1:] != b"\n")
+        ):
+            raise _refused_line(lines)
+        self.write_encoded(lines, market=market)
+
+    def write_encoded(self, lines: bytes, *, market: bool = False) -> None:
+        """:meth:`write` without the scan, for ``encode_line``'s and the market core's
+        lines, which are never blank or comments and always carry their timestamp."""
         if self._closed:
             raise SeriesWriterClosed("write() after close(): the lines would never be sent")
         if self._inbox_bytes >= self._config.buffer_max_bytes:  # only if the loop stalls
@@ -419,13 +444,15 @@ class SeriesWriter:
     async def _send_fresh(self, batch: _Batch) -> None:
         deadline = time.monotonic() + FRESH_RETRY_BUDGET_S
         attempt = 0
+
+        async def settled(part: bytes, lines: int) -> None:  # never send (or spool) it again
+            batch.data, batch.lines = batch.data[len(part) :], batch.lines - lines
+
         while self._up:
-            failure = await self._deliver(batch.data, batch.lines)
+            failure = await self._deliver(batch.data, batch.lines, settled)
             if failure is None:
                 self._settled(batch)
                 return
-            if failure.remaining is not None:  # never send (or spool) stored lines again
-                batch.data, batch.lines = failure.remaining, failure.remaining.count(b"\n")
             self._counts["retries"] += 1
             delay = failure.retry_after
             if delay is None:
@@ -438,6 +465,9 @@ class SeriesWriter:
         await self._spool_batch(batch)
 
     async def _spool_batch(self, batch: _Batch) -> None:
+        if not batch.lines:  # all settled before close() stopped its sender
+            self._settled(batch)
+            return
         try:
             stored = await self._run(
                 self._disk_pool, self._spool.add, batch.data, batch.lines, batch.market
@@ -468,7 +498,18 @@ class SeriesWriter:
             if item is None:
                 continue
             spooled, data = item
-            failure = await self._deliver(data, spooled.lines)
+
+            async def settled(part: bytes, lines: int) -> None:
+                nonlocal spooled, data
+                data = data[len(part) :]
+                if not data:
+                    return
+                try:  # a split stopped part way then resends (and recounts) none of it
+                    spooled = await self._run(self._disk_pool, self._spool.rewrite, spooled, data)
+                except OSError as exc:  # the file stays whole: its settled lines may go twice
+                    log.error("cannot rewrite spool file %s: %s", spooled.name, exc)
+
+            failure = await self._deliver(data, spooled.lines, settled)
             if failure is None:
                 await self._run(self._disk_pool, self._spool.done, spooled)
                 self._set_up()
@@ -504,8 +545,11 @@ class SeriesWriter:
                 self._spool.directory,
             )
 
-    async def _deliver(self, data: bytes, lines: int) -> _Failure | None:
-        """One request for ``data`` (two per 413 split): None once the lines are settled."""
+    async def _deliver(self, data: bytes, lines: int, settled: Settled) -> _Failure | None:
+        """One request for ``data`` (more when split): None once all its lines are settled.
+
+        ``settled`` hears of each part as it is stored or refused, before the next is sent.
+        """
         assert self._transport is not None
         started = time.perf_counter()
         # urllib3's read timeout bounds each recv, not the answer: a server that drips
@@ -530,20 +574,18 @@ class SeriesWriter:
             self._latencies.append((time.perf_counter() - started) * 1000.0)
             self._counts["lines_written"] += lines
             self._counts["batches_written"] += 1
+            await settled(data, lines)
             return None
         if lines > 1 and (status == 413 or (status == 400 and _LINE_ERRORS.search(body))):
             first, second = _halves(data)
-            failure = await self._deliver(first, first.count(b"\n"))
+            failure = await self._deliver(first, first.count(b"\n"), settled)
             if failure is not None:
-                return dataclasses.replace(failure, remaining=(failure.remaining or first) + second)
-            failure = await self._deliver(second, second.count(b"\n"))
-            if failure is not None and failure.remaining is None:
-                return dataclasses.replace(failure, remaining=second)
-            return failure
+                return failure
+            return await self._deliver(second, second.count(b"\n"), settled)
         if status == 404 and "database not found" in body and self._may_create_database:
             self._may_create_database = False  # once per writer: a refusal stays a refusal
             if await self._create_database():
-                return await self._deliver(data, lines)
+                return await self._deliver(data, lines, settled)
         reason = f"HTTP {status}: {body[:200]}"
         if status == 404 and "database not found" in body:
             reason += f"; create it: {create_database_hint(self._config)}"
@@ -552,6 +594,7 @@ class SeriesWriter:
         if status in (408, 429) or status >= 500:
             return self._failed(lines, reason, response.retry_after, in_doubt=status >= 500)
         self._reject(status, body, data, lines)
+        await settled(data, lines)
         return None
 
     async def _create_database(self) -> bool:
@@ -624,6 +667,27 @@ class SeriesWriter:
         self._cut_batches(force=True)
         for batch in list(self._live.values()):
             await self._spool_batch(batch)
+
+
+def _refused_line(data: bytes) -> InvalidPoint:
+    """The error naming the first line ``write`` refuses, and why."""
+    lines = data.split(b"\n")
+    if data.endswith(b"\n"):
+        lines.pop()
+    for number, line in enumerate(lines, 1):
+        rest = line.lstrip(b" \t")
+        if not rest or rest.startswith(b"#"):
+            why = "a comment" if rest else "a blank line"
+            return InvalidPoint(
+                f"line {number}: {why} ({line[:80]!r}); InfluxDB 1.x answers 204 to it and "
+                "stores nothing, so it is refused here: drop it before writing"
+            )
+        if not _STAMPED.search(line):
+            return InvalidPoint(
+                f"line {number}: no timestamp at its end ({line[-80:]!r}); the server would "
+                "stamp it on arrival and store it again on each resend: give every line its time"
+            )
+    raise AssertionError("no line to refuse")  # pragma: no cover - callers checked first
 
 
 def _percentile(ordered: list[float], q: float) -> float:

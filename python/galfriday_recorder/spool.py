@@ -5,7 +5,10 @@ nanosecond clock) sorts oldest first across restarts, ``m``/``o`` says market
 or other data so the cap can drop market data first, and the line count lets
 drops be counted and the status be shown without reading the file. Files are
 written atomically (temp file, fsync, rename, fsync of the directory) with mode
-0600, so a crash leaves either the whole batch or nothing.
+0600, so a crash leaves either the whole batch or nothing. A file whose replay
+was split and stopped part way is rewritten, under the same ``seq``, to hold only
+the lines not yet settled; should a crash leave both versions, the one with fewer
+lines is the newer and the other is deleted on open.
 
 A :class:`Spool` is not thread-safe: the writer calls it from one disk thread.
 An exclusive ``flock`` on ``.lock`` keeps two live recorders off one spool; the
@@ -62,18 +65,19 @@ def _parse_name(name: str) -> tuple[int, bool, int] | None:
 
 
 def scan(directory: Path) -> list[SpoolFile]:
-    """The spool files in ``directory``, oldest first."""
-    found: list[tuple[int, SpoolFile]] = []
+    """The spool files in ``directory``, oldest first (of two with one seq, the rewritten one)."""
+    found: dict[int, SpoolFile] = {}
     with contextlib.suppress(FileNotFoundError), os.scandir(directory) as entries:
         for entry in entries:
             parsed = _parse_name(entry.name)
             if parsed is None:
                 continue
             seq, market, lines = parsed
+            if seq in found and found[seq].lines <= lines:
+                continue
             with contextlib.suppress(FileNotFoundError):
-                found.append((seq, SpoolFile(entry.name, entry.stat().st_size, lines, market)))
-    found.sort(key=lambda item: item[0])
-    return [f for _, f in found]
+                found[seq] = SpoolFile(entry.name, entry.stat().st_size, lines, market)
+    return [found[seq] for seq in sorted(found)]
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -107,6 +111,9 @@ class Spool:
         for path in self.directory.glob(f"{_TMP_PREFIX}*"):
             path.unlink(missing_ok=True)
         self._files = {f.name: f for f in scan(self.directory)}
+        for path in self.directory.glob(f"*{_SUFFIX}"):
+            if path.name not in self._files and _parse_name(path.name) is not None:
+                path.unlink()  # superseded by its rewrite (a crash came between the two)
         self.bytes = sum(f.size for f in self._files.values())
         if self._files:
             self._last_seq = max(_seq(name) for name in self._files)
@@ -132,6 +139,13 @@ class Spool:
             return False
         seq = max(time.time_ns(), self._last_seq + 1)
         self._last_seq = seq
+        f = self._write(seq, blob, lines, market)
+        self._files[f.name] = f
+        self.bytes += f.size
+        return True
+
+    def _write(self, seq: int, blob: bytes, lines: int, market: bool) -> SpoolFile:
+        """Write one file atomically, mode 0600: a crash leaves all of it or nothing."""
         name = f"{seq:020d}-{'m' if market else 'o'}-{lines}{_SUFFIX}"
         tmp = self.directory / f"{_TMP_PREFIX}{name}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -144,9 +158,28 @@ class Spool:
             os.close(fd)
         os.replace(tmp, self.directory / name)
         _fsync_dir(self.directory)
-        self._files[name] = SpoolFile(name, len(blob), lines, market)
-        self.bytes += len(blob)
-        return True
+        return SpoolFile(name, len(blob), lines, market)
+
+    def rewrite(self, f: SpoolFile, data: bytes) -> SpoolFile:
+        """Keep only ``data`` (the lines of a taken file not yet settled) in its place.
+
+        A replay split to isolate refused lines and stopped part way (the server
+        went away, the process stopped) must not send, nor count, its settled
+        lines again. The new file takes the old one's seq and stays taken.
+        """
+        blob = gzip.compress(data, compresslevel=1, mtime=0)
+        new = self._write(_seq(f.name), blob, data.count(b"\n"), f.market)
+        if new.name != f.name:
+            (self.directory / f.name).unlink(missing_ok=True)
+            _fsync_dir(self.directory)
+        self._files = {
+            (new.name if name == f.name else name): (new if name == f.name else old)
+            for name, old in self._files.items()
+        }
+        self.bytes += new.size - f.size
+        self._busy.discard(f.name)
+        self._busy.add(new.name)
+        return new
 
     def _make_room(self, size: int, market: bool) -> bool:
         """Drop old files until ``size`` more bytes fit: market data first, then other data.

@@ -271,3 +271,93 @@ def test_a_refused_signal_names_each_dependant_it_takes_with_it(
     )
     assert sorted(kind for kind, _ in said) == ["fill", "order", "signal"]
     assert any("poisoned signal" in message for _, message in said)
+
+
+def _trigger_on_signals(pg_dsn: str, body: str) -> None:
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("CREATE SEQUENCE tries")
+        conn.execute(
+            "CREATE FUNCTION guard() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            f"DECLARE found_id uuid; BEGIN {body} RETURN NEW; END $$"
+        )
+        conn.execute(
+            "CREATE TRIGGER guard BEFORE INSERT ON signals FOR EACH ROW EXECUTE FUNCTION guard()"
+        )
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (
+            "IF NEW.strategy_id = 'poison' THEN "
+            "RAISE EXCEPTION 'no poison here: %', NEW.strategy_id; END IF;",
+            "RaiseException: no poison here: poison",
+        ),
+        ("ASSERT NEW.strategy_id <> 'poison', 'asserted away';", "AssertFailure: asserted away"),
+        (
+            "IF NEW.strategy_id = 'poison' THEN "
+            "SELECT signal_id INTO STRICT found_id FROM signals WHERE false; END IF;",
+            "NoDataFound: query returned no rows",
+        ),
+        (
+            "IF NEW.strategy_id = 'poison' THEN SELECT signal_id INTO STRICT found_id "
+            "FROM (VALUES (NEW.signal_id), (NEW.signal_id)) AS v(signal_id); END IF;",
+            "TooManyRows: query returned more than one row",
+        ),
+        (
+            "IF NEW.strategy_id = 'poison' THEN "
+            "RAISE EXCEPTION USING ERRCODE = 'P0000', MESSAGE = 'plpgsql says no'; END IF;",
+            "PlpgsqlError: plpgsql says no",
+        ),
+    ],
+    ids=["raise", "assert", "no-data-found", "too-many-rows", "P0000"],
+)
+def test_a_trigger_refusing_an_event_dead_letters_it_and_the_rest_commits(
+    ledger: Ledger, pg_dsn: str, body: str, reason: str
+) -> None:
+    """A trigger's RAISE (SQLSTATE class P0) refuses that event for good: retrying it would
+    never end, and would hold back every event after it."""
+    _trigger_on_signals(pg_dsn, body)
+    before, poison, after = make_signal(), make_signal(strategy_id="poison"), make_signal()
+    for signal in (before, poison, after):
+        ledger.record_signal(signal)
+    ledger.record_log(LogEntry(source_module="t", log_level="INFO", message="after"))
+    assert ledger.flush(timeout=30)
+    assert sorted(r[0] for r in rows(pg_dsn, "SELECT signal_id FROM signals")) == sorted(
+        [before.signal_id, after.signal_id]
+    )
+    assert rows(pg_dsn, "SELECT message FROM system_logs WHERE source_module = 't'") == [("after",)]
+    [(_seq, kind, payload, error)] = ledger.dead_letters()
+    assert kind == "signal"
+    assert str(poison.signal_id).encode() in payload
+    assert reason in error
+    [(logged_kind, message)] = rows(
+        pg_dsn,
+        "SELECT context->>'kind', message FROM system_logs "
+        "WHERE source_module = 'galfriday_recorder.ledger' AND log_level = 'ERROR'",
+    )
+    assert logged_kind == "signal"
+    assert reason in message
+    stats = ledger.stats()
+    assert (stats["dead_letters"], stats["commit_conflicts_retried"]) == (1, 0)
+
+
+@pytest.mark.parametrize("code", ["serialization_failure", "deadlock_detected"])
+def test_a_conflict_a_retry_resolves_is_retried_not_dead_lettered(
+    ledger: Ledger, pg_dsn: str, code: str
+) -> None:
+    """The same trigger raising a serialization failure or a deadlock (twice, then not): the
+    group is retried whole and every event commits."""
+    _trigger_on_signals(
+        pg_dsn,
+        f"IF nextval('tries') <= 2 THEN RAISE EXCEPTION 'conflict' USING ERRCODE = '{code}'; "
+        "END IF;",
+    )
+    signals = [make_signal() for _ in range(3)]
+    for signal in signals:
+        ledger.record_signal(signal)
+    assert ledger.flush(timeout=30)
+    assert len(rows(pg_dsn, "SELECT signal_id FROM signals")) == 3
+    stats = ledger.stats()
+    assert (stats["dead_letters"], stats["commit_conflicts_retried"]) == (0, 2)
+    assert ledger.dead_letters() == []

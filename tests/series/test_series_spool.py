@@ -118,3 +118,34 @@ def test_unreadable_file_is_moved_aside(tmp_path: Path) -> None:
     assert spool.lines_dropped == 4
     assert oldest.with_name(oldest.name + ".corrupt").exists()
     spool.close()
+
+
+def test_a_rewritten_file_keeps_its_place_and_a_crash_leaves_the_newer_version(
+    tmp_path: Path,
+) -> None:
+    spool = Spool(tmp_path, max_bytes=10_000_000)
+    spool.open()
+    assert spool.add(numbered(10), 10, market=False)
+    assert spool.add(numbered(3, start=10), 3, market=True)
+    item = spool.take_oldest()
+    assert item is not None
+    old = item[0]
+    new = spool.rewrite(old, numbered(6, start=4))
+    assert new.name.endswith("-o-6.lp.gz")
+    assert new.name[:20] == old.name[:20]
+    assert stat.S_IMODE((tmp_path / new.name).stat().st_mode) == 0o600
+    assert (spool.files, spool.lines) == (2, 9)
+    taken = spool.take_oldest()  # the rewritten one stays taken: the next one comes
+    assert taken is not None
+    assert taken[0].market
+    spool.release(new)
+    spool.close()
+    # A crash between the rewrite's rename and the old file's unlink leaves both.
+    (tmp_path / old.name).write_bytes(gzip.compress(numbered(10)))
+    reopened = Spool(tmp_path, max_bytes=10_000_000)
+    reopened.open()
+    assert not (tmp_path / old.name).exists()
+    item = reopened.take_oldest()
+    assert item is not None
+    assert item[1] == numbered(6, start=4)
+    reopened.close()

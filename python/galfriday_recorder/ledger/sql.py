@@ -253,8 +253,21 @@ class Poison(Exception):
     """An event PostgreSQL refuses for good (or one that cannot be decoded)."""
 
 
-# Errors that condemn an event rather than the connection or the schema.
-REFUSED = (Poison, ValueError, psycopg.errors.IntegrityError, psycopg.errors.DataError)
+# Errors that condemn an event rather than the connection or the schema: bad data
+# (class 22), a constraint (23), a PL/pgSQL trigger's RAISE, ASSERT or STRICT (class
+# P0: the database's owner refusing the row; a retry would meet it again, for ever).
+# psycopg derives each P0 class from ProgrammingError, not from PlpgsqlError.
+REFUSED = (
+    Poison,
+    ValueError,
+    psycopg.errors.IntegrityError,
+    psycopg.errors.DataError,
+    psycopg.errors.PlpgsqlError,
+    psycopg.errors.RaiseException,
+    psycopg.errors.NoDataFound,
+    psycopg.errors.TooManyRows,
+    psycopg.errors.AssertFailure,
+)
 
 
 async def write(

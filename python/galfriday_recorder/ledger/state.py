@@ -27,6 +27,7 @@ from ..records import (
     Signal,
     SignalStatusUpdate,
     Trade,
+    exact_sum,
 )
 from .cycles import Cycle, FillOrder, OpenCycles, reduce_cycles
 
@@ -108,7 +109,7 @@ class OrderState:
     def add_fill(self, fill: Fill, filled: Decimal | None = None) -> None:
         """``filled``: the order's new total, when the caller has it already."""
         self.fill_ids.add(fill.fill_id)
-        self.filled = self.filled + fill.quantity_filled if filled is None else filled
+        self.filled = exact_sum(self.filled, fill.quantity_filled) if filled is None else filled
         self.totals.add(fill.quantity_filled, fill.fill_price, fill.commission)
 
 
@@ -266,7 +267,7 @@ class LedgerState:
                 signal_id=order.signal_id,
                 client_order_id=str(order.client_order_id),
             )
-        filled = state.filled + fill.quantity_filled
+        filled = exact_sum(state.filled, fill.quantity_filled)
         if filled > order.quantity_ordered:
             raise ValidationError(
                 "quantity_filled",
