@@ -315,6 +315,9 @@ def test_bot_loop_never_waits_while_both_databases_are_down(
         pg_service.start()
         influx_service.start()
     try:
+        # flush() does not wait out an outage: until the writer has seen InfluxDB again
+        # (its backoff), a spool counts as not written. drain_spool() waits through it.
+        assert rec.series.drain_spool(timeout=120)
         report = rec.flush(120)
         assert report, report
         stats = rec.stats()
