@@ -16,12 +16,6 @@ from galfriday_recorder.ledger import Ledger
 from galfriday_recorder.ledger.verify import verify
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Ledger.seed adds the open cycles read from PostgreSQL after those opened while "
-    "it was away, so a waiting signal-less fill reduces the newer cycle first; "
-    "derive_trades/verify reduce the older one (fill order)",
-)
 def test_a_signal_less_fill_waiting_for_postgres_reduces_the_oldest_cycle(
     pg_service: PostgresService | None, pg_dsn: str, tmp_path: Path
 ) -> None:
