@@ -52,11 +52,6 @@ def test_a_signal_less_fill_waiting_for_postgres_reduces_the_oldest_cycle(
         assert [str(d) for d in verify(conn)] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="exact_sum adds under the caller's decimal context: a bot that lowers its "
-    "precision gets a rounded quantity_filled and a filled order left PARTIALLY_FILLED",
-)
 def test_an_order_fills_exactly_whatever_the_callers_decimal_context(
     ledger: Ledger, pg_dsn: str
 ) -> None:
