@@ -57,10 +57,52 @@ def test_an_order_fills_exactly_whatever_the_callers_decimal_context(
 ) -> None:
     order = make_order(quantity_ordered=Decimal("1000.0001"))
     ledger.record_order(order)
-    with localcontext(prec=6):  # the calling thread's own context, not the ledger's
+    with localcontext() as ctx:  # the calling thread's own context, not the ledger's
+        ctx.prec = 6
         ledger.record_fill(make_fill(order, "500", "0.5"))
         ledger.record_fill(make_fill(order, "500.0001", "0.5"))
     assert ledger.flush(timeout=30)
     assert rows(pg_dsn, "SELECT status, quantity_filled FROM orders") == [
         ("FILLED", Decimal("1000.0001"))
     ]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a start re-derives cycles only for signals whose own fills do not net to zero, "
+    "so a signal-less fill is replayed without the cycle it closed (one whose own exit came "
+    "later): it lands on another cycle, the start writes a wrong 'missing' trade for it and "
+    "loses its open position",
+)
+def test_a_restart_keeps_the_cycle_a_signal_less_fill_did_not_reduce(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
+    first = Ledger(config)
+    first.start()
+    older, newer = make_signal(), make_signal()
+    for signal in (older, newer):
+        first.record_signal(signal)
+        entry = make_order(signal, quantity_ordered=Decimal(10))
+        first.record_order(entry)
+        first.record_fill(make_fill(entry, "10", "0.5"))
+    close = make_order(side="SELL", quantity_ordered=Decimal(10))  # no signal: closes older
+    first.record_order(close)
+    first.record_fill(make_fill(close, "10", "0.6"))
+    late = make_order(older, side="SELL", quantity_ordered=Decimal(10))  # older's own exit,
+    first.record_order(late)  # after the fact: its excess is logged, no trade
+    first.record_fill(make_fill(late, "10", "0.6"))
+    assert first.close(timeout=30)
+    assert rows(pg_dsn, "SELECT signal_id FROM trades") == [(older.signal_id,)]
+
+    second = Ledger(config)  # newer's cycle (10 open) must come back
+    second.start()
+    exit_ = make_order(newer, side="SELL", quantity_ordered=Decimal(10))
+    second.record_order(exit_)
+    second.record_fill(make_fill(exit_, "10", "0.7"))
+    assert second.close(timeout=30)
+    assert sorted(rows(pg_dsn, "SELECT signal_id FROM trades")) == sorted(
+        [(older.signal_id,), (newer.signal_id,)]
+    )
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        assert [str(d) for d in verify(conn)] == []
