@@ -18,7 +18,7 @@ import struct
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from decimal import Context, Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation, getcontext
 from typing import Any
 
 import orjson
@@ -100,10 +100,11 @@ def dumps(obj: Any) -> bytes:
 def exact_sum(a: Decimal, b: Decimal) -> Decimal:
     """``a + b`` of values with at most 18 decimals, never rounded to 28 digits.
 
-    Under 1e10 such a sum has at most 28 digits, so the cheap operator is exact there.
+    Under 1e10 such a sum has at most 28 digits, so the cheap operator is exact there,
+    in a context of 28 digits or more: it is the calling thread's, which the bot may lower.
     """
     total = a + b
-    return total if total.adjusted() < 10 else EXACT.add(a, b)
+    return total if total.adjusted() < 10 and getcontext().prec >= 28 else EXACT.add(a, b)
 
 
 # -- field checkers ---------------------------------------------------------

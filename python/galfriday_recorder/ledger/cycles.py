@@ -207,6 +207,17 @@ class OpenCycles:
         if not of_pair:
             del self._by_pair[key]
 
+    def put_older(self, cycles: Iterable[Cycle]) -> None:
+        """Place ``cycles`` (oldest first) before every cycle held now: they were opened
+        before (read from PostgreSQL at a start). One whose signal has a cycle here already
+        is left out, but that cycle moves to its place (what memory holds is newer)."""
+        held = self._by_signal
+        self._by_signal, self._by_pair = {}, {}
+        for cycle in cycles:
+            self.add(held.get(cycle.signal_id, cycle))
+        for cycle in held.values():
+            self.add(cycle)
+
     def of_pair(self, exchange: str, trading_pair: str) -> list[Cycle]:
         of_pair = self._by_pair.get((exchange, trading_pair))
         return [] if of_pair is None else list(of_pair.values())

@@ -464,9 +464,11 @@ class LedgerState:
             for stored_fill in open_order.fills:
                 order_state.add_fill(stored_fill)
             order_state.filled = open_order.quantity_filled
-        for cycle in recovered.open_cycles:
-            if cycle.signal_id not in self.recorded_unloaded:
-                self.cycles.add(cycle)
+        # Opened before what this session opened while PostgreSQL was away: oldest first,
+        # as derive_trades (a restart, verify) shares a signal-less fill among them.
+        self.cycles.put_older(
+            c for c in recovered.open_cycles if c.signal_id not in self.recorded_unloaded
+        )
         self.loaded = True
         self.recorded_unloaded.clear()
         return self._replay_deferred(stored)
