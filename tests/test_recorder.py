@@ -219,6 +219,23 @@ def test_every_method_lands_in_every_table_and_measurement(
     assert owners == [(cfg.instance_name,)]
 
 
+def test_a_life_shorter_than_the_metrics_interval_still_reports_itself(
+    recorder_config: Callable[..., RecorderConfig],
+    influx_service: InfluxService,
+    influx_db: str,
+) -> None:
+    """A recorder closed before its first self-metrics tick writes one sample at close."""
+    cfg = recorder_config(metrics_interval_s=3600.0)
+    with Recorder(cfg):
+        pass
+    own = influx_service.query(
+        "SELECT count(cpu_usage_pct) FROM system_metrics WHERE module_id = 'recorder' "
+        f"AND host_id = '{cfg.instance_name}'",
+        db=influx_db,
+    )
+    assert own["results"][0]["series"][0]["values"][0][1] == 1
+
+
 def test_bad_input_raises_and_harms_nothing(recorder_config: Callable[..., RecorderConfig]) -> None:
     from galfriday_recorder import MalformedFrame, UnknownSymbol, ValidationError
 

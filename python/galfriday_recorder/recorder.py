@@ -192,6 +192,7 @@ class Recorder:
         self.market.flush_bars()
         for task in self._tasks:
             task.cancel()
+        self._sample_self_metrics()  # the last one: a life shorter than the interval has one too
         self._drain_now()
         ledger_ok = self.ledger.close(_remaining(deadline))
         series_ok = all([w.close(_remaining(deadline)) for w in self._writers])
@@ -701,15 +702,18 @@ class Recorder:
             "hot_path_ingest_us_p99": stats.get("market_ingest_ns_p99", 0) / 1000,
         }
 
+    def _sample_self_metrics(self) -> None:
+        try:
+            self.record_system_metrics(self._self_metrics(), module_id="recorder")
+        except Exception:
+            log.exception("self-metrics sample failed")
+
     async def _sample_metrics(self) -> None:
         self._process.cpu_percent(None)
         market_dropped = 0
         while True:
             await asyncio.sleep(self.config.metrics_interval_s)
-            try:
-                self.record_system_metrics(self._self_metrics(), module_id="recorder")
-            except Exception:
-                log.exception("self-metrics sample failed")
+            self._sample_self_metrics()
             # The core cannot log: say here when its buffer was full (the series writer
             # logs its own drops).
             dropped = self.market.stats()["lines_dropped"]
