@@ -227,21 +227,23 @@ class Ledger:
                 f"({w.pending_events} events waiting for PostgreSQL); event refused"
             )
 
-    def _push(self, kind: str, event: Any) -> None:
-        self._push_all([(kind, event)])
-
-    def _push_all(self, out: Out) -> None:
-        """The events of one call, journaled in one transaction (a fill with its trade)."""
-        if not out:
-            return
-        kind, event = out[0] if len(out) == 1 else (MANY, out)
+    def _push(self, kind: str, event: Any, count: int = 1) -> None:
+        """One queue entry (``count`` events in it, for the acknowledgement target)."""
         self._queue.append((kind, event, time.monotonic()))
-        self._accepted += len(out)
+        self._accepted += count
         writer = self._writer
         if writer.parked:
             writer.parked = False
             assert writer.wake_soon is not None
             writer.wake_soon(writer.wake)
+
+    def _push_all(self, out: Out) -> None:
+        """The events of one call, journaled in one transaction (a fill with its trade)."""
+        if len(out) == 1:
+            kind, event = out[0]
+            self._push(kind, event)
+        elif out:
+            self._push(MANY, out, len(out))
 
     def _holding(self) -> bool:
         """Whether a call may have to be held (the common case answers no at once)."""
