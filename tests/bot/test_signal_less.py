@@ -178,14 +178,14 @@ def test_reduce_cycles_matches_an_independent_allocation(
         cycles, fill, FillOrder(order.client_order_id, "MARKET", "SHUTDOWN")
     )
     held = {cy.signal_id: q for (_s, q), cy in zip(opens, cycles, strict=True)}
-    assert [(cy.signal_id, trade is not None) for cy, trade in touched] == [
-        (sid, take == held[sid]) for sid, take in expected
+    assert [(cy.signal_id, took, trade is not None) for cy, took, trade in touched] == [
+        (sid, take, take == held[sid]) for sid, take in expected
     ]
     assert rest == left
-    closed = [trade for _cy, trade in touched if trade is not None]
+    closed = [trade for _cy, _took, trade in touched if trade is not None]
     assert all(t.exit_reason == "SHUTDOWN" for t in closed)
     # The commission is shared pro rata: the closed trades carry exactly their share.
-    for (sid, take), (_cy, trade) in zip(expected, touched, strict=True):
+    for (sid, take), (_cy, _took, trade) in zip(expected, touched, strict=True):
         if trade is not None:
             assert trade.total_commission == (fee * take / qty).quantize(Decimal("1e-18"))
             assert trade.signal_id == sid

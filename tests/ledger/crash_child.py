@@ -38,11 +38,17 @@ class Plan:
     side: str
     entry_price: Decimal
     exit_price: Decimal
-    shape: str  # "traded", "cancel-then-traded", "rejected", "proposed-late"
+    shape: str  # "traded", "cancel-then-traded", "rejected", "proposed-late", "closed-by-other"
 
     @property
     def traded(self) -> bool:
         return self.shape != "rejected"
+
+    @property
+    def pair(self) -> str:
+        """A cycle closed by an order without a signal has a pair of its own, so the oldest
+        open cycle that order reduces is this one."""
+        return f"X{self.index}/USD" if self.shape == "closed-by-other" else PAIR
 
 
 def _id(seed: int, *parts: object) -> uuid.UUID:
@@ -51,7 +57,7 @@ def _id(seed: int, *parts: object) -> uuid.UUID:
 
 def plans(seed: int, count: int = 6) -> list[Plan]:
     rng = random.Random(seed)
-    shapes = ["traded", "cancel-then-traded", "rejected", "proposed-late"]
+    shapes = ["traded", "cancel-then-traded", "rejected", "proposed-late", "closed-by-other"]
     return [
         Plan(
             i,
@@ -115,10 +121,12 @@ def expected_trades(seed: int) -> set[tuple[uuid.UUID, Decimal, Decimal]]:
 
 
 def _order(seed: int, i: int, j: int, side: str, order_type: str) -> Order:
+    plan = plans(seed)[i]
+    by_other = j == 9 and plan.shape == "closed-by-other"
     return Order(
         client_order_id=_id(seed, "o", i, j),
-        signal_id=_id(seed, "s", i),
-        trading_pair=PAIR,
+        signal_id=None if by_other else _id(seed, "s", i),
+        trading_pair=plan.pair,
         exchange="kraken",
         side=side,
         order_type=order_type,
@@ -136,7 +144,7 @@ def run_step(ledger: Ledger, seed: int, n: int, step: Step) -> None:
         ledger.record_signal(
             Signal(
                 signal_id=_id(seed, "s", i),
-                trading_pair=PAIR,
+                trading_pair=plan.pair,
                 exchange="kraken",
                 strategy_id="crash",
                 side=plan.side,
@@ -164,7 +172,7 @@ def run_step(ledger: Ledger, seed: int, n: int, step: Step) -> None:
             Fill(
                 fill_id=f"F-{seed}-{i}-{j}-{k}",
                 client_order_id=order.client_order_id,
-                trading_pair=PAIR,
+                trading_pair=order.trading_pair,
                 exchange="kraken",
                 side=side,
                 quantity_filled=Decimal(qty),

@@ -67,13 +67,6 @@ def test_an_order_fills_exactly_whatever_the_callers_decimal_context(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a start re-derives cycles only for signals whose own fills do not net to zero, "
-    "so a signal-less fill is replayed without the cycle it closed (one whose own exit came "
-    "later): it lands on another cycle, the start writes a wrong 'missing' trade for it and "
-    "loses its open position",
-)
 def test_a_restart_keeps_the_cycle_a_signal_less_fill_did_not_reduce(
     pg_dsn: str, tmp_path: Path
 ) -> None:

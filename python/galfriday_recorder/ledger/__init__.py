@@ -458,9 +458,10 @@ class Ledger:
 
     # -- state from PostgreSQL and the journal (start, or the loop thread) ------------------
 
-    def _load_pg_state(self, connect_timeout: int) -> list[Trade]:
+    def _load_pg_state(self, connect_timeout: int) -> Out:
         """Seed the state machines from PostgreSQL, then apply the journal replay that waited
-        for it; return the trades stored fills close that no row holds (to be written)."""
+        for it; return what is derived but not stored: the trades stored fills close that
+        no row holds, and what waiting signal-less fills derive (to be written)."""
         with self._lock:
             waiting = [replayed_fill_id(item) for item in self._state.deferred]
             missing = self._state.missing_signals()
@@ -471,7 +472,7 @@ class Ledger:
                 own = self._config.instance_name
                 recovered = load_recovery_state(conn, own)
                 stored = set(conn.execute(STORED_FILLS, ([f for f in waiting if f],)).fetchall())
-                extra = load_signals(conn, missing - {s.signal_id for s in recovered.signals}, own)
+                extra = load_signals(conn, missing - {s.signal_id for s in recovered.signals})
                 rederived = missing_trades(conn, own)
         except psycopg.Error as exc:
             log.warning(
@@ -488,15 +489,15 @@ class Ledger:
                 "ledger: %d trade(s) that stored fills close had no trades row; re-derived",
                 len(rederived),
             )
-        return rederived + exits
+        return [("trade", trade) for trade in rederived] + exits
 
     def _load_pg_state_later(self, connect_timeout: int) -> None:
         """The writer's first connection after a start without PostgreSQL."""
         self._push_rederived(self._load_pg_state(connect_timeout))
 
-    def _push_rederived(self, trades: list[Trade]) -> None:
+    def _push_rederived(self, events: Out) -> None:
         with self._lock:
-            self._push_all([("trade", trade) for trade in trades])
+            self._push_all(events)
 
     def _replay_journal_into_state(self) -> None:
         """Apply journaled, uncommitted events to the state machines (nothing is re-emitted)."""
@@ -532,7 +533,7 @@ class Ledger:
         with psycopg.connect(self._config.pg_conninfo, connect_timeout=5, autocommit=True) as conn:
             ids = [p["fill_id"] for p in fills]
             stored = set(conn.execute(STORED_FILLS, (ids,)).fetchall()) if ids else set()
-            loaded = load_signals(conn, missing, self._config.instance_name)
+            loaded = load_signals(conn, missing)
         with self._lock:
             self._state.take_signals(loaded.signals, loaded.cycles)
         return stored, loaded.trades

@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 
-from ..records import Fill, Trade, split_pair
+from ..records import EXACT, Fill, Trade, split_pair
 
 _SCALE = Decimal("1e-18")
 _PRECISION = 80
@@ -69,6 +69,22 @@ class FillOrder:
     exit_reason: str | None = None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Allocation:
+    """The part of a fill of an order without a signal that reduced one signal's cycle.
+
+    Stored (``fill_allocations``) in the fill's transaction: a cycle is then rebuilt
+    from its signal's own fills and its allocations alone, whatever other cycles of the
+    pair did, so a restart or an on-demand load reads one signal's rows, not the pair's
+    history, and gets exactly what the ledger derived.
+    """
+
+    exchange: str
+    fill_id: str
+    signal_id: uuid.UUID
+    quantity: Decimal
+
+
 @dataclasses.dataclass(slots=True)
 class Cycle:
     """The open position of one signal. Mutable, owned by the ledger under its lock."""
@@ -91,7 +107,8 @@ class Cycle:
 
     @property
     def open_quantity(self) -> Decimal:
-        return self.entry_qty - self.exit_qty
+        # Exact whatever the caller's context: 38 digits do not fit its default 28.
+        return EXACT.subtract(self.entry_qty, self.exit_qty)
 
     def apply(
         self, fill: Fill, order: FillOrder, available: Decimal | None = None
@@ -225,15 +242,16 @@ class OpenCycles:
 
 def reduce_cycles(
     cycles: Iterable[Cycle], fill: Fill, order: FillOrder
-) -> tuple[list[tuple[Cycle, Trade | None]], Decimal]:
+) -> tuple[list[tuple[Cycle, Decimal, Trade | None]], Decimal]:
     """A fill of an order without a signal (the bot's ``ClosePositionCommand``, a
     reconciliation): it reduces the open cycles of its pair and exchange that it closes
     (the other side), in the order given (oldest first), each up to its open quantity.
 
-    Returns the cycles touched with the trade each closed, and the quantity left over.
+    Returns the cycles touched, each with the quantity it took and the trade it closed,
+    and the quantity left over.
     """
     left = fill.quantity_filled
-    touched: list[tuple[Cycle, Trade | None]] = []
+    touched: list[tuple[Cycle, Decimal, Trade | None]] = []
     for cycle in cycles:
         if left <= 0:
             break
@@ -244,8 +262,9 @@ def reduce_cycles(
             or cycle.open_quantity <= 0
         ):
             continue
-        trade, left = cycle.apply(fill, order, available=left)
-        touched.append((cycle, trade))
+        available = left
+        trade, left = cycle.apply(fill, order, available=available)
+        touched.append((cycle, EXACT.subtract(available, left), trade))
     return touched, left
 
 

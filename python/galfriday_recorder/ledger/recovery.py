@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 
 from ..records import Configuration, Fill, Order, PortfolioSnapshot, Signal, Trade
 from ..riskstate import RISK_STATE_SQL, RiskState, risk_state, risk_state_params
-from .cycles import Cycle, FillOrder, reduce_cycles
+from .cycles import Cycle, FillOrder
 from .state import TERMINAL_ORDER_STATUSES
 
 _ORDER_COLUMNS = (
@@ -28,11 +28,12 @@ _ORDER_COLUMNS = (
     "o.stop_price, o.status, o.error_message, o.exit_reason, o.created_at, o.submitted_at, "
     "o.last_updated_at, o.client_order_ref"
 )
-_FILL_COLUMNS = (
+FILL_COLUMNS = (
     "f.fill_pk, f.fill_id, o.client_order_id, f.exchange_order_id, f.trading_pair, "
     "f.exchange, f.side, f.quantity_filled, f.fill_price, f.commission, f.commission_asset, "
     "f.liquidity_type, f.filled_at"
 )
+HEAD_COLUMNS = "s.signal_id, s.side, s.trading_pair, s.exchange, s.strategy_id"
 _SIGNAL_COLUMNS = (
     "s.signal_id, s.trading_pair, s.exchange, s.strategy_id, s.side, s.entry_type, "
     "s.proposed_entry_price, s.proposed_sl_price, s.proposed_tp_price, s.prediction_event_id, "
@@ -62,7 +63,7 @@ class RecoveryState:
     risk: RiskState
 
 
-def _fill(row: dict[str, Any]) -> Fill:
+def fill_from_row(row: dict[str, Any]) -> Fill:
     row = dict(row)
     fill_pk = row.pop("fill_pk")
     if row["fill_id"] is None:  # a row written by something else than this ledger
@@ -101,13 +102,13 @@ def load_recovery_state(conn: psycopg.Connection[Any], instance: str | None) -> 
         )
         orders = [_order(r) for r in cur.fetchall()]
         cur.execute(
-            f"SELECT {_FILL_COLUMNS} FROM fills f JOIN orders o USING (order_pk) "
+            f"SELECT {FILL_COLUMNS} FROM fills f JOIN orders o USING (order_pk) "
             "WHERE o.order_pk = ANY(%s) ORDER BY f.fill_pk",
             ([pk for pk, _, _ in orders],),
         )
         fills_by_order: dict[uuid.UUID, list[Fill]] = {}
         for row in cur.fetchall():
-            fill = _fill(row)
+            fill = fill_from_row(row)
             assert fill.client_order_id is not None
             fills_by_order.setdefault(fill.client_order_id, []).append(fill)
         open_orders = [
@@ -150,74 +151,59 @@ def load_recovery_state(conn: psycopg.Connection[Any], instance: str | None) -> 
 
 
 def _open_cycles(cur: psycopg.Cursor[dict[str, Any]], instance: str | None) -> list[Cycle]:
-    """Re-derive the cycles of signals whose own fills do not net to zero, with the fills of
-    orders without a signal on their pairs applied as the ledger applied them (fill order,
-    oldest open cycle first: :func:`.cycles.reduce_cycles`)."""
-    cur.execute(
-        f"SELECT {_HEAD_COLUMNS} FROM signals s JOIN orders o ON o.signal_id = s.signal_id "
-        f"JOIN fills f ON f.order_pk = o.order_pk WHERE {_own('s')} GROUP BY s.signal_id "
-        "HAVING sum(CASE WHEN f.side = s.side THEN f.quantity_filled "
-        "ELSE -f.quantity_filled END) <> 0",
-        {"instance": instance},
-    )
-    cycles = {r["signal_id"]: Cycle(**r) for r in cur.fetchall()}
-    derive_trades(cur, cycles, instance)
+    """The cycles of ``instance``'s signals still open, oldest open first."""
+    cycles = _unfinished(cur, instance)
+    derive_cycles(cur, cycles)
     return [c for c in cycles.values() if c.open_quantity != 0]
 
 
-_HEAD_COLUMNS = "s.signal_id, s.side, s.trading_pair, s.exchange, s.strategy_id"
+def _unfinished(
+    cur: psycopg.Cursor[dict[str, Any]], instance: str | None
+) -> dict[uuid.UUID, Cycle]:
+    """Empty cycles of the signals whose entries are not all in a stored trade: each open
+    cycle's, and each closed one's whose trade row is missing. Every entry fill belongs to
+    one cycle of its signal and a trade's quantity is its cycle's entries, so the others
+    are finished, however their exits (signal-less parts, excess) came."""
+    cur.execute(
+        f"SELECT {HEAD_COLUMNS} FROM signals s JOIN orders o ON o.signal_id = s.signal_id "
+        "JOIN fills f ON f.order_pk = o.order_pk AND f.side = s.side "
+        f"WHERE {_own('s')} GROUP BY s.signal_id HAVING sum(f.quantity_filled) <> "
+        "COALESCE((SELECT sum(t.quantity) FROM trades t WHERE t.signal_id = s.signal_id), 0)",
+        {"instance": instance},
+    )
+    return {r["signal_id"]: Cycle(**r) for r in cur.fetchall()}
 
 
-def derive_trades(
-    cur: psycopg.Cursor[dict[str, Any]], cycles: dict[uuid.UUID, Cycle], instance: str | None
+def derive_cycles(
+    cur: psycopg.Cursor[dict[str, Any]], cycles: dict[uuid.UUID, Cycle]
 ) -> list[Trade]:
-    """Run every stored fill of these signals through their cycles, in the order PostgreSQL
-    stored them (the ledger's order), with the fills of orders without a signal on their
-    pairs shared among the cycles open at the time (:func:`.cycles.reduce_cycles`, oldest
-    first); return the trades they close. The cycles are left holding what is still open,
-    reordered oldest open first. Orders without a signal are attributed among the cycles
-    given only: the ledger's own state had all of the pair's open cycles.
-
-    Each recorder reduced its own cycles only: with ``instance`` set, only its orders
-    without a signal are read; with None, a recorder's such fill reduces the cycles its
-    orders opened and those of rows older than ``recorder_instance`` (NULL, everyone's),
-    and a NULL one reduces any."""
+    """Run these signals' stored fills, and the parts of signal-less fills allocated to
+    them (``fill_allocations``), through their cycles in the order PostgreSQL stored them
+    (the ledger's order); return the trades they close. Reads these signals' rows only.
+    The cycles are left holding what is still open, reordered oldest open first (the
+    order the ledger shares the next signal-less fill in)."""
     if not cycles:
         return []
     cur.execute(
-        f"SELECT {_FILL_COLUMNS}, o.signal_id, o.order_type, o.exit_reason, o.recorder_instance "
-        "FROM fills f JOIN orders o USING (order_pk) WHERE o.signal_id = ANY(%(cycles)s) "
-        f"OR (o.signal_id IS NULL AND f.trading_pair = ANY(%(pairs)s) AND {_own('o')}) "
-        "ORDER BY f.fill_pk",
-        {
-            "cycles": list(cycles),
-            "pairs": sorted({c.trading_pair for c in cycles.values()}),
-            "instance": instance,
-        },
+        f"SELECT {FILL_COLUMNS}, o.order_type, o.exit_reason, x.signal_id, x.allocated "
+        "FROM (SELECT o.signal_id, f.fill_pk, NULL::numeric AS allocated FROM fills f "
+        "JOIN orders o USING (order_pk) WHERE o.signal_id = ANY(%(ids)s) UNION ALL "
+        "SELECT a.signal_id, a.fill_pk, a.quantity FROM fill_allocations a "
+        "WHERE a.signal_id = ANY(%(ids)s)) x JOIN fills f ON f.fill_pk = x.fill_pk "
+        "JOIN orders o ON o.order_pk = f.order_pk ORDER BY f.fill_pk",
+        {"ids": list(cycles)},
     )
     opened: dict[uuid.UUID, Cycle] = {}  # open now, oldest first, as the ledger's were
-    owners: dict[uuid.UUID, str | None] = {}  # the recorder whose fill opened each cycle
     trades: list[Trade] = []
     for row in cur.fetchall():
-        signal_id, owner = row.pop("signal_id"), row.pop("recorder_instance")
+        cycle, allocated = cycles[row.pop("signal_id")], row.pop("allocated")
         order = FillOrder(row["client_order_id"], row.pop("order_type"), row.pop("exit_reason"))
-        fill = _fill(row)
-        if signal_id is None:
-            mine = [
-                c for c in opened.values() if owner is None or owners[c.signal_id] in (owner, None)
-            ]
-            touched, _left = reduce_cycles(mine, fill, order)
-        else:
-            cycle = cycles[signal_id]
-            opened.setdefault(signal_id, cycle)
-            owners.setdefault(signal_id, owner)
-            touched = [(cycle, cycle.apply(fill, order)[0])]
-        for cycle, trade in touched:
-            if trade is not None:
-                trades.append(trade)
-            if cycle.open_quantity == 0:
-                opened.pop(cycle.signal_id, None)
-    # Oldest open first, as the ledger held them: the next fill without a signal depends on it.
+        opened.setdefault(cycle.signal_id, cycle)
+        trade, _excess = cycle.apply(fill_from_row(row), order, available=allocated)
+        if trade is not None:
+            trades.append(trade)
+        if cycle.open_quantity == 0:
+            del opened[cycle.signal_id]
     ordered = {**opened, **cycles}
     cycles.clear()
     cycles.update(ordered)
@@ -233,11 +219,9 @@ class LoadedSignals:
     trades: list[Trade]
 
 
-def load_signals(
-    conn: psycopg.Connection[Any], signal_ids: set[uuid.UUID], instance: str | None
-) -> LoadedSignals:
-    """Read signals with their cycles rebuilt from their stored fills (one snapshot), as
-    recorder ``instance`` derived them."""
+def load_signals(conn: psycopg.Connection[Any], signal_ids: set[uuid.UUID]) -> LoadedSignals:
+    """Read signals with their cycles rebuilt from their stored fills and allocations (one
+    snapshot)."""
     if not signal_ids:
         return LoadedSignals([], [], [])
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
@@ -251,28 +235,19 @@ def load_signals(
             s.signal_id: Cycle(s.signal_id, s.side, s.trading_pair, s.exchange, s.strategy_id)
             for s in signals
         }
-        trades = _unstored(cur, derive_trades(cur, cycles, instance))
+        trades = _unstored(cur, derive_cycles(cur, cycles))
     return LoadedSignals(signals, [c for c in cycles.values() if c.open_quantity != 0], trades)
 
 
 def missing_trades(conn: psycopg.Connection[Any], instance: str | None) -> list[Trade]:
     """Trades that stored fills of ``instance``'s signals close but no ``trades`` row holds.
 
-    Only signals with a fill later than their last trade's exit (or with no trade) are
-    recomputed, so a start does not read the whole history; ``galfriday-recorder
-    verify`` checks everything.
+    Only signals whose entries are not all in a stored trade are recomputed, so a start
+    does not read the whole history; ``galfriday-recorder verify`` checks everything.
     """
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        cur.execute(
-            f"SELECT {_HEAD_COLUMNS} FROM signals s JOIN orders o ON o.signal_id = s.signal_id "
-            f"JOIN fills f ON f.order_pk = o.order_pk WHERE {_own('s')} GROUP BY s.signal_id "
-            "HAVING max(f.filled_at) > COALESCE((SELECT max(t.exit_timestamp) FROM trades t "
-            "WHERE t.signal_id = s.signal_id), '-infinity')",
-            {"instance": instance},
-        )
-        cycles = {r["signal_id"]: Cycle(**r) for r in cur.fetchall()}
-        return _unstored(cur, derive_trades(cur, cycles, instance))
+        return _unstored(cur, derive_cycles(cur, _unfinished(cur, instance)))
 
 
 def _unstored(cur: psycopg.Cursor[dict[str, Any]], trades: list[Trade]) -> list[Trade]:

@@ -1,10 +1,10 @@
 """The SQL the committer sends: one statement per event kind, idempotent on natural keys.
 
 Every write is idempotent on a natural key (``signal_id``, ``client_order_id``,
-``(exchange, fill_id)``, ``trade_id``, ``log_id``, ``snapshot_timestamp``,
-``config_hash``; order updates apply only if newer than ``orders.ledger_seq``),
-so replaying the journal after a crash between the PostgreSQL commit and the
-journal delete writes nothing twice.
+``(exchange, fill_id)``, an allocation's fill and signal, ``trade_id``, ``log_id``,
+``snapshot_timestamp``, ``config_hash``; order updates apply only if newer than
+``orders.ledger_seq``), so replaying the journal after a crash between the
+PostgreSQL commit and the journal delete writes nothing twice.
 """
 
 from __future__ import annotations
@@ -153,6 +153,13 @@ _FILL = Bulk(
     "last_updated_at = GREATEST(o.last_updated_at, agg.filled_at), "
     "ledger_seq = GREATEST(o.ledger_seq, agg.seq) FROM agg WHERE o.order_pk = agg.order_pk",
 )
+# The part of a signal-less fill each cycle took; the fill is written just before.
+_ALLOCATION = Bulk(
+    "exchange text, fill_id text, signal_id uuid, quantity numeric",
+    "INSERT INTO fill_allocations (fill_pk, signal_id, quantity) SELECT (SELECT fill_pk "
+    "FROM fills f WHERE f.exchange = u.exchange AND f.fill_id = u.fill_id), signal_id, "
+    "quantity FROM {rows} ON CONFLICT (fill_pk, signal_id) DO NOTHING",
+)
 _TRADE = Bulk(
     "trade_id uuid, signal_id uuid, trading_pair text, exchange text, strategy_id text, "
     "side text, entry_client_order_id uuid, exit_client_order_id uuid, "
@@ -218,8 +225,8 @@ _CONFIG: tuple[Statement, ...] = (
 # Within one group commit, events are written kind by kind in this order (and in
 # journal order within a kind), one statement per kind. That is safe because rows
 # only depend on kinds written before them (orders need their signal, fills and
-# trades their orders), and order updates and fills commute: each sets the status
-# only if it is newer than orders.ledger_seq.
+# trades their orders, allocations their fill), and order updates and fills
+# commute: each sets the status only if it is newer than orders.ledger_seq.
 KIND_ORDER = {
     kind: i
     for i, kind in enumerate(
@@ -229,6 +236,7 @@ KIND_ORDER = {
             "order",
             "order_update",
             "fill",
+            "allocation",
             "trade",
             "log",
             "snapshot",
@@ -242,6 +250,7 @@ STATEMENTS: dict[str, Bulk | tuple[Statement, ...]] = {
     "order": _ORDER,
     "order_update": _ORDER_UPDATE,
     "fill": _FILL,
+    "allocation": _ALLOCATION,
     "trade": _TRADE,
     "log": _LOG,
     "snapshot": _SNAPSHOT,

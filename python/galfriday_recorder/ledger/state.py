@@ -29,7 +29,7 @@ from ..records import (
     Trade,
     exact_sum,
 )
-from .cycles import Cycle, FillOrder, OpenCycles, reduce_cycles
+from .cycles import Allocation, Cycle, FillOrder, OpenCycles, reduce_cycles
 
 if TYPE_CHECKING:
     from .recovery import RecoveryState
@@ -369,7 +369,8 @@ class LedgerState:
         """Add a fill to its signal's cycle; ``out`` gets the trade it closes (None: replay).
 
         A fill of an order without a signal reduces the open cycles of its pair instead
-        (:func:`.cycles.reduce_cycles`, oldest first).
+        (:func:`.cycles.reduce_cycles`, oldest first); ``out`` gets an allocation for each
+        cycle it reduced, before that cycle's trade.
         """
         signal = state.signal
         order = state.order
@@ -382,7 +383,12 @@ class LedgerState:
             of_pair = self.cycles.of_pair(fill.exchange, fill.trading_pair)
             if of_pair:
                 touched, _left = reduce_cycles(of_pair, fill, fill_order)
-                for reduced, closed in touched:
+                for reduced, quantity, closed in touched:
+                    if out is not None:
+                        allocation = Allocation(
+                            fill.exchange, fill.fill_id, reduced.signal_id, quantity
+                        )
+                        out.append(("allocation", allocation))
                     self._closed(reduced, closed, out)
             return
         if signal is None and sid in self.signals:
@@ -450,10 +456,11 @@ class LedgerState:
         for cycle in cycles:
             self.cycles.add(cycle)
 
-    def seed(self, recovered: RecoveryState, stored: set[tuple[str, str]]) -> list[Trade]:
+    def seed(self, recovered: RecoveryState, stored: set[tuple[str, str]]) -> Out:
         """Take in PostgreSQL's state; what is already known wins (it is newer). Then apply
         the replay that waited for it; ``stored`` are the waiting fills PostgreSQL has.
-        Returns the trades that waiting fills without a signal close (to be written)."""
+        Returns what waiting fills without a signal derive: their allocations and the
+        trades they close (to be written)."""
         for signal in recovered.signals:
             if signal.signal_id not in self.signals:
                 self.remember_signal(signal, signal.status)
@@ -465,7 +472,7 @@ class LedgerState:
                 order_state.add_fill(stored_fill)
             order_state.filled = open_order.quantity_filled
         # Opened before what this session opened while PostgreSQL was away: oldest first,
-        # as derive_trades (a restart, verify) shares a signal-less fill among them.
+        # the order a signal-less fill reduces them in (verify checks it).
         self.cycles.put_older(
             c for c in recovered.open_cycles if c.signal_id not in self.recorded_unloaded
         )
@@ -473,13 +480,13 @@ class LedgerState:
         self.recorded_unloaded.clear()
         return self._replay_deferred(stored)
 
-    def _replay_deferred(self, stored: set[tuple[str, str]]) -> list[Trade]:
+    def _replay_deferred(self, stored: set[tuple[str, str]]) -> Out:
         """Apply the replay that waited for PostgreSQL's state, in journal order.
 
         A fill PostgreSQL already holds (journaled by a process that crashed after
         committing it) is in the state read from it: not applied twice. A fill without a
         signal (recorded while PostgreSQL was down) waited to reduce the open cycles it
-        could not see: the trades it closes are returned.
+        could not see: its allocations and the trades it closes are returned.
         """
         deferred, self.deferred = self.deferred, []
         exits: Out = []
@@ -493,7 +500,7 @@ class LedgerState:
                 kind, p = item
                 if kind != "fill" or (p["exchange"], p["fill_id"]) not in stored:
                     self.replay(kind, p)
-        return [event for kind, event in exits if kind == "trade"]
+        return exits
 
     def _replay_needs_pg(self, kind: str, p: dict[str, Any]) -> bool:
         """A replayed row about an order or signal that only PostgreSQL (not yet read) has."""

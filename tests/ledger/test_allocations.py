@@ -1,0 +1,210 @@
+"""Fills of orders without a signal: which cycles each reduced is stored with it
+(``fill_allocations``), restarts rebuild cycles from those rows, and ``verify`` checks
+them against an independent replay of the oldest-first rule."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Context, Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from ledgerkit import make_fill, make_order, make_signal, rows
+
+from galfriday_recorder.config import RecorderConfig
+from galfriday_recorder.ledger import Ledger
+from galfriday_recorder.ledger.verify import verify
+
+
+def _differences(dsn: str) -> list[str]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return [str(d) for d in verify(conn)]
+
+
+def _allocations(dsn: str) -> list[tuple[Any, ...]]:
+    return rows(
+        dsn,
+        "SELECT f.fill_id, a.signal_id, a.quantity FROM fill_allocations a "
+        "JOIN fills f USING (fill_pk) ORDER BY f.fill_pk, a.quantity DESC",
+    )
+
+
+def test_a_signal_less_fill_stores_the_part_each_cycle_took(ledger: Ledger, pg_dsn: str) -> None:
+    older, newer = make_signal(), make_signal()
+    for signal, qty in ((older, "10"), (newer, "8")):
+        ledger.record_signal(signal)
+        entry = make_order(signal, quantity_ordered=Decimal(qty))
+        ledger.record_order(entry)
+        ledger.record_fill(make_fill(entry, qty, "0.5"))
+    close = make_order(side="SELL", quantity_ordered=Decimal(15))
+    ledger.record_order(close)
+    ledger.record_fill(make_fill(close, "15", "0.6", fill_id="CLOSE-1", commission=Decimal("3")))
+    assert ledger.flush(timeout=30)
+    assert _allocations(pg_dsn) == [
+        ("CLOSE-1", older.signal_id, Decimal(10)),
+        ("CLOSE-1", newer.signal_id, Decimal(5)),
+    ]
+    # The older cycle closed with two thirds of the fill's commission.
+    assert rows(pg_dsn, "SELECT signal_id, quantity, total_commission FROM trades") == [
+        (older.signal_id, Decimal(10), Decimal(2))
+    ]
+    assert _differences(pg_dsn) == []
+
+    # Changed, lost or invented allocations are each named.
+    rows(
+        pg_dsn,
+        "UPDATE fill_allocations SET quantity = 4 WHERE signal_id = %s RETURNING 1",
+        newer.signal_id,
+    )
+    rows(pg_dsn, "DELETE FROM fill_allocations WHERE signal_id = %s RETURNING 1", older.signal_id)
+    diffs = _differences(pg_dsn)
+    assert sorted(d.split(" ", 1)[0] for d in diffs) == ["allocation", "allocation", "extra"]
+    assert any("the rule takes 10, stored 0" in d for d in diffs)
+    assert any("the rule takes 5, stored 4" in d for d in diffs)
+
+
+def test_a_cycle_comes_back_whole_after_a_restart_whatever_other_cycles_did(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    """The reviewer's case: a signal-less fill closed the older cycle, whose own exit then
+    came as excess; a start must give the newer cycle back with its 10 open."""
+    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
+    first = Ledger(config)
+    first.start()
+    older, newer = make_signal(), make_signal()
+    for signal in (older, newer):
+        first.record_signal(signal)
+        entry = make_order(signal, quantity_ordered=Decimal(10))
+        first.record_order(entry)
+        first.record_fill(make_fill(entry, "10", "0.5"))
+    close = make_order(side="SELL", quantity_ordered=Decimal(10))
+    first.record_order(close)
+    first.record_fill(make_fill(close, "10", "0.6"))
+    late = make_order(older, side="SELL", quantity_ordered=Decimal(10))
+    first.record_order(late)
+    first.record_fill(make_fill(late, "10", "0.6"))
+    assert first.close(timeout=30)
+
+    second = Ledger(config)
+    second.start()
+    [cycle] = second.load_recovery_state().open_cycles
+    assert (cycle.signal_id, cycle.open_quantity) == (newer.signal_id, Decimal(10))
+    assert second.close(timeout=30)
+
+
+# -- restarts do not change what the fills derive: a property against an independent model --
+
+_QTY = st.sampled_from(
+    [
+        Decimal(1),
+        Decimal(2),
+        Decimal(3),
+        Decimal(7),
+        Decimal("0.000000000000000001"),
+        Decimal("12345678901234567.123456789012345678"),
+    ]
+)
+_PAIRS = ("XRP/USD", "ETH/USD")
+_STEP = st.one_of(
+    st.tuples(st.just("enter"), st.integers(0, 5), _QTY),  # signal k enters (again)
+    st.tuples(st.just("exit"), st.integers(0, 5), _QTY),  # signal k's own exit, maybe excess
+    st.tuples(st.just("close"), st.integers(0, 1), _QTY),  # a signal-less close on pair p
+    st.tuples(st.just("restart"), st.just(0), st.just(Decimal(0))),
+)
+
+
+_EXACT = Context(prec=80)  # the model's own arithmetic: sums of 18-decimal quantities
+
+
+class _Model:
+    """What the fills derive, kept without the ledger's code: open cycles per pair in the
+    order they opened, each a signal and its entries and exits."""
+
+    def __init__(self) -> None:
+        self.open: dict[uuid.UUID, list[Decimal]] = {}  # signal -> [entered, exited], by age
+        self.pair: dict[uuid.UUID, str] = {}
+        self.trades: list[tuple[uuid.UUID, Decimal]] = []
+
+    def enter(self, signal: uuid.UUID, pair: str, qty: Decimal) -> None:
+        self.pair[signal] = pair
+        held = self.open.setdefault(signal, [Decimal(0), Decimal(0)])
+        held[0] = _EXACT.add(held[0], qty)
+
+    def exit(self, signal: uuid.UUID, qty: Decimal) -> None:
+        if signal in self.open:
+            self._take(signal, qty)
+
+    def close(self, pair: str, qty: Decimal) -> None:
+        for signal in [s for s in self.open if self.pair[s] == pair]:
+            if qty == 0:
+                break
+            qty = _EXACT.subtract(qty, self._take(signal, qty))
+
+    def _take(self, signal: uuid.UUID, qty: Decimal) -> Decimal:
+        entered, exited = self.open[signal]
+        took = min(qty, _EXACT.subtract(entered, exited))
+        self.open[signal][1] = exited = _EXACT.add(exited, took)
+        if exited == entered:
+            del self.open[signal]
+            self.trades.append((signal, entered))
+        return took
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(steps=st.lists(_STEP, min_size=1, max_size=24))
+def test_restarts_derive_what_one_uninterrupted_run_would(
+    pg_dsn: str, tmp_path: Path, steps: list[tuple[str, int, Decimal]]
+) -> None:
+    # Each example is its own recorder (instance), so examples do not see each other's cycles.
+    config = RecorderConfig(
+        pg_dsn=pg_dsn, data_dir=tmp_path / uuid.uuid4().hex, commit_interval_ms=2
+    )
+    signals = [make_signal(trading_pair=_PAIRS[k % 2]) for k in range(6)]
+    model = _Model()
+    ledger = Ledger(config)
+    ledger.start()
+    recorded: set[uuid.UUID] = set()
+    try:
+        for n, (what, k, qty) in enumerate(steps):
+            if what == "restart":
+                assert ledger.close(timeout=30)
+                ledger = Ledger(config)
+                ledger.start()
+                continue
+            if what == "close":
+                order = make_order(trading_pair=_PAIRS[k], side="SELL", quantity_ordered=qty)
+                model.close(_PAIRS[k], qty)
+            else:
+                signal = signals[k]
+                if signal.signal_id not in recorded:
+                    ledger.record_signal(signal)
+                    recorded.add(signal.signal_id)
+                side = "BUY" if what == "enter" else "SELL"
+                order = make_order(signal, side=side, quantity_ordered=qty)
+                if what == "enter":
+                    model.enter(signal.signal_id, signal.trading_pair, qty)
+                else:
+                    model.exit(signal.signal_id, qty)
+            ledger.record_order(order)
+            fill_id = f"F{n}-{uuid.uuid4().hex[:8]}"  # examples share the database
+            ledger.record_fill(make_fill(order, str(qty), str(n + 1), fill_id=fill_id))
+        assert ledger.flush(timeout=30)
+        open_now = {c.signal_id: c.open_quantity for c in ledger.load_recovery_state().open_cycles}
+    finally:
+        assert ledger.close(timeout=30)
+    mine = [s.signal_id for s in signals]
+    stored = rows(
+        pg_dsn,
+        "SELECT signal_id, quantity FROM trades WHERE signal_id = ANY(%s)",
+        mine,
+    )
+    assert sorted(stored) == sorted(model.trades)
+    assert open_now == {s: _EXACT.subtract(e, x) for s, (e, x) in model.open.items()}
+    assert _differences(pg_dsn) == []
