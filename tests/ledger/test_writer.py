@@ -13,8 +13,10 @@ import textwrap
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -299,3 +301,70 @@ def test_committer_reads_the_journal_where_its_memory_does_not_follow_on(
     assert ledger.close(timeout=5)
     stored = rows(pg_dsn, "SELECT message FROM system_logs WHERE source_module = 't'")
     assert sorted(m for (m,) in stored) == [f"m{i:02}" for i in range(10)]
+
+
+class _FullOnce:
+    """A journal write that meets a full disk once (SQLite's own error), then lands.
+
+    A real full disk cannot be made on demand here, so the journal's method is wrapped.
+    """
+
+    def __init__(self, write: Callable[..., None]) -> None:
+        self.write, self.failed = write, False
+
+    def __call__(self, *args: Any) -> None:
+        if not self.failed:
+            self.failed = True
+            raise sqlite3.OperationalError("database or disk is full")
+        self.write(*args)
+
+
+def test_a_held_fill_is_stored_once_when_the_journal_refuses_its_rewrite(
+    pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Resolving a held fill changes the state machines before the journal says so; a
+    retry that resolved it again would find it applied and store nothing."""
+    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
+    first = Ledger(config)
+    first.start()
+    signal = make_signal()
+    first.record_signal(signal)
+    first.update_signal_status(signal.signal_id, "APPROVED")
+    assert first.close(timeout=30)
+
+    second = Ledger(config)  # an approved signal without orders is not read back at a start
+    second.start()
+    journal = second._writer.journal
+    full = _FullOnce(journal.rewrite)
+    monkeypatch.setattr(journal, "rewrite", full)
+    entry = make_order(signal, quantity_ordered=Decimal(10))
+    second.record_order(entry)
+    second.record_fill(make_fill(entry, "10", "0.5"))  # held: its signal is PostgreSQL's
+    assert second.flush(timeout=30)
+    assert full.failed
+    assert rows(pg_dsn, "SELECT count(*) FROM fills") == [(1,)]
+    assert rows(pg_dsn, "SELECT status, quantity_filled FROM orders") == [("FILLED", Decimal(10))]
+    assert second.stats()["journal_errors"] >= 1
+    assert second.close(timeout=30)
+
+
+def test_the_committer_goes_on_when_the_journal_refuses_to_forget_once(
+    pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
+    ledger = Ledger(config)
+    ledger.start()
+    journal = ledger._writer.journal
+    full = _FullOnce(journal.done)
+    monkeypatch.setattr(journal, "done", full)
+    for i in range(3):
+        ledger.record_log(LogEntry(source_module="t", log_level="INFO", message=f"m{i}"))
+        assert ledger.flush(timeout=30)  # each group committed and forgotten, the first late
+    assert full.failed
+    assert ledger.close(timeout=30)
+    assert rows(pg_dsn, "SELECT message FROM system_logs ORDER BY message") == [
+        ("m0",),
+        ("m1",),
+        ("m2",),
+    ]
+    assert _journal_rows(config.journal_path) == []

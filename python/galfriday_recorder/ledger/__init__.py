@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import threading
@@ -519,7 +520,16 @@ class Ledger:
         """Validate held events now that PostgreSQL's state is in, in journal order."""
         loop = asyncio.get_running_loop()
         stored, trades = await loop.run_in_executor(None, self._read_for_held, rows)
-        return self._rewrite_held(rows, stored, trades)
+        rows, rewritten, refused = self._rewrite_held(rows, stored, trades)
+        # The state machines have taken these events: resolving them again (a retry after
+        # a failed rewrite) would find them applied and write nothing. So the rewrite waits
+        # out a journal that refuses it (disk full) rather than fail the group.
+        writer = self._writer
+        await writer.until_journaled(
+            "rewrite", functools.partial(writer.journal.rewrite, rewritten, refused)
+        )
+        writer.dead += len(refused)
+        return rows
 
     def _read_for_held(self, rows: list[Row]) -> tuple[set[tuple[str, str]], list[Trade]]:
         """What resolving needs from PostgreSQL: which held fills it already has, and the
@@ -540,11 +550,13 @@ class Ledger:
 
     def _rewrite_held(
         self, rows: list[Row], stored: set[tuple[str, str]], trades: list[Trade]
-    ) -> list[Row]:
+    ) -> tuple[list[Row], list[Row], list[tuple[Row, str]]]:
         """Each held row becomes, in place (same seq), the events its call would have made,
         as one row (a fill and its trade commit together); one already applied becomes
         nothing; one refused goes to the dead letters and becomes the system_logs row
-        saying why (its caller had no error). ``trades``: re-derived ones, with the first."""
+        saying why (its caller had no error). ``trades``: re-derived ones, with the first.
+        Returns the rows to commit, the rewritten ones and the refused ones (for the
+        journal)."""
         out_rows: list[Row] = []
         rewritten: list[Row] = []
         refused: list[tuple[Row, str]] = []
@@ -574,9 +586,7 @@ class Ledger:
             writer.pending_bytes += len(new[2]) - len(payload)
             rewritten.append(new)
             out_rows.append(new)
-        writer.journal.rewrite(rewritten, refused)
-        writer.dead += len(refused)
-        return out_rows
+        return out_rows, rewritten, refused
 
 
 async def _call(fn: Callable[[], T]) -> T:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import itertools
 import logging
 import threading
@@ -266,7 +267,8 @@ class Writer:
                 continue
             done = high if everything else rows[-1][0]
             if rows:
-                self.journal.done(rows[-1][0], dead)
+                forget = functools.partial(self.journal.done, rows[-1][0], dead)
+                await self.until_journaled("forget", forget)
                 self._maybe_checkpoint()
                 tail = self._tail
                 while tail and tail[0][0] <= done:
@@ -278,6 +280,21 @@ class Writer:
             with self.done_cond:
                 self.done_seq = done
                 self.done_cond.notify_all()
+
+    async def until_journaled(self, what: str, write: Callable[[], None]) -> None:
+        """A journal write that must land before the committer goes on (the state or the
+        dead letters already moved past it): retried with backoff while the journal
+        refuses it (disk full, I/O error), as the journaler retries its appends."""
+        delay = BACKOFF_START
+        while True:
+            try:
+                write()
+                return
+            except Exception as exc:
+                self.journal_errors += 1
+                log.error("ledger journal %s failed (will retry): %s", what, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_CAP)
 
     def _pending(self, limit: int) -> list[Row]:
         """The next rows to commit: from the tail if it follows on, else from the journal
