@@ -16,6 +16,8 @@ from ledgerkit import make_fill, make_order, make_signal, rows
 
 from galfriday_recorder.config import RecorderConfig
 from galfriday_recorder.ledger import Ledger
+from galfriday_recorder.ledger.cycles import Allocation
+from galfriday_recorder.ledger.state import LedgerState, Out
 from galfriday_recorder.ledger.verify import verify
 
 
@@ -30,6 +32,29 @@ def _allocations(dsn: str) -> list[tuple[Any, ...]]:
         "SELECT f.fill_id, a.signal_id, a.quantity FROM fill_allocations a "
         "JOIN fills f USING (fill_pk) ORDER BY f.fill_pk, a.quantity DESC",
     )
+
+
+def test_the_state_machine_gives_each_part_before_the_trade_it_closes() -> None:
+    """No server: a signal-less fill's events, in journal order, and none on a replay."""
+    state = LedgerState()
+    state.loaded = True
+    out: Out = []
+    older, newer = make_signal(), make_signal()
+    for signal in (older, newer):
+        state.record_signal(signal, out)
+        entry = make_order(signal, quantity_ordered=Decimal(3))
+        state.record_order(entry, out)
+        state.fill(make_fill(entry, "3", "0.5"), out)
+    close = make_order(side="SELL", quantity_ordered=Decimal(4))
+    state.record_order(close, out)
+    out.clear()
+    state.fill(make_fill(close, "4", "0.6", fill_id="C"), out)
+    assert [kind for kind, _event in out] == ["fill", "allocation", "trade", "allocation"]
+    assert [event for kind, event in out if kind == "allocation"] == [
+        Allocation("kraken", "C", older.signal_id, Decimal(3)),
+        Allocation("kraken", "C", newer.signal_id, Decimal(1)),
+    ]
+    assert [c.open_quantity for c in state.cycles.of_pair("kraken", "XRP/USD")] == [Decimal(2)]
 
 
 def test_a_signal_less_fill_stores_the_part_each_cycle_took(ledger: Ledger, pg_dsn: str) -> None:
