@@ -19,6 +19,7 @@ from galfriday_recorder.ledger import Ledger
 from galfriday_recorder.ledger.cycles import Allocation
 from galfriday_recorder.ledger.state import LedgerState, Out
 from galfriday_recorder.ledger.verify import verify
+from galfriday_recorder.migrate import migrate
 
 
 def _differences(dsn: str) -> list[str]:
@@ -233,3 +234,54 @@ def test_restarts_derive_what_one_uninterrupted_run_would(
     assert sorted(stored) == sorted(model.trades)
     assert open_now == {s: _EXACT.subtract(e, x) for s, (e, x) in model.open.items()}
     assert _differences(pg_dsn) == []
+
+
+def _as_before_migration_0006(dsn: str) -> None:
+    """The database as 0006 finds one written before it (the same rows, no allocations),
+    then migrated: 0006 runs on that history."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE fill_allocations")
+        conn.execute("DELETE FROM schema_migrations WHERE version = 6")
+    assert migrate(dsn) == [6]
+
+
+def test_migration_0006_gives_history_the_allocations_the_ledger_made(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    """Two recorders, cycles opened and closed in turn, closes spanning several cycles, an
+    own exit beyond what a close left: the backfill's rows are the ledger's own."""
+    for instance in ("one", "two"):
+        config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / instance, instance_name=instance)
+        ledger = Ledger(config)
+        ledger.start()
+        a, b = _entered(ledger, "10"), _entered(ledger, "4")
+        _closed_by_other(ledger, "12", f"{instance}-C1")  # a's 10, b's 2
+        _entered(ledger, "5")
+        own = make_order(b, side="SELL", quantity_ordered=Decimal(7))
+        ledger.record_order(own)
+        ledger.record_fill(make_fill(own, "7", "0.7"))  # b's 2 left, 5 excess
+        again = make_order(a, quantity_ordered=Decimal(3))  # a entered again
+        ledger.record_order(again)
+        ledger.record_fill(make_fill(again, "3", "0.5"))
+        _closed_by_other(ledger, "6", f"{instance}-C2")  # the third's 5, a's 1
+        assert ledger.close(timeout=30)
+    made = _allocations(pg_dsn)
+    assert len(made) == 8
+    _as_before_migration_0006(pg_dsn)
+    assert _allocations(pg_dsn) == made
+    assert _differences(pg_dsn) == []
+
+
+def _entered(ledger: Ledger, qty: str) -> Any:
+    signal = make_signal()
+    ledger.record_signal(signal)
+    entry = make_order(signal, quantity_ordered=Decimal(qty))
+    ledger.record_order(entry)
+    ledger.record_fill(make_fill(entry, qty, "0.5"))
+    return signal
+
+
+def _closed_by_other(ledger: Ledger, qty: str, fill_id: str) -> None:
+    close = make_order(side="SELL", quantity_ordered=Decimal(qty))
+    ledger.record_order(close)
+    ledger.record_fill(make_fill(close, qty, "0.6", fill_id=fill_id))

@@ -29,7 +29,7 @@ def _held_payload(call: str, record: object, keys: list[str]) -> dict[str, objec
     return held
 
 
-def test_keys_name_the_order_by_both_ids_and_a_fill_its_signal() -> None:
+def test_keys_name_the_order_by_both_ids_and_a_fill_its_signal_and_pair() -> None:
     state = LedgerState()
     signal = make_signal()
     order = make_order(signal, exchange_order_id="E-9")
@@ -40,8 +40,13 @@ def test_keys_name_the_order_by_both_ids_and_a_fill_its_signal() -> None:
     assert order_keys(cid, None, None) == [f"o:{cid}"]
     assert order_keys(None, "E-9", order_state) == sorted([f"o:{cid}", "x:E-9"])
     fill = make_fill(order, "1", "1", client_order_id=None, exchange_order_id="E-9")
-    assert fill_keys(fill, order_state) == [f"o:{cid}", "x:E-9", f"s:{signal.signal_id}"]
-    assert fill_keys(fill, None) == ["x:E-9"]
+    assert fill_keys(fill, order_state) == [
+        f"o:{cid}",
+        "x:E-9",
+        f"s:{signal.signal_id}",
+        "p:kraken:XRP/USD",
+    ]
+    assert fill_keys(fill, None) == ["x:E-9", "p:kraken:XRP/USD"]
 
 
 def test_held_counts_keys_until_each_is_released() -> None:

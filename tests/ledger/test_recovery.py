@@ -109,7 +109,9 @@ def test_events_for_what_only_postgres_knows_are_held_until_it_answers(
     pg_service.stop()
     try:
         second = _started(config)
-        other = make_order(quantity_ordered=Decimal(3))  # one it knows: validated at once
+        fresh = make_signal()  # recorded now: memory knows its cycle whole
+        second.record_signal(fresh)
+        other = make_order(fresh, quantity_ordered=Decimal(3))  # validated at once
         second.record_order(other)
         second.update_order(other.client_order_id, "NEW", exchange_order_id="E-NEW")
         second.record_fill(make_fill(other, "3", "0.5"))

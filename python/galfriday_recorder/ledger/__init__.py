@@ -461,8 +461,7 @@ class Ledger:
 
     def _load_pg_state(self, connect_timeout: int) -> Out:
         """Seed the state machines from PostgreSQL, then apply the journal replay that waited
-        for it; return what is derived but not stored: the trades stored fills close that
-        no row holds, and what waiting signal-less fills derive (to be written)."""
+        for it; return the trades stored fills close that no row holds (to be written)."""
         with self._lock:
             waiting = [replayed_fill_id(item) for item in self._state.deferred]
             missing = self._state.missing_signals()
@@ -484,13 +483,13 @@ class Ledger:
             return []
         with self._lock:
             self._state.take_signals(extra.signals, extra.cycles)
-            exits = self._state.seed(recovered, stored)
+            self._state.seed(recovered, stored)
         if rederived:
             log.warning(
                 "ledger: %d trade(s) that stored fills close had no trades row; re-derived",
                 len(rederived),
             )
-        return [("trade", trade) for trade in rederived] + exits
+        return [("trade", trade) for trade in rederived]
 
     def _load_pg_state_later(self, connect_timeout: int) -> None:
         """The writer's first connection after a start without PostgreSQL."""

@@ -5,7 +5,10 @@ start while it is down) is *held*: journaled as it comes, and validated by the
 committer, in journal order, once the state is in. Later calls about the same
 order or signal are held too (by key: ``o:``/``x:`` + the order's client and
 exchange ids, ``s:`` + the signal id, which a fill names too: its signal's cycle takes
-fills in order), so they apply in the order they came. A fill whose order is known
+fills in order; ``p:`` + exchange and pair, which every fill names: a fill of an order
+without a signal reduces the pair's cycles as they stand when it comes), so they apply
+in the order they came. Such a fill is held until PostgreSQL's state is read, since
+the open cycles it reduces are PostgreSQL's. A fill whose order is known
 but whose signal is not in memory is held too, whether PostgreSQL has been read or
 not: its cycle is rebuilt from PostgreSQL's fills before it applies; so is a status
 update for a signal memory lacks (decided before a restart, or forgotten past the
@@ -65,10 +68,13 @@ def order_keys(
 
 
 def fill_keys(fill: Fill, state: OrderState | None) -> list[str]:
-    """A fill's keys: its order's, and its signal's, whose cycle takes fills in order."""
+    """A fill's keys: its order's; its signal's, whose cycle takes fills in order; and its
+    pair's, whose open cycles a fill of an order without a signal reduces as they stand
+    when it comes (a later entry must not be there yet, an earlier one must)."""
     keys = order_keys(fill.client_order_id, fill.exchange_order_id, state)
     if state is not None and state.order.signal_id is not None:
         keys.append(f"s:{state.order.signal_id}")
+    keys.append(f"p:{fill.exchange}:{fill.trading_pair}")
     return keys
 
 

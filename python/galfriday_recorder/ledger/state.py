@@ -163,6 +163,9 @@ class LedgerState:
         # Signals recorded (or replayed from the journal) before that: the journal holds
         # everything since, so memory knows their cycles whole; PostgreSQL's are not taken.
         self.recorded_unloaded: set[uuid.UUID] = set()
+        # Replayed fills of orders without a signal, until their journaled allocations
+        # (which follow them) are applied: a replay takes the parts as they were derived.
+        self.replayed_closes: dict[tuple[str, str], tuple[FillOrder, Fill]] = {}
         self.duplicates = 0
 
     # -- calls ---------------------------------------------------------------------------
@@ -294,10 +297,11 @@ class LedgerState:
         if state is None:
             return None, False
         sid = state.order.signal_id
-        # Until PostgreSQL is read, only a signal recorded since has a cycle memory knows whole.
-        return state, sid is None or (
-            sid in self.signals and (self.loaded or sid in self.recorded_unloaded)
-        )
+        if self.loaded:
+            return state, sid is None or sid in self.signals
+        # Until PostgreSQL is read, only a signal recorded since has a cycle memory knows
+        # whole; the pair's open cycles a fill without a signal reduces are PostgreSQL's.
+        return state, sid is not None and sid in self.recorded_unloaded
 
     # -- memory --------------------------------------------------------------------------
 
@@ -376,10 +380,7 @@ class LedgerState:
         order = state.order
         sid = order.signal_id
         fill_order = state.fill_order
-        if sid is None:
-            if not self.loaded:  # the pair's open cycles are PostgreSQL's until it is read
-                self.deferred.append((state, fill))
-                return
+        if sid is None:  # PostgreSQL's state is in (such a fill waits for it: see held.py)
             of_pair = self.cycles.of_pair(fill.exchange, fill.trading_pair)
             if of_pair:
                 touched, _left = reduce_cycles(of_pair, fill, fill_order)
@@ -456,11 +457,9 @@ class LedgerState:
         for cycle in cycles:
             self.cycles.add(cycle)
 
-    def seed(self, recovered: RecoveryState, stored: set[tuple[str, str]]) -> Out:
+    def seed(self, recovered: RecoveryState, stored: set[tuple[str, str]]) -> None:
         """Take in PostgreSQL's state; what is already known wins (it is newer). Then apply
-        the replay that waited for it; ``stored`` are the waiting fills PostgreSQL has.
-        Returns what waiting fills without a signal derive: their allocations and the
-        trades they close (to be written)."""
+        the replay that waited for it; ``stored`` are the waiting fills PostgreSQL has."""
         for signal in recovered.signals:
             if signal.signal_id not in self.signals:
                 self.remember_signal(signal, signal.status)
@@ -471,36 +470,36 @@ class LedgerState:
             for stored_fill in open_order.fills:
                 order_state.add_fill(stored_fill)
             order_state.filled = open_order.quantity_filled
-        # Opened before what this session opened while PostgreSQL was away: oldest first,
-        # the order a signal-less fill reduces them in (verify checks it).
+        # Opened before what the journal's replay opened: oldest first, the order a
+        # signal-less fill reduces them in (verify checks it).
         self.cycles.put_older(
             c for c in recovered.open_cycles if c.signal_id not in self.recorded_unloaded
         )
         self.loaded = True
         self.recorded_unloaded.clear()
-        return self._replay_deferred(stored)
+        self._replay_deferred(stored)
 
-    def _replay_deferred(self, stored: set[tuple[str, str]]) -> Out:
+    def _replay_deferred(self, stored: set[tuple[str, str]]) -> None:
         """Apply the replay that waited for PostgreSQL's state, in journal order.
 
         A fill PostgreSQL already holds (journaled by a process that crashed after
-        committing it) is in the state read from it: not applied twice. A fill without a
-        signal (recorded while PostgreSQL was down) waited to reduce the open cycles it
-        could not see: its allocations and the trades it closes are returned.
+        committing it), and the allocations committed with it, are in the state read
+        from it: not applied twice.
         """
         deferred, self.deferred = self.deferred, []
-        exits: Out = []
         for item in deferred:
             if isinstance(item[0], OrderState):  # the order is known: only the cycle waited
                 state, fill = item
                 if (fill.exchange, fill.fill_id) not in stored:
-                    signal_less = state.order.signal_id is None
-                    self.apply_to_cycle(state, fill, exits if signal_less else None)
+                    self.apply_to_cycle(state, fill, None)
             else:
                 kind, p = item
-                if kind != "fill" or (p["exchange"], p["fill_id"]) not in stored:
+                if (
+                    kind not in ("fill", "allocation")
+                    or (p["exchange"], p["fill_id"]) not in stored
+                ):
                     self.replay(kind, p)
-        return exits
+        self.replayed_closes.clear()
 
     def _replay_needs_pg(self, kind: str, p: dict[str, Any]) -> bool:
         """A replayed row about an order or signal that only PostgreSQL (not yet read) has."""
@@ -513,7 +512,8 @@ class LedgerState:
 
     def replay(self, kind: str, p: dict[str, Any]) -> None:
         """Apply one journaled, uncommitted event (nothing is re-emitted); held ones are the
-        ledger's (see :mod:`.held`)."""
+        ledger's (see :mod:`.held`). A fill of an order without a signal reduces the cycles
+        its journaled allocations name, by the parts they give."""
         if kind == "signal":
             signal = Signal(**p)
             if signal.signal_id not in self.signals:
@@ -544,10 +544,27 @@ class LedgerState:
                 state.add_fill(fill)
                 self.set_status(state, p["order_status"])
                 sid = state.order.signal_id
-                if self.loaded or sid is None or sid in self.recorded_unloaded:
+                if sid is None:  # its journaled allocations follow it
+                    self.replayed_closes[(fill.exchange, fill.fill_id)] = (state.fill_order, fill)
+                elif self.loaded or sid in self.recorded_unloaded:
                     self.apply_to_cycle(state, fill, None)
                 else:  # PostgreSQL may hold it already, and then its cycle does
                     self.deferred.append((state, fill))
+        elif kind == "allocation":
+            if self.loaded:
+                self._replay_allocation(p)
+            else:  # the cycle may be PostgreSQL's
+                self.deferred.append((kind, p))
+
+    def _replay_allocation(self, p: dict[str, Any]) -> None:
+        """Give a cycle the part of a replayed signal-less fill it took when derived, rather
+        than derive it again against cycles that may stand otherwise now."""
+        close = self.replayed_closes.get((p["exchange"], p["fill_id"]))
+        cycle = self.cycles.get(uuid.UUID(p["signal_id"]))
+        if close is not None and cycle is not None:
+            fill_order, fill = close
+            trade, _excess = cycle.apply(fill, fill_order, available=Decimal(p["quantity"]))
+            self._closed(cycle, trade, None)
 
 
 def _mismatch(fill: Fill, order: Order) -> ValidationError:
