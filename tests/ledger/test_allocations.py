@@ -117,6 +117,7 @@ _STEP = st.one_of(
 
 
 _EXACT = Context(prec=80)  # the model's own arithmetic: sums of 18-decimal quantities
+_SCALE = Decimal("1e-18")  # the columns' scale
 
 
 class _Model:
@@ -207,4 +208,138 @@ def test_restarts_derive_what_one_uninterrupted_run_would(
     )
     assert sorted(stored) == sorted(model.trades)
     assert open_now == {s: _EXACT.subtract(e, x) for s, (e, x) in model.open.items()}
+    assert _differences(pg_dsn) == []
+
+
+# -- outside review of the allocations (regressions that pass) ---------------------------
+
+
+def _config(pg_dsn: str, data: Path) -> RecorderConfig:
+    return RecorderConfig(pg_dsn=pg_dsn, data_dir=data, commit_interval_ms=2)
+
+
+def _started(config: RecorderConfig) -> Ledger:
+    ledger = Ledger(config)
+    ledger.start()
+    return ledger
+
+
+def _enter(ledger: Ledger, qty: str, price: str = "0.5") -> uuid.UUID:
+    signal = make_signal()
+    ledger.record_signal(signal)
+    entry = make_order(signal, quantity_ordered=Decimal(qty))
+    ledger.record_order(entry)
+    ledger.record_fill(make_fill(entry, qty, price))
+    return signal.signal_id
+
+
+def _open_cycles(ledger: Ledger) -> dict[uuid.UUID, Decimal]:
+    return {c.signal_id: c.open_quantity for c in ledger.load_recovery_state().open_cycles}
+
+
+def test_a_close_spans_a_recovered_cycle_and_one_opened_after_the_restart(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    config = _config(pg_dsn, tmp_path / "data")
+    first = _started(config)
+    older = _enter(first, "10")
+    assert first.close(timeout=30)
+
+    second = _started(config)
+    newer = _enter(second, "10")
+    close = make_order(side="SELL", quantity_ordered=Decimal(15))
+    second.record_order(close)
+    second.record_fill(make_fill(close, "15", "0.6", fill_id="SPAN"))
+    assert second.close(timeout=30)
+    assert _allocations(pg_dsn) == [("SPAN", older, Decimal(10)), ("SPAN", newer, Decimal(5))]
+
+    third = _started(config)
+    assert _open_cycles(third) == {newer: Decimal(5)}
+    assert third.close(timeout=30)
+    assert rows(pg_dsn, "SELECT signal_id, quantity FROM trades") == [(older, Decimal(10))]
+    assert _differences(pg_dsn) == []
+
+
+def test_a_signal_less_order_canceled_after_a_partial_fill_allocates_what_filled(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    config = _config(pg_dsn, tmp_path / "data")
+    first = _started(config)
+    signal = _enter(first, "10")
+    close = make_order(side="SELL", quantity_ordered=Decimal(10))
+    first.record_order(close)
+    # Commission 0.3 USD on 4: all of it is this cycle's (it took the whole fill).
+    first.record_fill(make_fill(close, "4", "0.6", fill_id="PART", commission=Decimal("0.3")))
+    first.record_fill(make_fill(close, "4", "0.6", fill_id="PART", commission=Decimal("0.3")))
+    first.update_order(close.client_order_id, "CANCELED")
+    assert first.stats()["duplicates_ignored"] == 1
+    assert first.close(timeout=30)
+
+    second = _started(config)
+    assert _open_cycles(second) == {signal: Decimal(6)}
+    rest = make_order(make_signal(signal_id=signal), side="SELL", quantity_ordered=Decimal(6))
+    second.record_order(rest)
+    second.record_fill(make_fill(rest, "6", "0.7", commission=Decimal("0.1")))
+    assert second.close(timeout=30)
+    assert _allocations(pg_dsn) == [("PART", signal, Decimal(4))]
+    # 10 in at 0.5 (5.0); out 4 at 0.6 and 6 at 0.7 (2.4 + 4.2 = 6.6); fees 0.4.
+    assert rows(
+        pg_dsn,
+        "SELECT quantity, average_exit_price, total_commission, realized_pnl FROM trades",
+    ) == [(Decimal(10), Decimal("0.66"), Decimal("0.4"), Decimal("1.2"))]
+    assert _differences(pg_dsn) == []
+
+
+def test_a_signal_less_fill_shared_at_the_numeric_extremes(ledger: Ledger, pg_dsn: str) -> None:
+    tiny, huge = Decimal("1e-18"), Decimal("12345678901234567.123456789012345678")
+    first = _enter(ledger, f"{tiny:f}", "2.5")
+    second = _enter(ledger, f"{huge:f}", "0.5")
+    total = _EXACT.add(tiny, huge)  # 12345678901234567.123456789012345679: 35 digits
+    close = make_order(side="SELL", quantity_ordered=total)
+    ledger.record_order(close)
+    ledger.record_fill(make_fill(close, f"{total:f}", "0.6", fill_id="X", commission=Decimal(7)))
+    assert ledger.flush(timeout=30)
+    assert _allocations(pg_dsn) == [("X", second, huge), ("X", first, tiny)]
+    # The commission shared pro rata, each share rounded half-even to 18 decimals at the
+    # close: the tiny part's share (7e-18 / 1.2e16) rounds to nothing.
+    big = _EXACT.divide(_EXACT.multiply(Decimal(7), huge), total)
+    want = {
+        first: (tiny, Decimal(0), Decimal("-0.000000000000000002")),  # -1.9e-18, half-even
+        second: (
+            huge,
+            big.quantize(_SCALE, context=_EXACT),
+            _EXACT.subtract(_EXACT.multiply(Decimal("0.1"), huge), big).quantize(
+                _SCALE, context=_EXACT
+            ),
+        ),
+    }
+    got = rows(pg_dsn, "SELECT signal_id, quantity, total_commission, realized_pnl FROM trades")
+    assert {sid: (q, c, p) for sid, q, c, p in got} == want
+    assert _differences(pg_dsn) == []
+
+
+def test_two_recorders_on_one_database_each_close_their_own_cycles(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    one, two = _config(pg_dsn, tmp_path / "one"), _config(pg_dsn, tmp_path / "two")
+    assert one.instance_name != two.instance_name
+    first, second = _started(one), _started(two)
+    mine = _enter(first, "10")  # older, first's
+    theirs = _enter(second, "10")  # newer, second's
+    close = make_order(side="SELL", quantity_ordered=Decimal(4))
+    first.record_order(close)
+    first.record_fill(make_fill(close, "4", "0.6", fill_id="ONE"))
+    close = make_order(side="SELL", quantity_ordered=Decimal(10))
+    second.record_order(close)
+    second.record_fill(make_fill(close, "10", "0.6", fill_id="TWO"))
+    assert first.close(timeout=30)
+    assert second.close(timeout=30)
+    # Each took its own cycle, although the other's was older (first's close) or open.
+    assert _allocations(pg_dsn) == [("ONE", mine, Decimal(4)), ("TWO", theirs, Decimal(10))]
+    assert rows(pg_dsn, "SELECT signal_id FROM trades") == [(theirs,)]
+
+    first, second = _started(one), _started(two)
+    assert (_open_cycles(first), _open_cycles(second)) == ({mine: Decimal(6)}, {})
+    assert first.close(timeout=30)
+    assert second.close(timeout=30)
     assert _differences(pg_dsn) == []
