@@ -309,3 +309,24 @@ def test_a_trade_the_bot_recorded_itself_does_not_hide_an_open_cycle_at_a_start(
     open_now = {c.signal_id: c.open_quantity for c in second.load_recovery_state().open_cycles}
     assert second.close(timeout=30)
     assert open_now == {signal.signal_id: Decimal(10)}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="after the upgrade to 0006 verify calls a trade a signal-less fill rightly closed "
+    "'extra: no stored fills derive it' and exits 1 for good: nothing backfills the "
+    "allocations of history (sql/0006_fill_allocations.sql; verify.py derive_cycles)",
+)
+def test_verify_finds_nothing_wrong_in_history_written_before_migration_0006(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
+    ledger = Ledger(config)
+    ledger.start()
+    older = _entered(ledger, "10")
+    _entered(ledger, "10")
+    _close_all(ledger, "15", "CLOSE-OLD")  # older closed, 5 of newer's 10
+    assert ledger.close(timeout=30)
+    assert rows(pg_dsn, "SELECT signal_id FROM trades") == [(older.signal_id,)]
+    rows(pg_dsn, "DELETE FROM fill_allocations RETURNING 1")  # as a 0005 database has it
+    assert _verify(pg_dsn) == []
