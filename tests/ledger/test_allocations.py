@@ -4,6 +4,9 @@ them against an independent replay of the oldest-first rule."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from decimal import Context, Decimal
 from pathlib import Path
@@ -342,4 +345,50 @@ def test_two_recorders_on_one_database_each_close_their_own_cycles(
     assert (_open_cycles(first), _open_cycles(second)) == ({mine: Decimal(6)}, {})
     assert first.close(timeout=30)
     assert second.close(timeout=30)
+    assert _differences(pg_dsn) == []
+
+
+def test_the_verify_command_names_an_allocation_that_went_missing(
+    ledger: Ledger, pg_dsn: str, tmp_path: Path
+) -> None:
+    signal = _enter(ledger, "10")
+    close = make_order(side="SELL", quantity_ordered=Decimal(10))
+    ledger.record_order(close)
+    ledger.record_fill(make_fill(close, "10", "0.6", fill_id="GONE"))
+    assert ledger.flush(timeout=30)
+    command = [str(Path(sys.executable).with_name("galfriday-recorder")), "verify"]
+    env = {**os.environ, "GALFRIDAY_DATA_DIR": str(tmp_path / "cli")}
+    clean = subprocess.run([*command, "--pg-dsn", pg_dsn], env=env, capture_output=True, text=True)
+    assert (clean.returncode, clean.stdout.splitlines()[-1].split(": ", 1)[-1]) == (
+        0,
+        "0 difference(s) between trades and fills",
+    )
+    rows(pg_dsn, "DELETE FROM fill_allocations RETURNING 1")
+    done = subprocess.run([*command, "--pg-dsn", pg_dsn], env=env, capture_output=True, text=True)
+    assert done.returncode == 1
+    assert f"allocation of fill kraken:GONE (signal {signal}): the rule takes 10, stored 0" in (
+        done.stdout
+    )
+
+
+def test_a_signal_less_fill_sent_again_after_a_restart_is_ignored(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    config = _config(pg_dsn, tmp_path / "data")
+    first = _started(config)
+    signal = _enter(first, "10")
+    close = make_order(side="SELL", quantity_ordered=Decimal(10))  # stays open: 4 of 10
+    first.record_order(close)
+    again = make_fill(close, "4", "0.6", fill_id="AGAIN")
+    first.record_fill(again)
+    assert first.close(timeout=30)
+
+    second = _started(config)
+    second.record_fill(again)  # the exchange's report, re-sent: already applied
+    second.record_fill(make_fill(close, "6", "0.6", fill_id="REST"))
+    assert second.stats()["duplicates_ignored"] == 1
+    assert second.close(timeout=30)
+    assert _allocations(pg_dsn) == [("AGAIN", signal, Decimal(4)), ("REST", signal, Decimal(6))]
+    assert rows(pg_dsn, "SELECT signal_id, quantity FROM trades") == [(signal, Decimal(10))]
+    assert rows(pg_dsn, "SELECT status FROM orders WHERE signal_id IS NULL") == [("FILLED",)]
     assert _differences(pg_dsn) == []
