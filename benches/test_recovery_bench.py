@@ -19,7 +19,7 @@ import pytest
 
 from galfriday_recorder.config import RecorderConfig
 from galfriday_recorder.ledger import Ledger
-from galfriday_recorder.ledger.recovery import load_signals
+from galfriday_recorder.ledger.recovery import load_recovery_state, load_signals
 from galfriday_recorder.records import Fill, Order, Signal
 
 _T0 = datetime(2026, 11, 25, tzinfo=timezone.utc)
@@ -71,6 +71,7 @@ def history(pg_dsn: str, tmp_path: Path, request: pytest.FixtureRequest) -> Sign
     for n in range(request.param):
         signal = _signal()
         ledger.record_signal(signal)
+        ledger.update_signal_status(signal.signal_id, "APPROVED")  # decided, as traded ones are
         _filled(ledger, "BUY", n, signal)
         _filled(ledger, "SELL", n)  # no signal: closes the cycle above
     wanted = _signal()
@@ -90,3 +91,19 @@ def test_bench_load_signal_beside_pair_history(
     [cycle] = loaded.cycles
     assert (cycle.signal_id, cycle.open_quantity) == (history.signal_id, Decimal(1))
     assert loaded.trades == []
+
+
+@pytest.mark.benchmark(group="recovery: a start's read, N finished cycles in the database")
+@pytest.mark.parametrize(
+    "history", [0, 20_000], ids=["none_baseline", "20k_finished"], indirect=True
+)
+def test_bench_start_read_beside_finished_history(
+    benchmark: Any, pg_dsn: str, history: Signal
+) -> None:
+    """A start reads the open cycles (``load_recovery_state``): its candidates are the
+    signals whose entries are not all in a trade, found by summing every signal's entry
+    fills against its trades, so this grows with the history, finished or not."""
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        state = benchmark(load_recovery_state, conn, None)
+    [cycle] = state.open_cycles
+    assert (cycle.signal_id, cycle.open_quantity) == (history.signal_id, Decimal(1))

@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 
 from galfriday_recorder.errors import IllegalTransition, UnknownOrder, ValidationError
+from galfriday_recorder.migrate import migrate
 from galfriday_recorder.records import Fill, Order, Signal
 
 T0 = datetime(2026, 11, 24, 10, 0, 0, tzinfo=timezone.utc)
@@ -22,6 +23,15 @@ T0 = datetime(2026, 11, 24, 10, 0, 0, tzinfo=timezone.utc)
 def rows(dsn: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
     with psycopg.connect(dsn) as conn:
         return conn.execute(sql, params).fetchall()
+
+
+def as_before_migration_0006(dsn: str) -> None:
+    """The database as migration 0006 finds one written before it (the same rows, no
+    allocations), then migrated: 0006 runs on that history."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE fill_allocations")
+        conn.execute("DELETE FROM schema_migrations WHERE version = 6")
+    assert migrate(dsn) == [6]
 
 
 def make_signal(**kw: Any) -> Signal:

@@ -4,6 +4,9 @@ them against an independent replay of the oldest-first rule."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from decimal import Context, Decimal
 from pathlib import Path
@@ -12,14 +15,13 @@ from typing import Any
 import psycopg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ledgerkit import make_fill, make_order, make_signal, rows
+from ledgerkit import as_before_migration_0006, make_fill, make_order, make_signal, rows
 
 from galfriday_recorder.config import RecorderConfig
 from galfriday_recorder.ledger import Ledger
 from galfriday_recorder.ledger.cycles import Allocation
 from galfriday_recorder.ledger.state import LedgerState, Out
 from galfriday_recorder.ledger.verify import verify
-from galfriday_recorder.migrate import migrate
 
 
 def _differences(dsn: str) -> list[str]:
@@ -143,6 +145,7 @@ _STEP = st.one_of(
 
 
 _EXACT = Context(prec=80)  # the model's own arithmetic: sums of 18-decimal quantities
+_SCALE = Decimal("1e-18")  # the columns' scale
 
 
 class _Model:
@@ -236,15 +239,6 @@ def test_restarts_derive_what_one_uninterrupted_run_would(
     assert _differences(pg_dsn) == []
 
 
-def _as_before_migration_0006(dsn: str) -> None:
-    """The database as 0006 finds one written before it (the same rows, no allocations),
-    then migrated: 0006 runs on that history."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("DROP TABLE fill_allocations")
-        conn.execute("DELETE FROM schema_migrations WHERE version = 6")
-    assert migrate(dsn) == [6]
-
-
 def test_migration_0006_gives_history_the_allocations_the_ledger_made(
     pg_dsn: str, tmp_path: Path
 ) -> None:
@@ -267,7 +261,7 @@ def test_migration_0006_gives_history_the_allocations_the_ledger_made(
         assert ledger.close(timeout=30)
     made = _allocations(pg_dsn)
     assert len(made) == 8
-    _as_before_migration_0006(pg_dsn)
+    as_before_migration_0006(pg_dsn)
     assert _allocations(pg_dsn) == made
     assert _differences(pg_dsn) == []
 
@@ -285,3 +279,184 @@ def _closed_by_other(ledger: Ledger, qty: str, fill_id: str) -> None:
     close = make_order(side="SELL", quantity_ordered=Decimal(qty))
     ledger.record_order(close)
     ledger.record_fill(make_fill(close, qty, "0.6", fill_id=fill_id))
+
+
+# -- outside review of the allocations (regressions that pass) ---------------------------
+
+
+def _config(pg_dsn: str, data: Path) -> RecorderConfig:
+    return RecorderConfig(pg_dsn=pg_dsn, data_dir=data, commit_interval_ms=2)
+
+
+def _started(config: RecorderConfig) -> Ledger:
+    ledger = Ledger(config)
+    ledger.start()
+    return ledger
+
+
+def _enter(ledger: Ledger, qty: str, price: str = "0.5") -> uuid.UUID:
+    signal = make_signal()
+    ledger.record_signal(signal)
+    entry = make_order(signal, quantity_ordered=Decimal(qty))
+    ledger.record_order(entry)
+    ledger.record_fill(make_fill(entry, qty, price))
+    return signal.signal_id
+
+
+def _open_cycles(ledger: Ledger) -> dict[uuid.UUID, Decimal]:
+    return {c.signal_id: c.open_quantity for c in ledger.load_recovery_state().open_cycles}
+
+
+def test_a_close_spans_a_recovered_cycle_and_one_opened_after_the_restart(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    config = _config(pg_dsn, tmp_path / "data")
+    first = _started(config)
+    older = _enter(first, "10")
+    assert first.close(timeout=30)
+
+    second = _started(config)
+    newer = _enter(second, "10")
+    close = make_order(side="SELL", quantity_ordered=Decimal(15))
+    second.record_order(close)
+    second.record_fill(make_fill(close, "15", "0.6", fill_id="SPAN"))
+    assert second.close(timeout=30)
+    assert _allocations(pg_dsn) == [("SPAN", older, Decimal(10)), ("SPAN", newer, Decimal(5))]
+
+    third = _started(config)
+    assert _open_cycles(third) == {newer: Decimal(5)}
+    assert third.close(timeout=30)
+    assert rows(pg_dsn, "SELECT signal_id, quantity FROM trades") == [(older, Decimal(10))]
+    assert _differences(pg_dsn) == []
+
+
+def test_a_signal_less_order_canceled_after_a_partial_fill_allocates_what_filled(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    config = _config(pg_dsn, tmp_path / "data")
+    first = _started(config)
+    signal = _enter(first, "10")
+    close = make_order(side="SELL", quantity_ordered=Decimal(10))
+    first.record_order(close)
+    # Commission 0.3 USD on 4: all of it is this cycle's (it took the whole fill).
+    first.record_fill(make_fill(close, "4", "0.6", fill_id="PART", commission=Decimal("0.3")))
+    first.record_fill(make_fill(close, "4", "0.6", fill_id="PART", commission=Decimal("0.3")))
+    first.update_order(close.client_order_id, "CANCELED")
+    assert first.stats()["duplicates_ignored"] == 1
+    assert first.close(timeout=30)
+
+    second = _started(config)
+    assert _open_cycles(second) == {signal: Decimal(6)}
+    rest = make_order(make_signal(signal_id=signal), side="SELL", quantity_ordered=Decimal(6))
+    second.record_order(rest)
+    second.record_fill(make_fill(rest, "6", "0.7", commission=Decimal("0.1")))
+    assert second.close(timeout=30)
+    assert _allocations(pg_dsn) == [("PART", signal, Decimal(4))]
+    # 10 in at 0.5 (5.0); out 4 at 0.6 and 6 at 0.7 (2.4 + 4.2 = 6.6); fees 0.4.
+    assert rows(
+        pg_dsn,
+        "SELECT quantity, average_exit_price, total_commission, realized_pnl FROM trades",
+    ) == [(Decimal(10), Decimal("0.66"), Decimal("0.4"), Decimal("1.2"))]
+    assert _differences(pg_dsn) == []
+
+
+def test_a_signal_less_fill_shared_at_the_numeric_extremes(ledger: Ledger, pg_dsn: str) -> None:
+    tiny, huge = Decimal("1e-18"), Decimal("12345678901234567.123456789012345678")
+    first = _enter(ledger, f"{tiny:f}", "2.5")
+    second = _enter(ledger, f"{huge:f}", "0.5")
+    total = _EXACT.add(tiny, huge)  # 12345678901234567.123456789012345679: 35 digits
+    close = make_order(side="SELL", quantity_ordered=total)
+    ledger.record_order(close)
+    ledger.record_fill(make_fill(close, f"{total:f}", "0.6", fill_id="X", commission=Decimal(7)))
+    assert ledger.flush(timeout=30)
+    assert _allocations(pg_dsn) == [("X", second, huge), ("X", first, tiny)]
+    # The commission shared pro rata, each share rounded half-even to 18 decimals at the
+    # close: the tiny part's share (7e-18 / 1.2e16) rounds to nothing.
+    big = _EXACT.divide(_EXACT.multiply(Decimal(7), huge), total)
+    want = {
+        first: (tiny, Decimal(0), Decimal("-0.000000000000000002")),  # -1.9e-18, half-even
+        second: (
+            huge,
+            big.quantize(_SCALE, context=_EXACT),
+            _EXACT.subtract(_EXACT.multiply(Decimal("0.1"), huge), big).quantize(
+                _SCALE, context=_EXACT
+            ),
+        ),
+    }
+    got = rows(pg_dsn, "SELECT signal_id, quantity, total_commission, realized_pnl FROM trades")
+    assert {sid: (q, c, p) for sid, q, c, p in got} == want
+    assert _differences(pg_dsn) == []
+
+
+def test_two_recorders_on_one_database_each_close_their_own_cycles(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    one, two = _config(pg_dsn, tmp_path / "one"), _config(pg_dsn, tmp_path / "two")
+    assert one.instance_name != two.instance_name
+    first, second = _started(one), _started(two)
+    mine = _enter(first, "10")  # older, first's
+    theirs = _enter(second, "10")  # newer, second's
+    close = make_order(side="SELL", quantity_ordered=Decimal(4))
+    first.record_order(close)
+    first.record_fill(make_fill(close, "4", "0.6", fill_id="ONE"))
+    close = make_order(side="SELL", quantity_ordered=Decimal(10))
+    second.record_order(close)
+    second.record_fill(make_fill(close, "10", "0.6", fill_id="TWO"))
+    assert first.close(timeout=30)
+    assert second.close(timeout=30)
+    # Each took its own cycle, although the other's was older (first's close) or open.
+    # (The two recorders commit in either order.)
+    assert sorted(_allocations(pg_dsn)) == [("ONE", mine, Decimal(4)), ("TWO", theirs, Decimal(10))]
+    assert rows(pg_dsn, "SELECT signal_id FROM trades") == [(theirs,)]
+
+    first, second = _started(one), _started(two)
+    assert (_open_cycles(first), _open_cycles(second)) == ({mine: Decimal(6)}, {})
+    assert first.close(timeout=30)
+    assert second.close(timeout=30)
+    assert _differences(pg_dsn) == []
+
+
+def test_the_verify_command_names_an_allocation_that_went_missing(
+    ledger: Ledger, pg_dsn: str, tmp_path: Path
+) -> None:
+    signal = _enter(ledger, "10")
+    close = make_order(side="SELL", quantity_ordered=Decimal(10))
+    ledger.record_order(close)
+    ledger.record_fill(make_fill(close, "10", "0.6", fill_id="GONE"))
+    assert ledger.flush(timeout=30)
+    command = [str(Path(sys.executable).with_name("galfriday-recorder")), "verify"]
+    env = {**os.environ, "GALFRIDAY_DATA_DIR": str(tmp_path / "cli")}
+    clean = subprocess.run([*command, "--pg-dsn", pg_dsn], env=env, capture_output=True, text=True)
+    assert (clean.returncode, clean.stdout.splitlines()[-1].split(": ", 1)[-1]) == (
+        0,
+        "0 difference(s) between trades and fills",
+    )
+    rows(pg_dsn, "DELETE FROM fill_allocations RETURNING 1")
+    done = subprocess.run([*command, "--pg-dsn", pg_dsn], env=env, capture_output=True, text=True)
+    assert done.returncode == 1
+    assert f"allocation of fill kraken:GONE (signal {signal}): the rule takes 10, stored 0" in (
+        done.stdout
+    )
+
+
+def test_a_signal_less_fill_sent_again_after_a_restart_is_ignored(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    config = _config(pg_dsn, tmp_path / "data")
+    first = _started(config)
+    signal = _enter(first, "10")
+    close = make_order(side="SELL", quantity_ordered=Decimal(10))  # stays open: 4 of 10
+    first.record_order(close)
+    again = make_fill(close, "4", "0.6", fill_id="AGAIN")
+    first.record_fill(again)
+    assert first.close(timeout=30)
+
+    second = _started(config)
+    second.record_fill(again)  # the exchange's report, re-sent: already applied
+    second.record_fill(make_fill(close, "6", "0.6", fill_id="REST"))
+    assert second.stats()["duplicates_ignored"] == 1
+    assert second.close(timeout=30)
+    assert _allocations(pg_dsn) == [("AGAIN", signal, Decimal(4)), ("REST", signal, Decimal(6))]
+    assert rows(pg_dsn, "SELECT signal_id, quantity FROM trades") == [(signal, Decimal(10))]
+    assert rows(pg_dsn, "SELECT status FROM orders WHERE signal_id IS NULL") == [("FILLED",)]
+    assert _differences(pg_dsn) == []

@@ -3,17 +3,22 @@ test marked xfail(strict) until it is fixed)."""
 
 from __future__ import annotations
 
+import dataclasses
+import uuid
 from decimal import Decimal, localcontext
 from pathlib import Path
 
 import psycopg
 import pytest
-from ledgerkit import make_fill, make_order, make_signal, rows
+from ledgerkit import as_before_migration_0006, make_fill, make_order, make_signal, rows
 
 from galfriday_recorder.config import RecorderConfig
 from galfriday_recorder.lab.services import PostgresService
 from galfriday_recorder.ledger import Ledger
 from galfriday_recorder.ledger.verify import verify
+from galfriday_recorder.records import Signal
+
+UNREACHABLE = "postgresql://postgres@/postgres?host=/nonexistent-galfriday-socket-dir"
 
 
 def test_a_signal_less_fill_waiting_for_postgres_reduces_the_oldest_cycle(
@@ -99,3 +104,260 @@ def test_a_restart_keeps_the_cycle_a_signal_less_fill_did_not_reduce(
     )
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         assert [str(d) for d in verify(conn)] == []
+
+
+# -- review of 6303055 (fill_allocations): each expectation is plain arithmetic on the script --
+
+
+def _verify(dsn: str) -> list[str]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return [str(d) for d in verify(conn)]
+
+
+def _allocated(dsn: str) -> list[tuple[object, ...]]:
+    return rows(
+        dsn,
+        "SELECT f.fill_id, a.signal_id, a.quantity FROM fill_allocations a "
+        "JOIN fills f USING (fill_pk) ORDER BY f.fill_pk, a.signal_id",
+    )
+
+
+def _entered(ledger: Ledger, qty: str, price: str = "0.5") -> Signal:
+    signal = make_signal()
+    ledger.record_signal(signal)
+    entry = make_order(signal, quantity_ordered=Decimal(qty))
+    ledger.record_order(entry)
+    ledger.record_fill(make_fill(entry, qty, price))
+    return signal
+
+
+def _close_all(ledger: Ledger, qty: str, fill_id: str, price: str = "0.6") -> None:
+    close = make_order(side="SELL", quantity_ordered=Decimal(qty))  # no signal
+    ledger.record_order(close)
+    ledger.record_fill(make_fill(close, qty, price, fill_id=fill_id))
+
+
+def test_a_signal_less_fill_recorded_before_the_state_is_read_spares_later_entries(
+    pg_service: PostgresService | None, pg_dsn: str, tmp_path: Path
+) -> None:
+    if pg_service is None:
+        pytest.skip("needs the embedded PostgreSQL to stop and start it")
+    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
+    pg_service.stop()
+    try:
+        ledger = Ledger(config)
+        ledger.start()  # PostgreSQL away: signal-less fills wait for its open cycles
+        _close_all(ledger, "10", "CLOSE-FIRST")  # nothing is open: it closes nothing
+        later = _entered(ledger, "10")  # entered after the close
+    finally:
+        pg_service.start()
+    assert ledger.flush(timeout=60)
+    open_now = {c.signal_id: c.open_quantity for c in ledger.load_recovery_state().open_cycles}
+    assert ledger.close(timeout=30)
+    assert rows(pg_dsn, "SELECT signal_id FROM trades") == []
+    assert _allocated(pg_dsn) == []
+    assert open_now == {later.signal_id: Decimal(10)}
+    assert _verify(pg_dsn) == []
+
+
+def test_a_journal_replay_allocates_a_signal_less_fill_once_and_oldest_first(
+    pg_service: PostgresService | None, pg_dsn: str, tmp_path: Path
+) -> None:
+    if pg_service is None:
+        pytest.skip("needs the embedded PostgreSQL to stop and start it")
+    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
+    first = Ledger(config)
+    first.start()
+    older = make_signal()
+    first.record_signal(older)
+    older_entry = make_order(older, quantity_ordered=Decimal(10))
+    first.record_order(older_entry)
+    assert first.flush(timeout=30)  # the signal and its order are in PostgreSQL
+    pg_service.stop()
+    try:
+        # Journaled, not committed: older enters, then newer, then a close of 10.
+        first.record_fill(make_fill(older_entry, "10", "0.5", fill_id="OLDER-IN"))
+        newer = _entered(first, "10")
+        _close_all(first, "10", "CLOSE-1")
+        assert first.wait_journaled(timeout=30)
+        assert not first.close(timeout=1)
+    finally:
+        pg_service.start()
+
+    second = Ledger(config)  # the journal is replayed onto PostgreSQL's state
+    second.start()
+    assert second.flush(timeout=60)
+    open_now = {c.signal_id: c.open_quantity for c in second.load_recovery_state().open_cycles}
+    assert second.close(timeout=30)
+    # The close took the older cycle's 10, once: one trade, one allocation, newer still open.
+    assert _allocated(pg_dsn) == [("CLOSE-1", older.signal_id, Decimal(10))]
+    assert rows(pg_dsn, "SELECT signal_id, quantity FROM trades") == [
+        (older.signal_id, Decimal(10))
+    ]
+    assert open_now == {newer.signal_id: Decimal(10)}
+    assert _verify(pg_dsn) == []
+
+
+def test_a_signal_less_fill_after_a_held_entry_reduces_that_entrys_cycle(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
+    first = Ledger(config)
+    first.start()
+    signal = make_signal()
+    first.record_signal(signal)
+    first.update_signal_status(signal.signal_id, "APPROVED")
+    canceled = make_order(signal, quantity_ordered=Decimal(10))
+    first.record_order(canceled)
+    first.update_order(canceled.client_order_id, "CANCELED")
+    assert first.close(timeout=30)
+
+    second = Ledger(config)  # the signal is decided and has nothing open: not loaded
+    second.start()
+    with psycopg.connect(pg_dsn) as lock:
+        # Reading the signal back waits for this lock: the order of calls is the test's.
+        lock.execute("LOCK TABLE signals IN ACCESS EXCLUSIVE MODE")
+        entry = make_order(signal, quantity_ordered=Decimal(10))
+        second.record_order(entry)
+        second.record_fill(make_fill(entry, "10", "0.5", fill_id="ENTRY"))  # held
+        _close_all(second, "10", "CLOSE-AFTER")  # comes after the entry
+        assert second.wait_journaled(timeout=30)
+    assert second.flush(timeout=60)
+    assert second.close(timeout=30)
+    assert _allocated(pg_dsn) == [("CLOSE-AFTER", signal.signal_id, Decimal(10))]
+    assert rows(pg_dsn, "SELECT signal_id, quantity FROM trades") == [
+        (signal.signal_id, Decimal(10))
+    ]
+    assert _verify(pg_dsn) == []
+
+
+def test_a_cycle_partly_reduced_before_migration_0006_closes_after_the_upgrade(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
+    first = Ledger(config)
+    first.start()
+    signal = _entered(first, "10")
+    _close_all(first, "6", "CLOSE-PART")  # 4 left open
+    assert first.close(timeout=30)
+    # What a database upgraded from 0005 holds: the same rows, no allocations.
+    as_before_migration_0006(pg_dsn)
+
+    second = Ledger(config)
+    second.start()
+    [cycle] = second.load_recovery_state().open_cycles
+    rest = make_order(signal, side="SELL", quantity_ordered=Decimal(4))
+    second.record_order(rest)
+    second.record_fill(make_fill(rest, "4", "0.7"))
+    assert second.close(timeout=30)
+    assert (cycle.signal_id, cycle.open_quantity) == (signal.signal_id, Decimal(4))
+    assert rows(pg_dsn, "SELECT signal_id, quantity FROM trades") == [
+        (signal.signal_id, Decimal(10))
+    ]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a start's candidates compare a signal's entries with the sum of all its trades "
+    "rows, the bot's own record_trade rows included: an open re-entry is taken for "
+    "finished and left out (recovery.py _unfinished)",
+)
+def test_a_trade_the_bot_recorded_itself_does_not_hide_an_open_cycle_at_a_start(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
+    first = Ledger(config)
+    first.start()
+    signal = _entered(first, "10")
+    exit_ = make_order(signal, side="SELL", quantity_ordered=Decimal(10))
+    first.record_order(exit_)
+    first.record_fill(make_fill(exit_, "10", "0.6"))  # a trade of 10, derived
+    derived = first.trade_view(signal.signal_id)
+    assert derived is not None
+    own = dataclasses.replace(derived, trade_id=uuid.uuid4())
+    first.record_trade(own)  # the bot's own account of that cycle: 10 more in trades
+    again = make_order(signal, quantity_ordered=Decimal(10))  # entered again: 10 open
+    first.record_order(again)
+    first.record_fill(make_fill(again, "10", "0.5"))
+    assert first.close(timeout=30)
+    assert rows(pg_dsn, "SELECT quantity FROM trades") == [(Decimal(10),), (Decimal(10),)]
+
+    second = Ledger(config)
+    second.start()
+    open_now = {c.signal_id: c.open_quantity for c in second.load_recovery_state().open_cycles}
+    assert second.close(timeout=30)
+    assert open_now == {signal.signal_id: Decimal(10)}
+
+
+def test_verify_finds_nothing_wrong_in_history_written_before_migration_0006(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
+    ledger = Ledger(config)
+    ledger.start()
+    older = _entered(ledger, "10")
+    _entered(ledger, "10")
+    _close_all(ledger, "15", "CLOSE-OLD")  # older closed, 5 of newer's 10
+    assert ledger.close(timeout=30)
+    assert rows(pg_dsn, "SELECT signal_id FROM trades") == [(older.signal_id,)]
+    as_before_migration_0006(pg_dsn)
+    assert _verify(pg_dsn) == []
+
+
+def test_a_held_signal_less_fill_spares_entries_recorded_after_it(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=data, commit_interval_ms=2)
+    first = Ledger(config)
+    first.start()
+    close = make_order(side="SELL", quantity_ordered=Decimal(10))  # no signal
+    first.record_order(close)
+    assert first.close(timeout=30)
+
+    away = Ledger(dataclasses.replace(config, pg_dsn=UNREACHABLE))  # same journal
+    away.start()
+    away.record_fill(make_fill(close, "10", "0.6", fill_id="CLOSE-HELD"))  # nothing open
+    later = _entered(away, "10")  # entered after the close
+    assert away.wait_journaled(timeout=30)
+    assert not away.close(timeout=1)
+
+    back = Ledger(config)
+    back.start()
+    assert back.flush(timeout=60)
+    open_now = {c.signal_id: c.open_quantity for c in back.load_recovery_state().open_cycles}
+    assert back.close(timeout=30)
+    assert rows(pg_dsn, "SELECT signal_id FROM trades") == []
+    assert _allocated(pg_dsn) == []
+    assert open_now == {later.signal_id: Decimal(10)}
+    assert _verify(pg_dsn) == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a signal sent again while PostgreSQL is away (a bot's re-send after a crash) is "
+    "taken as new: the start leaves out its stored open cycle, so a signal-less close "
+    "misses it (state.py record_signal/replay add it to recorded_unloaded; seed skips it)",
+)
+def test_a_signal_sent_again_before_the_state_is_read_keeps_its_stored_cycle(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
+    first = Ledger(config)
+    first.start()
+    signal = _entered(first, "10")  # 10 open, in PostgreSQL
+    assert first.close(timeout=30)
+
+    away = Ledger(dataclasses.replace(config, pg_dsn=UNREACHABLE))
+    away.start()
+    away.record_signal(signal)  # re-sent; memory cannot tell it is known
+    assert away.wait_journaled(timeout=30)
+    assert not away.close(timeout=1)
+
+    back = Ledger(config)
+    back.start()
+    _close_all(back, "10", "CLOSE-ALL")
+    assert back.flush(timeout=60)
+    assert back.close(timeout=30)
+    assert _allocated(pg_dsn) == [("CLOSE-ALL", signal.signal_id, Decimal(10))]
+    assert rows(pg_dsn, "SELECT signal_id FROM trades") == [(signal.signal_id,)]
