@@ -333,12 +333,6 @@ def test_a_held_signal_less_fill_spares_entries_recorded_after_it(
     assert _verify(pg_dsn) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a signal sent again while PostgreSQL is away (a bot's re-send after a crash) is "
-    "taken as new: the start leaves out its stored open cycle, so a signal-less close "
-    "misses it (state.py record_signal/replay add it to recorded_unloaded; seed skips it)",
-)
 def test_a_signal_sent_again_before_the_state_is_read_keeps_its_stored_cycle(
     pg_dsn: str, tmp_path: Path
 ) -> None:

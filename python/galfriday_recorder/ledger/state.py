@@ -470,11 +470,16 @@ class LedgerState:
             for stored_fill in open_order.fills:
                 order_state.add_fill(stored_fill)
             order_state.filled = open_order.quantity_filled
-        # Opened before what the journal's replay opened: oldest first, the order a
-        # signal-less fill reduces them in (verify checks it).
-        self.cycles.put_older(
-            c for c in recovered.open_cycles if c.signal_id not in self.recorded_unloaded
-        )
+        # A signal recorded since whose fills memory applied has its cycle whole here:
+        # PostgreSQL holds a prefix of those fills. One without fills may be a re-send of
+        # one PostgreSQL had: its stored cycle is the one. These go first (opened before
+        # what the journal's replay opened), the order a signal-less fill reduces them in.
+        filled_here = {
+            sid
+            for order in self.orders.values()
+            if order.fill_ids and (sid := order.order.signal_id) in self.recorded_unloaded
+        }
+        self.cycles.put_older(c for c in recovered.open_cycles if c.signal_id not in filled_here)
         self.loaded = True
         self.recorded_unloaded.clear()
         self._replay_deferred(stored)
