@@ -14,6 +14,8 @@ from typing import Any
 import psycopg
 
 from galfriday_recorder.errors import IllegalTransition, UnknownOrder, ValidationError
+from galfriday_recorder.ledger import Ledger
+from galfriday_recorder.ledger.verify import verify
 from galfriday_recorder.migrate import migrate
 from galfriday_recorder.records import Fill, Order, Signal
 
@@ -82,6 +84,38 @@ def make_fill(order: Order, qty: str, price: str, **kw: Any) -> Fill:
     }
     values.update(kw)
     return Fill(**values)
+
+
+def differences(dsn: str) -> list[str]:
+    """What ``galfriday-recorder verify`` finds, one line each."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return [str(d) for d in verify(conn)]
+
+
+def allocations(dsn: str) -> list[tuple[Any, ...]]:
+    """(fill_id, signal_id, quantity) of every stored allocation, in fill order."""
+    return rows(
+        dsn,
+        "SELECT f.fill_id, a.signal_id, a.quantity FROM fill_allocations a "
+        "JOIN fills f USING (fill_pk) ORDER BY f.fill_pk, a.quantity DESC",
+    )
+
+
+def entered(ledger: Ledger, qty: str, price: str = "0.5") -> Signal:
+    """A new signal, its entry order and one fill of all of it."""
+    signal = make_signal()
+    ledger.record_signal(signal)
+    entry = make_order(signal, quantity_ordered=Decimal(qty))
+    ledger.record_order(entry)
+    ledger.record_fill(make_fill(entry, qty, price))
+    return signal
+
+
+def closed_by_other(ledger: Ledger, qty: str, fill_id: str, price: str = "0.6") -> None:
+    """A SELL order without a signal (a close-all) and one fill of all of it."""
+    close = make_order(side="SELL", quantity_ordered=Decimal(qty))
+    ledger.record_order(close)
+    ledger.record_fill(make_fill(close, qty, price, fill_id=fill_id))
 
 
 Step = tuple[Any, ...]

@@ -10,31 +10,25 @@ import sys
 import uuid
 from decimal import Context, Decimal
 from pathlib import Path
-from typing import Any
 
-import psycopg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ledgerkit import as_before_migration_0006, make_fill, make_order, make_signal, rows
+from ledgerkit import (
+    allocations,
+    as_before_migration_0006,
+    closed_by_other,
+    differences,
+    entered,
+    make_fill,
+    make_order,
+    make_signal,
+    rows,
+)
 
 from galfriday_recorder.config import RecorderConfig
 from galfriday_recorder.ledger import Ledger
 from galfriday_recorder.ledger.cycles import Allocation
 from galfriday_recorder.ledger.state import LedgerState, Out
-from galfriday_recorder.ledger.verify import verify
-
-
-def _differences(dsn: str) -> list[str]:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        return [str(d) for d in verify(conn)]
-
-
-def _allocations(dsn: str) -> list[tuple[Any, ...]]:
-    return rows(
-        dsn,
-        "SELECT f.fill_id, a.signal_id, a.quantity FROM fill_allocations a "
-        "JOIN fills f USING (fill_pk) ORDER BY f.fill_pk, a.quantity DESC",
-    )
 
 
 def test_the_state_machine_gives_each_part_before_the_trade_it_closes() -> None:
@@ -71,7 +65,7 @@ def test_a_signal_less_fill_stores_the_part_each_cycle_took(ledger: Ledger, pg_d
     ledger.record_order(close)
     ledger.record_fill(make_fill(close, "15", "0.6", fill_id="CLOSE-1", commission=Decimal("3")))
     assert ledger.flush(timeout=30)
-    assert _allocations(pg_dsn) == [
+    assert allocations(pg_dsn) == [
         ("CLOSE-1", older.signal_id, Decimal(10)),
         ("CLOSE-1", newer.signal_id, Decimal(5)),
     ]
@@ -79,7 +73,7 @@ def test_a_signal_less_fill_stores_the_part_each_cycle_took(ledger: Ledger, pg_d
     assert rows(pg_dsn, "SELECT signal_id, quantity, total_commission FROM trades") == [
         (older.signal_id, Decimal(10), Decimal(2))
     ]
-    assert _differences(pg_dsn) == []
+    assert differences(pg_dsn) == []
 
     # Changed, lost or invented allocations are each named.
     rows(
@@ -88,7 +82,7 @@ def test_a_signal_less_fill_stores_the_part_each_cycle_took(ledger: Ledger, pg_d
         newer.signal_id,
     )
     rows(pg_dsn, "DELETE FROM fill_allocations WHERE signal_id = %s RETURNING 1", older.signal_id)
-    diffs = _differences(pg_dsn)
+    diffs = differences(pg_dsn)
     assert sorted(d.split(" ", 1)[0] for d in diffs) == ["allocation", "allocation", "extra"]
     assert any("the rule takes 10, stored 0" in d for d in diffs)
     assert any("the rule takes 5, stored 4" in d for d in diffs)
@@ -236,7 +230,7 @@ def test_restarts_derive_what_one_uninterrupted_run_would(
     )
     assert sorted(stored) == sorted(model.trades)
     assert open_now == {s: _EXACT.subtract(e, x) for s, (e, x) in model.open.items()}
-    assert _differences(pg_dsn) == []
+    assert differences(pg_dsn) == []
 
 
 def test_migration_0006_gives_history_the_allocations_the_ledger_made(
@@ -248,37 +242,22 @@ def test_migration_0006_gives_history_the_allocations_the_ledger_made(
         config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / instance, instance_name=instance)
         ledger = Ledger(config)
         ledger.start()
-        a, b = _entered(ledger, "10"), _entered(ledger, "4")
-        _closed_by_other(ledger, "12", f"{instance}-C1")  # a's 10, b's 2
-        _entered(ledger, "5")
+        a, b = entered(ledger, "10"), entered(ledger, "4")
+        closed_by_other(ledger, "12", f"{instance}-C1")  # a's 10, b's 2
+        entered(ledger, "5")
         own = make_order(b, side="SELL", quantity_ordered=Decimal(7))
         ledger.record_order(own)
         ledger.record_fill(make_fill(own, "7", "0.7"))  # b's 2 left, 5 excess
         again = make_order(a, quantity_ordered=Decimal(3))  # a entered again
         ledger.record_order(again)
         ledger.record_fill(make_fill(again, "3", "0.5"))
-        _closed_by_other(ledger, "6", f"{instance}-C2")  # the third's 5, a's 1
+        closed_by_other(ledger, "6", f"{instance}-C2")  # the third's 5, a's 1
         assert ledger.close(timeout=30)
-    made = _allocations(pg_dsn)
+    made = allocations(pg_dsn)
     assert len(made) == 8
     as_before_migration_0006(pg_dsn)
-    assert _allocations(pg_dsn) == made
-    assert _differences(pg_dsn) == []
-
-
-def _entered(ledger: Ledger, qty: str) -> Any:
-    signal = make_signal()
-    ledger.record_signal(signal)
-    entry = make_order(signal, quantity_ordered=Decimal(qty))
-    ledger.record_order(entry)
-    ledger.record_fill(make_fill(entry, qty, "0.5"))
-    return signal
-
-
-def _closed_by_other(ledger: Ledger, qty: str, fill_id: str) -> None:
-    close = make_order(side="SELL", quantity_ordered=Decimal(qty))
-    ledger.record_order(close)
-    ledger.record_fill(make_fill(close, qty, "0.6", fill_id=fill_id))
+    assert allocations(pg_dsn) == made
+    assert differences(pg_dsn) == []
 
 
 # -- outside review of the allocations (regressions that pass) ---------------------------
@@ -294,15 +273,6 @@ def _started(config: RecorderConfig) -> Ledger:
     return ledger
 
 
-def _enter(ledger: Ledger, qty: str, price: str = "0.5") -> uuid.UUID:
-    signal = make_signal()
-    ledger.record_signal(signal)
-    entry = make_order(signal, quantity_ordered=Decimal(qty))
-    ledger.record_order(entry)
-    ledger.record_fill(make_fill(entry, qty, price))
-    return signal.signal_id
-
-
 def _open_cycles(ledger: Ledger) -> dict[uuid.UUID, Decimal]:
     return {c.signal_id: c.open_quantity for c in ledger.load_recovery_state().open_cycles}
 
@@ -312,22 +282,22 @@ def test_a_close_spans_a_recovered_cycle_and_one_opened_after_the_restart(
 ) -> None:
     config = _config(pg_dsn, tmp_path / "data")
     first = _started(config)
-    older = _enter(first, "10")
+    older = entered(first, "10").signal_id
     assert first.close(timeout=30)
 
     second = _started(config)
-    newer = _enter(second, "10")
+    newer = entered(second, "10").signal_id
     close = make_order(side="SELL", quantity_ordered=Decimal(15))
     second.record_order(close)
     second.record_fill(make_fill(close, "15", "0.6", fill_id="SPAN"))
     assert second.close(timeout=30)
-    assert _allocations(pg_dsn) == [("SPAN", older, Decimal(10)), ("SPAN", newer, Decimal(5))]
+    assert allocations(pg_dsn) == [("SPAN", older, Decimal(10)), ("SPAN", newer, Decimal(5))]
 
     third = _started(config)
     assert _open_cycles(third) == {newer: Decimal(5)}
     assert third.close(timeout=30)
     assert rows(pg_dsn, "SELECT signal_id, quantity FROM trades") == [(older, Decimal(10))]
-    assert _differences(pg_dsn) == []
+    assert differences(pg_dsn) == []
 
 
 def test_a_signal_less_order_canceled_after_a_partial_fill_allocates_what_filled(
@@ -335,7 +305,7 @@ def test_a_signal_less_order_canceled_after_a_partial_fill_allocates_what_filled
 ) -> None:
     config = _config(pg_dsn, tmp_path / "data")
     first = _started(config)
-    signal = _enter(first, "10")
+    signal = entered(first, "10").signal_id
     close = make_order(side="SELL", quantity_ordered=Decimal(10))
     first.record_order(close)
     # Commission 0.3 USD on 4: all of it is this cycle's (it took the whole fill).
@@ -351,25 +321,25 @@ def test_a_signal_less_order_canceled_after_a_partial_fill_allocates_what_filled
     second.record_order(rest)
     second.record_fill(make_fill(rest, "6", "0.7", commission=Decimal("0.1")))
     assert second.close(timeout=30)
-    assert _allocations(pg_dsn) == [("PART", signal, Decimal(4))]
+    assert allocations(pg_dsn) == [("PART", signal, Decimal(4))]
     # 10 in at 0.5 (5.0); out 4 at 0.6 and 6 at 0.7 (2.4 + 4.2 = 6.6); fees 0.4.
     assert rows(
         pg_dsn,
         "SELECT quantity, average_exit_price, total_commission, realized_pnl FROM trades",
     ) == [(Decimal(10), Decimal("0.66"), Decimal("0.4"), Decimal("1.2"))]
-    assert _differences(pg_dsn) == []
+    assert differences(pg_dsn) == []
 
 
 def test_a_signal_less_fill_shared_at_the_numeric_extremes(ledger: Ledger, pg_dsn: str) -> None:
     tiny, huge = Decimal("1e-18"), Decimal("12345678901234567.123456789012345678")
-    first = _enter(ledger, f"{tiny:f}", "2.5")
-    second = _enter(ledger, f"{huge:f}", "0.5")
+    first = entered(ledger, f"{tiny:f}", "2.5").signal_id
+    second = entered(ledger, f"{huge:f}", "0.5").signal_id
     total = _EXACT.add(tiny, huge)  # 12345678901234567.123456789012345679: 35 digits
     close = make_order(side="SELL", quantity_ordered=total)
     ledger.record_order(close)
     ledger.record_fill(make_fill(close, f"{total:f}", "0.6", fill_id="X", commission=Decimal(7)))
     assert ledger.flush(timeout=30)
-    assert _allocations(pg_dsn) == [("X", second, huge), ("X", first, tiny)]
+    assert allocations(pg_dsn) == [("X", second, huge), ("X", first, tiny)]
     # The commission shared pro rata, each share rounded half-even to 18 decimals at the
     # close: the tiny part's share (7e-18 / 1.2e16) rounds to nothing.
     big = _EXACT.divide(_EXACT.multiply(Decimal(7), huge), total)
@@ -385,7 +355,7 @@ def test_a_signal_less_fill_shared_at_the_numeric_extremes(ledger: Ledger, pg_ds
     }
     got = rows(pg_dsn, "SELECT signal_id, quantity, total_commission, realized_pnl FROM trades")
     assert {sid: (q, c, p) for sid, q, c, p in got} == want
-    assert _differences(pg_dsn) == []
+    assert differences(pg_dsn) == []
 
 
 def test_two_recorders_on_one_database_each_close_their_own_cycles(
@@ -394,8 +364,8 @@ def test_two_recorders_on_one_database_each_close_their_own_cycles(
     one, two = _config(pg_dsn, tmp_path / "one"), _config(pg_dsn, tmp_path / "two")
     assert one.instance_name != two.instance_name
     first, second = _started(one), _started(two)
-    mine = _enter(first, "10")  # older, first's
-    theirs = _enter(second, "10")  # newer, second's
+    mine = entered(first, "10").signal_id  # older, first's
+    theirs = entered(second, "10").signal_id  # newer, second's
     close = make_order(side="SELL", quantity_ordered=Decimal(4))
     first.record_order(close)
     first.record_fill(make_fill(close, "4", "0.6", fill_id="ONE"))
@@ -406,20 +376,20 @@ def test_two_recorders_on_one_database_each_close_their_own_cycles(
     assert second.close(timeout=30)
     # Each took its own cycle, although the other's was older (first's close) or open.
     # (The two recorders commit in either order.)
-    assert sorted(_allocations(pg_dsn)) == [("ONE", mine, Decimal(4)), ("TWO", theirs, Decimal(10))]
+    assert sorted(allocations(pg_dsn)) == [("ONE", mine, Decimal(4)), ("TWO", theirs, Decimal(10))]
     assert rows(pg_dsn, "SELECT signal_id FROM trades") == [(theirs,)]
 
     first, second = _started(one), _started(two)
     assert (_open_cycles(first), _open_cycles(second)) == ({mine: Decimal(6)}, {})
     assert first.close(timeout=30)
     assert second.close(timeout=30)
-    assert _differences(pg_dsn) == []
+    assert differences(pg_dsn) == []
 
 
 def test_the_verify_command_names_an_allocation_that_went_missing(
     ledger: Ledger, pg_dsn: str, tmp_path: Path
 ) -> None:
-    signal = _enter(ledger, "10")
+    signal = entered(ledger, "10").signal_id
     close = make_order(side="SELL", quantity_ordered=Decimal(10))
     ledger.record_order(close)
     ledger.record_fill(make_fill(close, "10", "0.6", fill_id="GONE"))
@@ -444,7 +414,7 @@ def test_a_signal_less_fill_sent_again_after_a_restart_is_ignored(
 ) -> None:
     config = _config(pg_dsn, tmp_path / "data")
     first = _started(config)
-    signal = _enter(first, "10")
+    signal = entered(first, "10").signal_id
     close = make_order(side="SELL", quantity_ordered=Decimal(10))  # stays open: 4 of 10
     first.record_order(close)
     again = make_fill(close, "4", "0.6", fill_id="AGAIN")
@@ -456,7 +426,7 @@ def test_a_signal_less_fill_sent_again_after_a_restart_is_ignored(
     second.record_fill(make_fill(close, "6", "0.6", fill_id="REST"))
     assert second.stats()["duplicates_ignored"] == 1
     assert second.close(timeout=30)
-    assert _allocations(pg_dsn) == [("AGAIN", signal, Decimal(4)), ("REST", signal, Decimal(6))]
+    assert allocations(pg_dsn) == [("AGAIN", signal, Decimal(4)), ("REST", signal, Decimal(6))]
     assert rows(pg_dsn, "SELECT signal_id, quantity FROM trades") == [(signal, Decimal(10))]
     assert rows(pg_dsn, "SELECT status FROM orders WHERE signal_id IS NULL") == [("FILLED",)]
-    assert _differences(pg_dsn) == []
+    assert differences(pg_dsn) == []

@@ -10,13 +10,22 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from ledgerkit import as_before_migration_0006, make_fill, make_order, make_signal, rows
+from ledgerkit import (
+    allocations,
+    as_before_migration_0006,
+    closed_by_other,
+    differences,
+    entered,
+    make_fill,
+    make_order,
+    make_signal,
+    rows,
+)
 
 from galfriday_recorder.config import RecorderConfig
 from galfriday_recorder.lab.services import PostgresService
 from galfriday_recorder.ledger import Ledger
 from galfriday_recorder.ledger.verify import verify
-from galfriday_recorder.records import Signal
 
 UNREACHABLE = "postgresql://postgres@/postgres?host=/nonexistent-galfriday-socket-dir"
 
@@ -109,34 +118,6 @@ def test_a_restart_keeps_the_cycle_a_signal_less_fill_did_not_reduce(
 # -- review of 6303055 (fill_allocations): each expectation is plain arithmetic on the script --
 
 
-def _verify(dsn: str) -> list[str]:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        return [str(d) for d in verify(conn)]
-
-
-def _allocated(dsn: str) -> list[tuple[object, ...]]:
-    return rows(
-        dsn,
-        "SELECT f.fill_id, a.signal_id, a.quantity FROM fill_allocations a "
-        "JOIN fills f USING (fill_pk) ORDER BY f.fill_pk, a.signal_id",
-    )
-
-
-def _entered(ledger: Ledger, qty: str, price: str = "0.5") -> Signal:
-    signal = make_signal()
-    ledger.record_signal(signal)
-    entry = make_order(signal, quantity_ordered=Decimal(qty))
-    ledger.record_order(entry)
-    ledger.record_fill(make_fill(entry, qty, price))
-    return signal
-
-
-def _close_all(ledger: Ledger, qty: str, fill_id: str, price: str = "0.6") -> None:
-    close = make_order(side="SELL", quantity_ordered=Decimal(qty))  # no signal
-    ledger.record_order(close)
-    ledger.record_fill(make_fill(close, qty, price, fill_id=fill_id))
-
-
 def test_a_signal_less_fill_recorded_before_the_state_is_read_spares_later_entries(
     pg_service: PostgresService | None, pg_dsn: str, tmp_path: Path
 ) -> None:
@@ -147,17 +128,17 @@ def test_a_signal_less_fill_recorded_before_the_state_is_read_spares_later_entri
     try:
         ledger = Ledger(config)
         ledger.start()  # PostgreSQL away: signal-less fills wait for its open cycles
-        _close_all(ledger, "10", "CLOSE-FIRST")  # nothing is open: it closes nothing
-        later = _entered(ledger, "10")  # entered after the close
+        closed_by_other(ledger, "10", "CLOSE-FIRST")  # nothing is open: it closes nothing
+        later = entered(ledger, "10")  # entered after the close
     finally:
         pg_service.start()
     assert ledger.flush(timeout=60)
     open_now = {c.signal_id: c.open_quantity for c in ledger.load_recovery_state().open_cycles}
     assert ledger.close(timeout=30)
     assert rows(pg_dsn, "SELECT signal_id FROM trades") == []
-    assert _allocated(pg_dsn) == []
+    assert allocations(pg_dsn) == []
     assert open_now == {later.signal_id: Decimal(10)}
-    assert _verify(pg_dsn) == []
+    assert differences(pg_dsn) == []
 
 
 def test_a_journal_replay_allocates_a_signal_less_fill_once_and_oldest_first(
@@ -177,8 +158,8 @@ def test_a_journal_replay_allocates_a_signal_less_fill_once_and_oldest_first(
     try:
         # Journaled, not committed: older enters, then newer, then a close of 10.
         first.record_fill(make_fill(older_entry, "10", "0.5", fill_id="OLDER-IN"))
-        newer = _entered(first, "10")
-        _close_all(first, "10", "CLOSE-1")
+        newer = entered(first, "10")
+        closed_by_other(first, "10", "CLOSE-1")
         assert first.wait_journaled(timeout=30)
         assert not first.close(timeout=1)
     finally:
@@ -190,12 +171,12 @@ def test_a_journal_replay_allocates_a_signal_less_fill_once_and_oldest_first(
     open_now = {c.signal_id: c.open_quantity for c in second.load_recovery_state().open_cycles}
     assert second.close(timeout=30)
     # The close took the older cycle's 10, once: one trade, one allocation, newer still open.
-    assert _allocated(pg_dsn) == [("CLOSE-1", older.signal_id, Decimal(10))]
+    assert allocations(pg_dsn) == [("CLOSE-1", older.signal_id, Decimal(10))]
     assert rows(pg_dsn, "SELECT signal_id, quantity FROM trades") == [
         (older.signal_id, Decimal(10))
     ]
     assert open_now == {newer.signal_id: Decimal(10)}
-    assert _verify(pg_dsn) == []
+    assert differences(pg_dsn) == []
 
 
 def test_a_signal_less_fill_after_a_held_entry_reduces_that_entrys_cycle(
@@ -220,15 +201,15 @@ def test_a_signal_less_fill_after_a_held_entry_reduces_that_entrys_cycle(
         entry = make_order(signal, quantity_ordered=Decimal(10))
         second.record_order(entry)
         second.record_fill(make_fill(entry, "10", "0.5", fill_id="ENTRY"))  # held
-        _close_all(second, "10", "CLOSE-AFTER")  # comes after the entry
+        closed_by_other(second, "10", "CLOSE-AFTER")  # comes after the entry
         assert second.wait_journaled(timeout=30)
     assert second.flush(timeout=60)
     assert second.close(timeout=30)
-    assert _allocated(pg_dsn) == [("CLOSE-AFTER", signal.signal_id, Decimal(10))]
+    assert allocations(pg_dsn) == [("CLOSE-AFTER", signal.signal_id, Decimal(10))]
     assert rows(pg_dsn, "SELECT signal_id, quantity FROM trades") == [
         (signal.signal_id, Decimal(10))
     ]
-    assert _verify(pg_dsn) == []
+    assert differences(pg_dsn) == []
 
 
 def test_a_cycle_partly_reduced_before_migration_0006_closes_after_the_upgrade(
@@ -237,8 +218,8 @@ def test_a_cycle_partly_reduced_before_migration_0006_closes_after_the_upgrade(
     config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
     first = Ledger(config)
     first.start()
-    signal = _entered(first, "10")
-    _close_all(first, "6", "CLOSE-PART")  # 4 left open
+    signal = entered(first, "10")
+    closed_by_other(first, "6", "CLOSE-PART")  # 4 left open
     assert first.close(timeout=30)
     # What a database upgraded from 0005 holds: the same rows, no allocations.
     as_before_migration_0006(pg_dsn)
@@ -268,7 +249,7 @@ def test_a_trade_the_bot_recorded_itself_does_not_hide_an_open_cycle_at_a_start(
     config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
     first = Ledger(config)
     first.start()
-    signal = _entered(first, "10")
+    signal = entered(first, "10")
     exit_ = make_order(signal, side="SELL", quantity_ordered=Decimal(10))
     first.record_order(exit_)
     first.record_fill(make_fill(exit_, "10", "0.6"))  # a trade of 10, derived
@@ -295,13 +276,13 @@ def test_verify_finds_nothing_wrong_in_history_written_before_migration_0006(
     config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
     ledger = Ledger(config)
     ledger.start()
-    older = _entered(ledger, "10")
-    _entered(ledger, "10")
-    _close_all(ledger, "15", "CLOSE-OLD")  # older closed, 5 of newer's 10
+    older = entered(ledger, "10")
+    entered(ledger, "10")
+    closed_by_other(ledger, "15", "CLOSE-OLD")  # older closed, 5 of newer's 10
     assert ledger.close(timeout=30)
     assert rows(pg_dsn, "SELECT signal_id FROM trades") == [(older.signal_id,)]
     as_before_migration_0006(pg_dsn)
-    assert _verify(pg_dsn) == []
+    assert differences(pg_dsn) == []
 
 
 def test_a_held_signal_less_fill_spares_entries_recorded_after_it(
@@ -318,7 +299,7 @@ def test_a_held_signal_less_fill_spares_entries_recorded_after_it(
     away = Ledger(dataclasses.replace(config, pg_dsn=UNREACHABLE))  # same journal
     away.start()
     away.record_fill(make_fill(close, "10", "0.6", fill_id="CLOSE-HELD"))  # nothing open
-    later = _entered(away, "10")  # entered after the close
+    later = entered(away, "10")  # entered after the close
     assert away.wait_journaled(timeout=30)
     assert not away.close(timeout=1)
 
@@ -328,9 +309,9 @@ def test_a_held_signal_less_fill_spares_entries_recorded_after_it(
     open_now = {c.signal_id: c.open_quantity for c in back.load_recovery_state().open_cycles}
     assert back.close(timeout=30)
     assert rows(pg_dsn, "SELECT signal_id FROM trades") == []
-    assert _allocated(pg_dsn) == []
+    assert allocations(pg_dsn) == []
     assert open_now == {later.signal_id: Decimal(10)}
-    assert _verify(pg_dsn) == []
+    assert differences(pg_dsn) == []
 
 
 def test_a_signal_sent_again_before_the_state_is_read_keeps_its_stored_cycle(
@@ -339,7 +320,7 @@ def test_a_signal_sent_again_before_the_state_is_read_keeps_its_stored_cycle(
     config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
     first = Ledger(config)
     first.start()
-    signal = _entered(first, "10")  # 10 open, in PostgreSQL
+    signal = entered(first, "10")  # 10 open, in PostgreSQL
     assert first.close(timeout=30)
 
     away = Ledger(dataclasses.replace(config, pg_dsn=UNREACHABLE))
@@ -350,8 +331,8 @@ def test_a_signal_sent_again_before_the_state_is_read_keeps_its_stored_cycle(
 
     back = Ledger(config)
     back.start()
-    _close_all(back, "10", "CLOSE-ALL")
+    closed_by_other(back, "10", "CLOSE-ALL")
     assert back.flush(timeout=60)
     assert back.close(timeout=30)
-    assert _allocated(pg_dsn) == [("CLOSE-ALL", signal.signal_id, Decimal(10))]
+    assert allocations(pg_dsn) == [("CLOSE-ALL", signal.signal_id, Decimal(10))]
     assert rows(pg_dsn, "SELECT signal_id FROM trades") == [(signal.signal_id,)]
