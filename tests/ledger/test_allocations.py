@@ -11,6 +11,7 @@ import uuid
 from decimal import Context, Decimal
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ledgerkit import (
@@ -26,6 +27,7 @@ from ledgerkit import (
 )
 
 from galfriday_recorder.config import RecorderConfig
+from galfriday_recorder.lab.services import PostgresService
 from galfriday_recorder.ledger import Ledger
 from galfriday_recorder.ledger.cycles import Allocation
 from galfriday_recorder.ledger.state import LedgerState, Out
@@ -429,4 +431,41 @@ def test_a_signal_less_fill_sent_again_after_a_restart_is_ignored(
     assert allocations(pg_dsn) == [("AGAIN", signal, Decimal(4)), ("REST", signal, Decimal(6))]
     assert rows(pg_dsn, "SELECT signal_id, quantity FROM trades") == [(signal, Decimal(10))]
     assert rows(pg_dsn, "SELECT status FROM orders WHERE signal_id IS NULL") == [("FILLED",)]
+    assert differences(pg_dsn) == []
+
+
+def test_a_journal_replay_gives_a_cycle_its_parts_where_they_came(
+    pg_service: PostgresService | None, pg_dsn: str, tmp_path: Path
+) -> None:
+    """Journaled, never committed (PostgreSQL stopped mid-session): entry 10, a close of 4,
+    the signal's own exit of 10 (6 of it closes the cycle), a re-entry of 3. A replay
+    that gave the close's part to the cycle later would close the re-entry with it."""
+    if pg_service is None:
+        pytest.skip("needs the embedded PostgreSQL to stop and start it")
+    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
+    first = Ledger(config)
+    first.start()
+    pg_service.stop()
+    try:
+        signal = entered(first, "10")
+        closed_by_other(first, "4", "C-4")
+        exit_ = make_order(signal, side="SELL", quantity_ordered=Decimal(10))
+        first.record_order(exit_)
+        first.record_fill(make_fill(exit_, "10", "0.7"))
+        again = make_order(signal, quantity_ordered=Decimal(3))
+        first.record_order(again)
+        first.record_fill(make_fill(again, "3", "0.5"))
+        assert first.wait_journaled(timeout=30)
+        assert not first.close(timeout=1)
+    finally:
+        pg_service.start()
+    second = Ledger(config)
+    second.start()
+    closed_by_other(second, "3", "C-3")  # the re-entry is the cycle open
+    assert second.close(timeout=30)
+    assert sorted(rows(pg_dsn, "SELECT quantity FROM trades")) == [(Decimal(3),), (Decimal(10),)]
+    assert allocations(pg_dsn) == [
+        ("C-4", signal.signal_id, Decimal(4)),
+        ("C-3", signal.signal_id, Decimal(3)),
+    ]
     assert differences(pg_dsn) == []

@@ -556,9 +556,12 @@ class LedgerState:
                 else:  # PostgreSQL may hold it already, and then its cycle does
                     self.deferred.append((state, fill))
         elif kind == "allocation":
-            if self.loaded:
+            # In place, as the cycle's own fills are: at once if memory has the cycle whole
+            # and the fill, else after PostgreSQL's state and the fill's own wait.
+            here = (p["exchange"], p["fill_id"]) in self.replayed_closes
+            if self.loaded or (here and uuid.UUID(p["signal_id"]) in self.recorded_unloaded):
                 self._replay_allocation(p)
-            else:  # the cycle may be PostgreSQL's
+            else:
                 self.deferred.append((kind, p))
 
     def _replay_allocation(self, p: dict[str, Any]) -> None:
