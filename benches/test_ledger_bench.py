@@ -14,7 +14,10 @@ and filled, six log lines and a portfolio snapshot.
 - ``ledger-call`` group: what one ledger call costs the calling thread (no I/O
   happens there), for a plain log entry and for a fill through the order state
   machine, beside the floor of any hand-off between threads (a lock, a timestamp,
-  a deque append).
+  a deque append). On a shared machine these medians, the floor's included, move
+  together by up to 2x from one run to the next, whichever benches ran before
+  (the floor 0.65 or 1.3 us, with PostgreSQL idle for 15 s before it): compare
+  a call with the floor of the same run, not microseconds between runs.
 - ``ledger-state`` group: bounded work of a fill of an order without a signal,
   with no open cycle and with 10,000 open on 500 other pairs.
 """

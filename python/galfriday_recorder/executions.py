@@ -32,6 +32,7 @@ from .records import EXACT, exact_sum
 # NUMERIC(38,18): a derived price or prorated commission is rounded to 18 places.
 _PLACES = Decimal(1).scaleb(-18)
 _MAX_FILL_ID = 64
+_fma = EXACT.fma  # quantity x price + value, exact (a bound method: no look-up per fill)
 
 
 @dataclasses.dataclass(slots=True)
@@ -49,10 +50,14 @@ class OrderFills:
             self.quantity, self.value, self.commission, self.covered, set(self.trade_ids)
         )
 
-    def add(self, quantity: Decimal, price: Decimal, commission: Decimal) -> None:
-        self.quantity = exact_sum(self.quantity, quantity)
-        self.value = EXACT.fma(quantity, price, self.value)
-        self.commission = exact_sum(self.commission, commission)
+    def add(
+        self, quantity: Decimal, price: Decimal, commission: Decimal, total: Decimal | None = None
+    ) -> None:
+        """``total``: ``self.quantity + quantity``, when the caller has summed it already."""
+        self.quantity = exact_sum(self.quantity, quantity) if total is None else total
+        self.value = _fma(quantity, price, self.value)
+        if commission:  # a fill without one leaves the sum as it is
+            self.commission = exact_sum(self.commission, commission)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from decimal import Decimal
+from decimal import Context, Decimal, localcontext
+from fractions import Fraction
 from typing import Any
 
 import orjson
@@ -72,6 +73,58 @@ def _fill(state: LedgerState, fill: Fill) -> Out:
     out: Out = []
     state.fill(fill, out)
     return out
+
+
+# Quantities and prices weighted toward the ends of NUMERIC(38,18): a 28-digit (or lowered)
+# context would round their sums.
+_TINY, _HUGE = Decimal("1e-18"), Decimal("99999999999999999.999999999999999999")
+_amount = st.one_of(
+    st.sampled_from([_TINY, Decimal(1), _HUGE, Decimal("0.000000000000000003")]),
+    st.decimals(min_value=_TINY, max_value=_HUGE, places=18),
+)
+
+
+@given(
+    fills=st.lists(
+        st.tuples(_amount, _amount, st.one_of(st.just(Decimal(0)), _amount)),
+        min_size=1,
+        max_size=8,
+    ),
+    complete=st.booleans(),
+    seed_at=st.integers(0, 8),
+)
+def test_order_totals_are_the_exact_sums_of_its_fills(
+    fills: list[tuple[Decimal, Decimal, Decimal]], complete: bool, seed_at: int
+) -> None:
+    """Filled quantity, value and commission stay exact in a caller's 6-digit context, also
+    after a seed took the filled quantity from PostgreSQL (there 0.5 more than the fills
+    memory holds, so that the two sums are told apart)."""
+    seeded = Fraction(1, 2) if seed_at < len(fills) else Fraction(0)
+    quantity = sum((Fraction(q) for q, _p, _c in fills), seeded)
+    exact = Context(prec=80)
+    ordered = exact.divide(quantity.numerator, quantity.denominator)  # a power of 10: exact
+    ordered = ordered if complete else exact.add(ordered, _TINY)
+    state = LedgerState()
+    order = make_order(quantity_ordered=ordered)
+    state.record_order(order, [])
+    held = state.orders[order.client_order_id]
+    sums = [Fraction(0)] * 3
+    statuses = []
+    with localcontext(Context(prec=6)):
+        for i, (q, p, c) in enumerate(fills):
+            if i == seed_at:  # what seed() does with the order's stored quantity_filled
+                held.filled = exact.add(held.filled, Decimal("0.5"))
+            out = _fill(state, make_fill(order, str(q), str(p), commission=c))
+            statuses.append(out[0][1][1]["order_status"])
+            for j, term in enumerate((Fraction(q), Fraction(q) * Fraction(p), Fraction(c))):
+                sums[j] += term
+    totals = held.totals
+    assert Fraction(held.filled) == quantity
+    assert (Fraction(totals.quantity), Fraction(totals.value)) == (sums[0], sums[1])
+    assert Fraction(totals.commission) == sums[2]
+    partial = ["PARTIALLY_FILLED"] * (len(fills) - 1)
+    assert statuses == [*partial, "FILLED" if complete else "PARTIALLY_FILLED"]
+    assert held.status == statuses[-1]
 
 
 @pytest.mark.parametrize(("old", "new"), list(itertools.product(ORDER_STATUSES, repeat=2)))

@@ -100,17 +100,24 @@ class OrderState:
         self.signal = signal
         self.status = order.status
         self.exchange_order_id = order.exchange_order_id
-        self.filled = Decimal(0)
         self.fill_ids: set[str] = set()
         # Value and commission of the fills too: what the bot's cumulative reports are against.
         self.totals = OrderFills()
+        # The same object as totals.quantity while both sum the same fills (see add_fill).
+        self.filled = self.totals.quantity
         self.fill_order = FillOrder(order.client_order_id, order.order_type, order.exit_reason)
 
     def add_fill(self, fill: Fill, filled: Decimal | None = None) -> None:
         """``filled``: the order's new total, when the caller has it already."""
         self.fill_ids.add(fill.fill_id)
-        self.filled = exact_sum(self.filled, fill.quantity_filled) if filled is None else filled
-        self.totals.add(fill.quantity_filled, fill.fill_price, fill.commission)
+        quantity = fill.quantity_filled
+        if filled is None:
+            filled = exact_sum(self.filled, quantity)
+        totals = self.totals
+        # One sum serves both while they are one object (a seed may set ``filled`` apart).
+        same = totals.quantity is self.filled
+        self.filled = filled
+        totals.add(quantity, fill.fill_price, fill.commission, filled if same else None)
 
 
 # A replayed row (kind, payload), or a replayed fill whose order is known but whose
@@ -132,6 +139,12 @@ def status_after_fill(status: str, complete: bool) -> str:
     if complete:
         return "FILLED"
     return status if status == "PENDING_CANCEL" else "PARTIALLY_FILLED"
+
+
+# status_after_fill as look-ups: [complete][status before].
+_AFTER_FILL = tuple(
+    {s: status_after_fill(s, complete) for s in ORDER_STATUSES} for complete in (False, True)
+)
 
 
 def replayed_fill_id(item: Deferred) -> str | None:
@@ -245,7 +258,10 @@ class LedgerState:
         Raises :class:`SignalNotLoaded`, before any change, if the order's signal is not
         in memory (unless ``need_signal`` is false: then the fill joins no cycle).
         """
-        state = self.order_of(fill)
+        state = self.orders.get(fill.client_order_id)  # type: ignore[arg-type]
+        eid = fill.exchange_order_id
+        if state is None or (eid is not None and eid != state.exchange_order_id):
+            state = self.order_of(fill)  # by exchange id, or the error
         if fill.fill_id in state.fill_ids:
             self.duplicates += 1
             return
@@ -271,12 +287,13 @@ class LedgerState:
                 client_order_id=str(order.client_order_id),
             )
         filled = exact_sum(state.filled, fill.quantity_filled)
-        if filled > order.quantity_ordered:
+        complete = filled >= order.quantity_ordered
+        if complete and filled != order.quantity_ordered:
             raise ValidationError(
                 "quantity_filled",
                 f"fills total {filled}, more than the order's {order.quantity_ordered}",
             )
-        status = status_after_fill(was, filled == order.quantity_ordered)
+        status = _AFTER_FILL[complete][was]
         state.add_fill(fill, filled)
         if status != was:
             self.set_status(state, status)
