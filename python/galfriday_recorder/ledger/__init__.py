@@ -459,7 +459,7 @@ class Ledger:
 
     # -- state from PostgreSQL and the journal (start, or the loop thread) ------------------
 
-    def _load_pg_state(self, connect_timeout: int) -> Out:
+    def _load_pg_state(self, connect_timeout: int) -> list[Trade]:
         """Seed the state machines from PostgreSQL, then apply the journal replay that waited
         for it; return the trades stored fills close that no row holds (to be written)."""
         with self._lock:
@@ -489,15 +489,15 @@ class Ledger:
                 "ledger: %d trade(s) that stored fills close had no trades row; re-derived",
                 len(rederived),
             )
-        return [("trade", trade) for trade in rederived]
+        return rederived
 
     def _load_pg_state_later(self, connect_timeout: int) -> None:
         """The writer's first connection after a start without PostgreSQL."""
         self._push_rederived(self._load_pg_state(connect_timeout))
 
-    def _push_rederived(self, events: Out) -> None:
+    def _push_rederived(self, trades: list[Trade]) -> None:
         with self._lock:
-            self._push_all(events)
+            self._push_all([("trade", trade) for trade in trades])
 
     def _replay_journal_into_state(self) -> None:
         """Apply journaled, uncommitted events to the state machines (nothing is re-emitted)."""
