@@ -13,13 +13,13 @@ pending lines and spool, and the rate achieved. At the end it prints the RSS slo
 grew (slope above ``--max-slope-mb-min``), descriptors leaked, queues kept growing, a
 database did not receive everything, or the rate was not held.
 
-Memory that is not a leak: the ledger keeps up to 5,000 signals and 5,000 finished
-orders for its state machines (``ledger/state.py`` ``KEEP_SIGNALS``,
-``KEEP_TERMINAL_ORDERS``; a forgotten signal is read back from PostgreSQL when a fill
-needs it), measured at about 3 KB of Python heap per trade cycle (signal + two orders)
-before the caps. At the default of 2 cycles/s (7,200 per hour, far busier than the
-bot) the orders' cap is reached after about 21 minutes and the signals' after about
-42; until then the slope shows ~0.36 MB/min for that reason alone.
+Memory that is not a leak: the ledger keeps up to 1,000 signals, 1,000 finished
+orders and 1,000 recent trades for its state machines (``ledger/state.py``
+``KEEP_SIGNALS``, ``KEEP_TERMINAL_ORDERS``, ``KEEP_RECENT_TRADES``; a forgotten signal
+is read back from PostgreSQL when a fill needs it), measured at about 3 KB of Python
+heap per trade cycle (signal + two orders) before the caps. At the default of 2
+cycles/s (7,200 per hour, far busier than the bot) the orders' cap is reached after
+about 4 minutes and the signals' and trades' after about 8.
 
 Book frames are generated once (synthetic generation is slower than the target rate)
 and replayed in a loop, each loop starting with a fresh snapshot so checksums hold.

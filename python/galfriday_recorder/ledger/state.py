@@ -63,12 +63,14 @@ SIGNAL_TRANSITIONS: dict[str, frozenset[str]] = {
 TERMINAL = frozenset(TERMINAL_ORDER_STATUSES)
 # Signals and finished orders kept in memory for the state machines. A signal forgotten
 # is read back from PostgreSQL when a fill needs it (see held.py); a finished order only
-# takes late reports, which come within minutes, not thousands of orders later.
-KEEP_SIGNALS = 5_000
-KEEP_TERMINAL_ORDERS = 5_000
+# takes late reports, which come within minutes, not a thousand orders later. Days of
+# the bot's traffic; small enough that a busy process reaches the caps within minutes.
+KEEP_SIGNALS = 1_000
+KEEP_TERMINAL_ORDERS = 1_000
 # Undecided signals are passed over this many times before the oldest goes anyway.
 _SECOND_CHANCES = 8
-KEEP_RECENT_TRADES = 10_000
+# The trades `trade_view` answers for: the bot asks right after a cycle closes.
+KEEP_RECENT_TRADES = 1_000
 FILL_FIELDS = tuple(f.name for f in dataclasses.fields(Fill))
 
 # Events a call causes, in journal order: (kind, record) or, for a fill, (kind, (fill, extra)).
