@@ -1,4 +1,4 @@
-"""Bounded work when the ledger reads state back from PostgreSQL.
+"""Bounded work when the ledger reads state back from PostgreSQL (on demand, and a start).
 
 A signal the ledger no longer holds (a fill or a verdict after a restart, or past the
 in-memory cap) is read back with its cycle rebuilt (``recovery.load_signals``). The
@@ -105,8 +105,8 @@ def test_bench_start_read_beside_finished_history(
     benchmark: Any, pg_dsn: str, history: Signal
 ) -> None:
     """A start reads the open cycles (``load_recovery_state``): its candidates are the
-    signals whose entries are not all in a trade, found by summing every signal's entry
-    fills against its trades, so this grows with the history, finished or not."""
+    signals whose entries are not all in a derived trade, found through the partial index
+    on ``signals.untraded_quantity``, so the finished history must not cost anything."""
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         state = benchmark(load_recovery_state, conn, None)
     [cycle] = state.open_cycles

@@ -48,7 +48,7 @@ def test_the_state_machine_gives_each_part_before_the_trade_it_closes() -> None:
     state.record_order(close, out)
     out.clear()
     state.fill(make_fill(close, "4", "0.6", fill_id="C"), out)
-    assert [kind for kind, _event in out] == ["fill", "allocation", "trade", "allocation"]
+    assert [kind for kind, _event in out] == ["fill", "allocation", "derived_trade", "allocation"]
     assert [event for kind, event in out if kind == "allocation"] == [
         Allocation("kraken", "C", older.signal_id, Decimal(3)),
         Allocation("kraken", "C", newer.signal_id, Decimal(1)),
@@ -85,7 +85,14 @@ def test_a_signal_less_fill_stores_the_part_each_cycle_took(ledger: Ledger, pg_d
     )
     rows(pg_dsn, "DELETE FROM fill_allocations WHERE signal_id = %s RETURNING 1", older.signal_id)
     diffs = differences(pg_dsn)
-    assert sorted(d.split(" ", 1)[0] for d in diffs) == ["allocation", "allocation", "extra"]
+    # Without its allocation the older cycle's trade is derived by nothing: extra, and its
+    # entries untraded by what the fills derive.
+    assert sorted(d.split(" ", 1)[0] for d in diffs) == [
+        "allocation",
+        "allocation",
+        "extra",
+        "untraded",
+    ]
     assert any("the rule takes 10, stored 0" in d for d in diffs)
     assert any("the rule takes 5, stored 4" in d for d in diffs)
 

@@ -237,12 +237,6 @@ def test_a_cycle_partly_reduced_before_migration_0006_closes_after_the_upgrade(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a start's candidates compare a signal's entries with the sum of all its trades "
-    "rows, the bot's own record_trade rows included: an open re-entry is taken for "
-    "finished and left out (recovery.py _unfinished)",
-)
 def test_a_trade_the_bot_recorded_itself_does_not_hide_an_open_cycle_at_a_start(
     pg_dsn: str, tmp_path: Path
 ) -> None:

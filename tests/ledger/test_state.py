@@ -243,7 +243,7 @@ def test_a_closing_fill_emits_its_trade_with_it() -> None:
     exit_ = make_order(signal, side="SELL", order_type="TAKE_PROFIT", quantity_ordered=Decimal(12))
     state.record_order(exit_, [])
     out = _fill(state, make_fill(exit_, "12", "3", commission=Decimal("0.2")))
-    assert _kinds(out) == ["fill", "trade", "log"]  # the excess of 2 is said
+    assert _kinds(out) == ["fill", "derived_trade", "log"]  # the excess of 2 is said
     trade = out[1][1]
     assert isinstance(trade, Trade)
     assert trade.trade_id == trade_id_for(signal.signal_id, f"kraken:{first.fill_id}")
@@ -276,7 +276,7 @@ def test_one_trade_per_closed_cycle_whatever_the_split(
     exit_ = make_order(signal, side="SELL", quantity_ordered=Decimal(total))
     state.record_order(exit_, [])
     kinds = [_kinds(_fill(state, make_fill(exit_, str(lot), str(price)))) for lot in exits]
-    assert kinds[-1] == ["fill", "trade"]
+    assert kinds[-1] == ["fill", "derived_trade"]
     assert all(k == ["fill"] for k in kinds[:-1])
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from ledgerkit import make_fill, make_order, make_signal, rows
+from ledgerkit import as_before_migration_0007, make_fill, make_order, make_signal, rows
 
 from galfriday_recorder.cli import main
 from galfriday_recorder.config import RecorderConfig
@@ -63,13 +63,25 @@ def test_verify_lists_each_difference_and_a_start_rederives_missing_trades(
         "WHERE signal_id = %s RETURNING 1",
         signals[2].signal_id,
     )
-    assert _kinds(pg_dsn) == ["different", "extra", "missing"]
+    # The deleted row's entries are also said to be untraded now.
+    assert _kinds(pg_dsn) == ["different", "extra", "missing", "untraded"]
     assert main(["verify", "--pg-dsn", pg_dsn]) == 1
     out = capsys.readouterr().out
     assert f"different trade {trade_id}" in out
     assert "realized_pnl" in out
+    assert f"untraded signal {signals[1].signal_id}" in out
 
-    again = Ledger(config)  # a start writes the missing trade back
+    # As history written before migration 0007, which sets the untraded quantities by
+    # the start's earlier rule (every trades row counted, the copy of signals[2]'s too):
+    # a start writes the missing trade back and corrects signals[2]'s quantity.
+    as_before_migration_0007(pg_dsn)
+    assert rows(pg_dsn, "SELECT untraded_quantity FROM signals ORDER BY untraded_quantity") == [
+        (Decimal(-5),),
+        (Decimal(0),),
+        (Decimal(5),),
+    ]
+    again = Ledger(config)
     again.start()
     assert again.close(timeout=30)
     assert _kinds(pg_dsn) == ["different", "extra"]
+    assert rows(pg_dsn, "SELECT DISTINCT untraded_quantity FROM signals") == [(Decimal(0),)]

@@ -53,7 +53,7 @@ from ..redaction import redact
 from ..runtime import BackgroundLoop
 from .held import Held, apply_held, fill_keys, held_refusal, missing_signal, order_keys
 from .journal import GROUP, Journal, Row, encode_event, encode_group
-from .recovery import RecoveryState, Scope, load_recovery_state, load_signals, missing_trades
+from .recovery import RecoveryState, Scope, load_recovery_state, load_signals, read_start
 from .sql import KIND_ORDER, STATEMENTS, STORED_FILLS, Bulk
 from .state import ORDER_TRANSITIONS, LedgerState, Out, SignalNotLoaded, replayed_fill_id
 from .writer import HELD, MANY, NOTHING, REFUSED_KIND, Writer, percentile
@@ -459,9 +459,10 @@ class Ledger:
 
     # -- state from PostgreSQL and the journal (start, or the loop thread) ------------------
 
-    def _load_pg_state(self, connect_timeout: int) -> list[Trade]:
+    def _load_pg_state(self, connect_timeout: int) -> Out:
         """Seed the state machines from PostgreSQL, then apply the journal replay that waited
-        for it; return the trades stored fills close that no row holds (to be written)."""
+        for it; return what to write: the trades stored fills close that no row holds, and
+        corrections of untraded quantities (:func:`.recovery.read_start`)."""
         with self._lock:
             waiting = [replayed_fill_id(item) for item in self._state.deferred]
             missing = self._state.missing_signals()
@@ -470,10 +471,9 @@ class Ledger:
                 self._config.pg_conninfo, connect_timeout=connect_timeout, autocommit=True
             ) as conn:
                 own = self._config.instance_name
-                recovered = load_recovery_state(conn, own)
+                recovered, rederived = read_start(conn, own)
                 stored = set(conn.execute(STORED_FILLS, ([f for f in waiting if f],)).fetchall())
                 extra = load_signals(conn, missing - {s.signal_id for s in recovered.signals})
-                rederived = missing_trades(conn, own)
         except psycopg.Error as exc:
             log.warning(
                 "ledger state not loaded from PostgreSQL yet (%s): %s",
@@ -484,10 +484,13 @@ class Ledger:
         with self._lock:
             self._state.take_signals(extra.signals, extra.cycles)
             self._state.seed(recovered, stored)
+        trades = sum(kind == "derived_trade" for kind, _event in rederived)
         if rederived:
             log.warning(
-                "ledger: %d trade(s) that stored fills close had no trades row; re-derived",
-                len(rederived),
+                "ledger: %d trade(s) that stored fills close had no trades row; re-derived; "
+                "%d untraded quantity(ies) corrected",
+                trades,
+                len(rederived) - trades,
             )
         return rederived
 
@@ -495,9 +498,9 @@ class Ledger:
         """The writer's first connection after a start without PostgreSQL."""
         self._push_rederived(self._load_pg_state(connect_timeout))
 
-    def _push_rederived(self, trades: list[Trade]) -> None:
+    def _push_rederived(self, events: Out) -> None:
         with self._lock:
-            self._push_all([("trade", trade) for trade in trades])
+            self._push_all(events)
 
     def _replay_journal_into_state(self) -> None:
         """Apply journaled, uncommitted events to the state machines (nothing is re-emitted)."""
@@ -567,7 +570,7 @@ class Ledger:
                 continue
             held = orjson.loads(payload)
             call, keys = held.pop("held"), held.pop("held_keys")
-            events: Out = [("trade", trade) for trade in trades]
+            events: Out = [("derived_trade", trade) for trade in trades]
             trades = []
             with self._lock:
                 self._held.release(keys)

@@ -17,10 +17,20 @@ from typing import Any, Literal
 import psycopg
 from psycopg.rows import dict_row
 
-from ..records import Configuration, Fill, Order, PortfolioSnapshot, Signal, Trade
+from ..records import (
+    EXACT,
+    ORDER_STATUSES,
+    Configuration,
+    Fill,
+    Order,
+    PortfolioSnapshot,
+    Signal,
+    Trade,
+    exact_sum,
+)
 from ..riskstate import RISK_STATE_SQL, RiskState, risk_state, risk_state_params
 from .cycles import Cycle, FillOrder
-from .state import TERMINAL_ORDER_STATUSES
+from .state import TERMINAL_ORDER_STATUSES, Out
 
 _ORDER_COLUMNS = (
     "o.order_pk, o.quantity_filled, o.client_order_id, o.exchange_order_id, o.signal_id, "
@@ -84,7 +94,9 @@ def _own(alias: str) -> str:
     )
 
 
-_OPEN = list(TERMINAL_ORDER_STATUSES)
+# Statuses of an order still open (the column's CHECK allows no others), matched by
+# equality so the status index finds them.
+_OPEN = sorted(ORDER_STATUSES - set(TERMINAL_ORDER_STATUSES))
 # Whose open orders and cycles a caller reads: its own recorder's, or every recorder's.
 Scope = Literal["own", "all"]
 
@@ -93,12 +105,26 @@ def load_recovery_state(conn: psycopg.Connection[Any], instance: str | None) -> 
     """Read everything in one repeatable-read snapshot so the parts agree with each other:
     the open orders, open cycles and signals ``instance`` owns (everyone's if None); the
     latest snapshot, active configuration and risk state, which are the database's."""
+    return read_start(conn, instance)[0]
+
+
+def read_start(conn: psycopg.Connection[Any], instance: str | None) -> tuple[RecoveryState, Out]:
+    """:func:`load_recovery_state`, and what a start writes (one derivation): the trades
+    that stored fills of ``instance``'s signals close but no ``trades`` row holds, and the
+    corrections of ``signals.untraded_quantity`` where it is not the signal's entries
+    less its stored derived trades (history that migration 0007 counted with the bot's
+    own trades; each is a difference that commutes with the fills still to commit).
+
+    Only the signals whose entries are not all in a derived trade are read, through
+    ``signals.untraded_quantity``: a start's read grows with the cycles left open, not
+    with the history; ``galfriday-recorder verify`` checks everything.
+    """
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         cur.execute(
-            f"SELECT {_ORDER_COLUMNS} FROM orders o WHERE o.status <> ALL(%(terminal)s) "
+            f"SELECT {_ORDER_COLUMNS} FROM orders o WHERE o.status = ANY(%(open)s) "
             f"AND {_own('o')} ORDER BY o.order_pk",
-            {"terminal": _OPEN, "instance": instance},
+            {"open": _OPEN, "instance": instance},
         )
         orders = [_order(r) for r in cur.fetchall()]
         cur.execute(
@@ -115,13 +141,26 @@ def load_recovery_state(conn: psycopg.Connection[Any], instance: str | None) -> 
             OpenOrder(order, pk, filled, fills_by_order.get(order.client_order_id, []))
             for pk, filled, order in orders
         ]
-        cycles = _open_cycles(cur, instance)
+        unfinished, untraded = _unfinished(cur, instance)
+        derived = derive_cycles(cur, unfinished)
+        unstored = _unstored(cur, derived)
+        repairs: Out = [("derived_trade", t) for t in unstored]
+        missing = {t.trade_id for t in unstored}
+        for t in derived:
+            if t.trade_id not in missing and t.signal_id is not None:  # derived: never None
+                untraded[t.signal_id] = exact_sum(untraded[t.signal_id], t.quantity)
+        repairs += [
+            ("untraded", {"signal_id": signal_id, "delta": EXACT.minus(off)})
+            for signal_id, off in untraded.items()
+            if off != 0
+        ]
+        cycles = [c for c in unfinished.values() if c.open_quantity != 0]
         cur.execute(
             f"SELECT {_SIGNAL_COLUMNS} FROM signals s WHERE (s.status = 'PROPOSED' "
             f"AND {_own('s')}) OR s.signal_id = ANY(%(cycles)s) OR s.signal_id IN (SELECT "
-            f"o.signal_id FROM orders o WHERE o.status <> ALL(%(terminal)s) AND {_own('o')} "
+            f"o.signal_id FROM orders o WHERE o.status = ANY(%(open)s) AND {_own('o')} "
             "AND o.signal_id IS NOT NULL)",
-            {"cycles": [c.signal_id for c in cycles], "terminal": _OPEN, "instance": instance},
+            {"cycles": [c.signal_id for c in cycles], "open": _OPEN, "instance": instance},
         )
         signals = [Signal(**r) for r in cur.fetchall()]
         cur.execute(
@@ -140,7 +179,7 @@ def load_recovery_state(conn: psycopg.Connection[Any], instance: str | None) -> 
         risk_row = cur.fetchone()
         assert risk_row is not None  # one row of scalar subqueries, always
         risk = risk_state(risk_row, params["as_of"])
-    return RecoveryState(
+    state = RecoveryState(
         open_orders=open_orders,
         latest_snapshot=PortfolioSnapshot(**snap) if snap else None,
         active_configuration=Configuration(**config) if config else None,
@@ -148,30 +187,31 @@ def load_recovery_state(conn: psycopg.Connection[Any], instance: str | None) -> 
         signals=signals,
         risk=risk,
     )
-
-
-def _open_cycles(cur: psycopg.Cursor[dict[str, Any]], instance: str | None) -> list[Cycle]:
-    """The cycles of ``instance``'s signals still open, oldest open first."""
-    cycles = _unfinished(cur, instance)
-    derive_cycles(cur, cycles)
-    return [c for c in cycles.values() if c.open_quantity != 0]
+    return state, repairs
 
 
 def _unfinished(
     cur: psycopg.Cursor[dict[str, Any]], instance: str | None
-) -> dict[uuid.UUID, Cycle]:
-    """Empty cycles of the signals whose entries are not all in a stored trade: each open
+) -> tuple[dict[uuid.UUID, Cycle], dict[uuid.UUID, Decimal]]:
+    """Empty cycles of the signals whose entries are not all in a derived trade: each open
     cycle's, and each closed one's whose trade row is missing. Every entry fill belongs to
     one cycle of its signal and a trade's quantity is its cycle's entries, so the others
-    are finished, however their exits (signal-less parts, excess) came."""
+    are finished, however their exits (signal-less parts, excess) came.
+
+    With each, how far its stored ``untraded_quantity`` is above its entry fills (zero
+    once its stored derived trades are added)."""
     cur.execute(
-        f"SELECT {HEAD_COLUMNS} FROM signals s JOIN orders o ON o.signal_id = s.signal_id "
-        "JOIN fills f ON f.order_pk = o.order_pk AND f.side = s.side "
-        f"WHERE {_own('s')} GROUP BY s.signal_id HAVING sum(f.quantity_filled) <> "
-        "COALESCE((SELECT sum(t.quantity) FROM trades t WHERE t.signal_id = s.signal_id), 0)",
+        f"SELECT {HEAD_COLUMNS}, s.untraded_quantity - (SELECT COALESCE(sum(f.quantity_filled), "
+        "0) FROM orders o JOIN fills f USING (order_pk) WHERE o.signal_id = s.signal_id "
+        "AND f.side = s.side) AS off FROM signals s "
+        f"WHERE s.untraded_quantity <> 0 AND {_own('s')}",
         {"instance": instance},
     )
-    return {r["signal_id"]: Cycle(**r) for r in cur.fetchall()}
+    cycles, untraded = {}, {}
+    for r in cur.fetchall():
+        untraded[r["signal_id"]] = r.pop("off")
+        cycles[r["signal_id"]] = Cycle(**r)
+    return cycles, untraded
 
 
 def derive_cycles(
@@ -237,17 +277,6 @@ def load_signals(conn: psycopg.Connection[Any], signal_ids: set[uuid.UUID]) -> L
         }
         trades = _unstored(cur, derive_cycles(cur, cycles))
     return LoadedSignals(signals, [c for c in cycles.values() if c.open_quantity != 0], trades)
-
-
-def missing_trades(conn: psycopg.Connection[Any], instance: str | None) -> list[Trade]:
-    """Trades that stored fills of ``instance``'s signals close but no ``trades`` row holds.
-
-    Only signals whose entries are not all in a stored trade are recomputed, so a start
-    does not read the whole history; ``galfriday-recorder verify`` checks everything.
-    """
-    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        return _unstored(cur, derive_cycles(cur, _unfinished(cur, instance)))
 
 
 def _unstored(cur: psycopg.Cursor[dict[str, Any]], trades: list[Trade]) -> list[Trade]:

@@ -126,10 +126,11 @@ _ORDER_UPDATE = Bulk(
     "FROM {rows} GROUP BY client_order_id) u "
     "WHERE o.client_order_id = u.client_order_id AND o.ledger_seq < u.seq",
 )
-# Fills and their orders' running totals in one statement; a duplicate fill inserts
-# nothing and so adds nothing. An order PostgreSQL does not have makes order_pk NULL:
-# refused, dead-lettered and logged rather than lost. The status a fill leads to
-# applies only if the fill is newer than the row's last update.
+# Fills and their orders' running totals in one statement, and an entry fill (on its
+# signal's side) in its signal's untraded quantity; a duplicate fill inserts nothing and
+# so adds nothing. An order PostgreSQL does not have makes order_pk NULL: refused,
+# dead-lettered and logged rather than lost. The status a fill leads to applies only if
+# the fill is newer than the row's last update.
 _FILL = Bulk(
     "fill_id text, order_client_id uuid, exchange_order_id text, order_exchange_id text, "
     "trading_pair text, exchange text, side text, quantity_filled numeric, fill_price numeric, "
@@ -147,7 +148,11 @@ _FILL = Bulk(
     "agg AS (SELECT ins.order_pk, sum(u.quantity_filled) AS qty, max(u.seq) AS seq, "
     "(array_agg(u.order_status ORDER BY u.seq DESC))[1] AS status, "
     "max(u.filled_at) AS filled_at FROM ins JOIN u USING (exchange, fill_id) "
-    "GROUP BY ins.order_pk) "
+    "GROUP BY ins.order_pk), "
+    "entries AS (UPDATE signals s SET untraded_quantity = s.untraded_quantity + e.qty "
+    "FROM (SELECT o.signal_id, u.side, sum(u.quantity_filled) AS qty FROM ins "
+    "JOIN u USING (exchange, fill_id) JOIN orders o ON o.order_pk = ins.order_pk "
+    "GROUP BY o.signal_id, u.side) e WHERE s.signal_id = e.signal_id AND s.side = e.side) "
     "UPDATE orders o SET quantity_filled = o.quantity_filled + agg.qty, "
     "status = CASE WHEN o.ledger_seq < agg.seq THEN agg.status ELSE o.status END, "
     "last_updated_at = GREATEST(o.last_updated_at, agg.filled_at), "
@@ -160,12 +165,14 @@ _ALLOCATION = Bulk(
     "FROM fills f WHERE f.exchange = u.exchange AND f.fill_id = u.fill_id), signal_id, "
     "quantity FROM {rows} ON CONFLICT (fill_pk, signal_id) DO NOTHING",
 )
-_TRADE = Bulk(
+_TRADE_COLUMNS = (
     "trade_id uuid, signal_id uuid, trading_pair text, exchange text, strategy_id text, "
     "side text, entry_client_order_id uuid, exit_client_order_id uuid, "
     "entry_timestamp timestamptz, exit_timestamp timestamptz, quantity numeric, "
     "average_entry_price numeric, average_exit_price numeric, total_commission numeric, "
-    "realized_pnl numeric, realized_pnl_pct real, exit_reason text",
+    "realized_pnl numeric, realized_pnl_pct real, exit_reason text"
+)
+_TRADE_INSERT = (
     "INSERT INTO trades (trade_id, signal_id, trading_pair, exchange, strategy_id, side, "
     "entry_order_pk, exit_order_pk, entry_timestamp, exit_timestamp, quantity, "
     "average_entry_price, average_exit_price, total_commission, realized_pnl, "
@@ -174,7 +181,25 @@ _TRADE = Bulk(
     "u.entry_client_order_id), (SELECT order_pk FROM orders WHERE client_order_id = "
     "u.exit_client_order_id), entry_timestamp, exit_timestamp, quantity, average_entry_price, "
     "average_exit_price, total_commission, realized_pnl, realized_pnl_pct, exit_reason "
-    "FROM {rows} ON CONFLICT (trade_id) DO NOTHING",
+    "FROM {rows} ON CONFLICT (trade_id) DO NOTHING"
+)
+# A trade the bot recorded itself (record_trade).
+_TRADE = Bulk(_TRADE_COLUMNS, _TRADE_INSERT)
+# A trade the ledger derived from its signal's fills: its entries are traded now.
+_DERIVED_TRADE = Bulk(
+    _TRADE_COLUMNS,
+    f"WITH ins AS ({_TRADE_INSERT} RETURNING signal_id, quantity) "
+    "UPDATE signals s SET untraded_quantity = s.untraded_quantity - t.qty "
+    "FROM (SELECT signal_id, sum(quantity) AS qty FROM ins GROUP BY signal_id) t "
+    "WHERE s.signal_id = t.signal_id",
+)
+# A start's correction of a signal's untraded quantity (see recovery.read_start): a
+# difference, so fills committed after the start's read still count once.
+_UNTRADED = Bulk(
+    "signal_id uuid, delta numeric",
+    "UPDATE signals s SET untraded_quantity = s.untraded_quantity + u.delta "
+    "FROM (SELECT signal_id, sum(delta) AS delta FROM {rows} GROUP BY signal_id) u "
+    "WHERE s.signal_id = u.signal_id",
 )
 _LOG = _insert(
     "system_logs",
@@ -237,6 +262,8 @@ KIND_ORDER = {
             "order_update",
             "fill",
             "allocation",
+            "derived_trade",
+            "untraded",
             "trade",
             "log",
             "snapshot",
@@ -251,6 +278,8 @@ STATEMENTS: dict[str, Bulk | tuple[Statement, ...]] = {
     "order_update": _ORDER_UPDATE,
     "fill": _FILL,
     "allocation": _ALLOCATION,
+    "derived_trade": _DERIVED_TRADE,
+    "untraded": _UNTRADED,
     "trade": _TRADE,
     "log": _LOG,
     "snapshot": _SNAPSHOT,

@@ -451,7 +451,7 @@ class LedgerState:
             self.cycles.discard(cycle)
         if out is None or trade is None:
             return
-        out.append(("trade", trade))
+        out.append(("derived_trade", trade))
         self.recent_trades[cycle.signal_id] = trade
         if len(self.recent_trades) > KEEP_RECENT_TRADES:
             self.recent_trades.popitem(last=False)

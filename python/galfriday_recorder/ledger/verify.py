@@ -13,6 +13,10 @@ against an independent replay of the rule that made them (each such fill reduces
 the open cycles of its pair, oldest first, each recorder its own): an allocation
 the replay does not make, makes otherwise or makes and no row holds is an
 *allocation* difference.
+
+Each signal's ``untraded_quantity`` (what a start reads instead of the history) must
+be its entry fills less the stored trades they derive; otherwise an *untraded*
+difference.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from ..records import Trade
+from ..records import EXACT, Trade, exact_sum
 from .cycles import Cycle, FillOrder, reduce_cycles
 from .recovery import FILL_COLUMNS, HEAD_COLUMNS, derive_cycles, fill_from_row
 
@@ -48,8 +52,8 @@ Allocations = dict[tuple[str, str, uuid.UUID], Decimal]
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Difference:
-    kind: str  # missing, extra, different or allocation
-    subject: str  # "trade <id>" or "allocation of fill <exchange>:<fill_id>"
+    kind: str  # missing, extra, different, allocation or untraded
+    subject: str  # "trade <id>", "allocation of fill <exchange>:<fill_id>", "signal <id>"
     signal_id: uuid.UUID | None
     detail: str
 
@@ -81,7 +85,18 @@ def verify(conn: psycopg.Connection[Any]) -> list[Difference]:
             "JOIN fills f USING (fill_pk)"
         )
         allocated = {(r["exchange"], r["fill_id"], r["signal_id"]): r["quantity"] for r in cur}
-    return _trade_differences(derived, stored) + _allocation_differences(replayed, allocated)
+        cur.execute(
+            "SELECT s.signal_id, s.untraded_quantity, COALESCE(sum(f.quantity_filled) "
+            "FILTER (WHERE f.side = s.side), 0) AS entries FROM signals s "
+            "LEFT JOIN orders o ON o.signal_id = s.signal_id "
+            "LEFT JOIN fills f ON f.order_pk = o.order_pk GROUP BY s.signal_id"
+        )
+        untraded = cur.fetchall()
+    return (
+        _trade_differences(derived, stored)
+        + _allocation_differences(replayed, allocated)
+        + _untraded_differences(untraded, [t for t in derived.values() if t.trade_id in stored])
+    )
 
 
 def _trade_differences(
@@ -123,6 +138,31 @@ def _allocation_differences(replayed: Allocations, stored: Allocations) -> list[
                     f"of fill {exchange}:{fill_id}",
                     signal_id,
                     f"the rule takes {_plain(want)}, stored {_plain(have)}",
+                )
+            )
+    return diffs
+
+
+def _untraded_differences(rows: list[dict[str, Any]], traded: list[Trade]) -> list[Difference]:
+    """``rows``: each signal's stored untraded quantity and entry fills; ``traded``: the
+    derived trades stored."""
+    in_trades: dict[uuid.UUID, Decimal] = {}
+    for trade in traded:
+        if trade.signal_id is not None:  # derived: never None
+            in_trades[trade.signal_id] = exact_sum(
+                in_trades.get(trade.signal_id, Decimal(0)), trade.quantity
+            )
+    diffs = []
+    for row in rows:
+        want = EXACT.subtract(row["entries"], in_trades.get(row["signal_id"], Decimal(0)))
+        if row["untraded_quantity"] != want:
+            diffs.append(
+                Difference(
+                    "untraded",
+                    f"signal {row['signal_id']}",
+                    row["signal_id"],
+                    f"stored {_plain(row['untraded_quantity'])}, its entry fills less its "
+                    f"derived trades give {_plain(want)}",
                 )
             )
     return diffs
