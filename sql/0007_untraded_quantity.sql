@@ -1,3 +1,5 @@
+-- A start's read bounded by what is open, not by the history.
+--
 -- signals.untraded_quantity: the signal's entry fills (fills of its orders on its
 -- side) not yet in a trade the ledger derived. The fill statement adds each new entry
 -- fill and the derived-trade statement takes off each new trade's quantity, in the
@@ -18,3 +20,5 @@ FROM (SELECT o.signal_id, sum(f.quantity_filled) AS quantity
 WHERE s.signal_id = e.signal_id;
 
 CREATE INDEX idx_signals_untraded ON signals (signal_id) WHERE untraded_quantity <> 0;
+-- The start's other signals: the undecided ones.
+CREATE INDEX idx_signals_proposed ON signals (signal_id) WHERE status = 'PROPOSED';

@@ -40,7 +40,8 @@ def as_before_migration_0007(dsn: str) -> None:
     """The database as migration 0007 finds one written before it (no untraded
     quantities), then migrated: 0007 runs on that history."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("ALTER TABLE signals DROP COLUMN untraded_quantity")
+        conn.execute("ALTER TABLE signals DROP COLUMN untraded_quantity")  # and its index
+        conn.execute("DROP INDEX idx_signals_proposed")
         conn.execute("DELETE FROM schema_migrations WHERE version = 7")
     assert migrate(dsn) == [7]
 

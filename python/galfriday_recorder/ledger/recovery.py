@@ -155,12 +155,12 @@ def read_start(conn: psycopg.Connection[Any], instance: str | None) -> tuple[Rec
             if off != 0
         ]
         cycles = [c for c in unfinished.values() if c.open_quantity != 0]
+        behind = {c.signal_id for c in cycles}
+        behind.update(o.signal_id for _pk, _filled, o in orders if o.signal_id is not None)
         cur.execute(
             f"SELECT {_SIGNAL_COLUMNS} FROM signals s WHERE (s.status = 'PROPOSED' "
-            f"AND {_own('s')}) OR s.signal_id = ANY(%(cycles)s) OR s.signal_id IN (SELECT "
-            f"o.signal_id FROM orders o WHERE o.status = ANY(%(open)s) AND {_own('o')} "
-            "AND o.signal_id IS NOT NULL)",
-            {"cycles": [c.signal_id for c in cycles], "open": _OPEN, "instance": instance},
+            f"AND {_own('s')}) OR s.signal_id = ANY(%(behind)s)",
+            {"behind": list(behind), "instance": instance},
         )
         signals = [Signal(**r) for r in cur.fetchall()]
         cur.execute(
