@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg
 
+from galfriday_recorder.config import RecorderConfig
 from galfriday_recorder.errors import IllegalTransition, UnknownOrder, ValidationError
 from galfriday_recorder.ledger import Ledger
 from galfriday_recorder.ledger.verify import verify
@@ -44,6 +45,22 @@ def as_before_migration_0007(dsn: str) -> None:
         conn.execute("DROP INDEX idx_signals_proposed")
         conn.execute("DELETE FROM schema_migrations WHERE version = 7")
     assert migrate(dsn) == [7]
+
+
+def quick_config(pg_dsn: str, data: Path) -> RecorderConfig:
+    """A ledger that commits every 2 ms (tests wait on PostgreSQL, not on the timer)."""
+    return RecorderConfig(pg_dsn=pg_dsn, data_dir=data, commit_interval_ms=2)
+
+
+def started(config: RecorderConfig) -> Ledger:
+    ledger = Ledger(config)
+    ledger.start()
+    return ledger
+
+
+def open_cycles(ledger: Ledger) -> dict[uuid.UUID, Decimal]:
+    """Open quantity by signal, as a start reads it from PostgreSQL."""
+    return {c.signal_id: c.open_quantity for c in ledger.load_recovery_state().open_cycles}
 
 
 def make_signal(**kw: Any) -> Signal:

@@ -23,7 +23,10 @@ from ledgerkit import (
     make_fill,
     make_order,
     make_signal,
+    open_cycles,
+    quick_config,
     rows,
+    started,
 )
 
 from galfriday_recorder.config import RecorderConfig
@@ -102,9 +105,8 @@ def test_a_cycle_comes_back_whole_after_a_restart_whatever_other_cycles_did(
 ) -> None:
     """The reviewer's case: a signal-less fill closed the older cycle, whose own exit then
     came as excess; a start must give the newer cycle back with its 10 open."""
-    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
-    first = Ledger(config)
-    first.start()
+    config = quick_config(pg_dsn, tmp_path / "data")
+    first = started(config)
     older, newer = make_signal(), make_signal()
     for signal in (older, newer):
         first.record_signal(signal)
@@ -119,8 +121,7 @@ def test_a_cycle_comes_back_whole_after_a_restart_whatever_other_cycles_did(
     first.record_fill(make_fill(late, "10", "0.6"))
     assert first.close(timeout=30)
 
-    second = Ledger(config)
-    second.start()
+    second = started(config)
     [cycle] = second.load_recovery_state().open_cycles
     assert (cycle.signal_id, cycle.open_quantity) == (newer.signal_id, Decimal(10))
     assert second.close(timeout=30)
@@ -200,15 +201,13 @@ def test_restarts_derive_what_one_uninterrupted_run_would(
     )
     signals = [make_signal(trading_pair=_PAIRS[k % 2]) for k in range(6)]
     model = _Model()
-    ledger = Ledger(config)
-    ledger.start()
+    ledger = started(config)
     recorded: set[uuid.UUID] = set()
     try:
         for n, (what, k, qty) in enumerate(steps):
             if what == "restart":
                 assert ledger.close(timeout=30)
-                ledger = Ledger(config)
-                ledger.start()
+                ledger = started(config)
                 continue
             if what == "close":
                 order = make_order(trading_pair=_PAIRS[k], side="SELL", quantity_ordered=qty)
@@ -228,7 +227,7 @@ def test_restarts_derive_what_one_uninterrupted_run_would(
             fill_id = f"F{n}-{uuid.uuid4().hex[:8]}"  # examples share the database
             ledger.record_fill(make_fill(order, str(qty), str(n + 1), fill_id=fill_id))
         assert ledger.flush(timeout=30)
-        open_now = {c.signal_id: c.open_quantity for c in ledger.load_recovery_state().open_cycles}
+        open_now = open_cycles(ledger)
     finally:
         assert ledger.close(timeout=30)
     mine = [s.signal_id for s in signals]
@@ -249,8 +248,7 @@ def test_migration_0006_gives_history_the_allocations_the_ledger_made(
     own exit beyond what a close left: the backfill's rows are the ledger's own."""
     for instance in ("one", "two"):
         config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / instance, instance_name=instance)
-        ledger = Ledger(config)
-        ledger.start()
+        ledger = started(config)
         a, b = entered(ledger, "10"), entered(ledger, "4")
         closed_by_other(ledger, "12", f"{instance}-C1")  # a's 10, b's 2
         entered(ledger, "5")
@@ -272,29 +270,15 @@ def test_migration_0006_gives_history_the_allocations_the_ledger_made(
 # -- outside review of the allocations (regressions that pass) ---------------------------
 
 
-def _config(pg_dsn: str, data: Path) -> RecorderConfig:
-    return RecorderConfig(pg_dsn=pg_dsn, data_dir=data, commit_interval_ms=2)
-
-
-def _started(config: RecorderConfig) -> Ledger:
-    ledger = Ledger(config)
-    ledger.start()
-    return ledger
-
-
-def _open_cycles(ledger: Ledger) -> dict[uuid.UUID, Decimal]:
-    return {c.signal_id: c.open_quantity for c in ledger.load_recovery_state().open_cycles}
-
-
 def test_a_close_spans_a_recovered_cycle_and_one_opened_after_the_restart(
     pg_dsn: str, tmp_path: Path
 ) -> None:
-    config = _config(pg_dsn, tmp_path / "data")
-    first = _started(config)
+    config = quick_config(pg_dsn, tmp_path / "data")
+    first = started(config)
     older = entered(first, "10").signal_id
     assert first.close(timeout=30)
 
-    second = _started(config)
+    second = started(config)
     newer = entered(second, "10").signal_id
     close = make_order(side="SELL", quantity_ordered=Decimal(15))
     second.record_order(close)
@@ -302,8 +286,8 @@ def test_a_close_spans_a_recovered_cycle_and_one_opened_after_the_restart(
     assert second.close(timeout=30)
     assert allocations(pg_dsn) == [("SPAN", older, Decimal(10)), ("SPAN", newer, Decimal(5))]
 
-    third = _started(config)
-    assert _open_cycles(third) == {newer: Decimal(5)}
+    third = started(config)
+    assert open_cycles(third) == {newer: Decimal(5)}
     assert third.close(timeout=30)
     assert rows(pg_dsn, "SELECT signal_id, quantity FROM trades") == [(older, Decimal(10))]
     assert differences(pg_dsn) == []
@@ -312,8 +296,8 @@ def test_a_close_spans_a_recovered_cycle_and_one_opened_after_the_restart(
 def test_a_signal_less_order_canceled_after_a_partial_fill_allocates_what_filled(
     pg_dsn: str, tmp_path: Path
 ) -> None:
-    config = _config(pg_dsn, tmp_path / "data")
-    first = _started(config)
+    config = quick_config(pg_dsn, tmp_path / "data")
+    first = started(config)
     signal = entered(first, "10").signal_id
     close = make_order(side="SELL", quantity_ordered=Decimal(10))
     first.record_order(close)
@@ -324,8 +308,8 @@ def test_a_signal_less_order_canceled_after_a_partial_fill_allocates_what_filled
     assert first.stats()["duplicates_ignored"] == 1
     assert first.close(timeout=30)
 
-    second = _started(config)
-    assert _open_cycles(second) == {signal: Decimal(6)}
+    second = started(config)
+    assert open_cycles(second) == {signal: Decimal(6)}
     rest = make_order(make_signal(signal_id=signal), side="SELL", quantity_ordered=Decimal(6))
     second.record_order(rest)
     second.record_fill(make_fill(rest, "6", "0.7", commission=Decimal("0.1")))
@@ -370,9 +354,9 @@ def test_a_signal_less_fill_shared_at_the_numeric_extremes(ledger: Ledger, pg_ds
 def test_two_recorders_on_one_database_each_close_their_own_cycles(
     pg_dsn: str, tmp_path: Path
 ) -> None:
-    one, two = _config(pg_dsn, tmp_path / "one"), _config(pg_dsn, tmp_path / "two")
+    one, two = quick_config(pg_dsn, tmp_path / "one"), quick_config(pg_dsn, tmp_path / "two")
     assert one.instance_name != two.instance_name
-    first, second = _started(one), _started(two)
+    first, second = started(one), started(two)
     mine = entered(first, "10").signal_id  # older, first's
     theirs = entered(second, "10").signal_id  # newer, second's
     close = make_order(side="SELL", quantity_ordered=Decimal(4))
@@ -388,8 +372,8 @@ def test_two_recorders_on_one_database_each_close_their_own_cycles(
     assert sorted(allocations(pg_dsn)) == [("ONE", mine, Decimal(4)), ("TWO", theirs, Decimal(10))]
     assert rows(pg_dsn, "SELECT signal_id FROM trades") == [(theirs,)]
 
-    first, second = _started(one), _started(two)
-    assert (_open_cycles(first), _open_cycles(second)) == ({mine: Decimal(6)}, {})
+    first, second = started(one), started(two)
+    assert (open_cycles(first), open_cycles(second)) == ({mine: Decimal(6)}, {})
     assert first.close(timeout=30)
     assert second.close(timeout=30)
     assert differences(pg_dsn) == []
@@ -421,8 +405,8 @@ def test_the_verify_command_names_an_allocation_that_went_missing(
 def test_a_signal_less_fill_sent_again_after_a_restart_is_ignored(
     pg_dsn: str, tmp_path: Path
 ) -> None:
-    config = _config(pg_dsn, tmp_path / "data")
-    first = _started(config)
+    config = quick_config(pg_dsn, tmp_path / "data")
+    first = started(config)
     signal = entered(first, "10").signal_id
     close = make_order(side="SELL", quantity_ordered=Decimal(10))  # stays open: 4 of 10
     first.record_order(close)
@@ -430,7 +414,7 @@ def test_a_signal_less_fill_sent_again_after_a_restart_is_ignored(
     first.record_fill(again)
     assert first.close(timeout=30)
 
-    second = _started(config)
+    second = started(config)
     second.record_fill(again)  # the exchange's report, re-sent: already applied
     second.record_fill(make_fill(close, "6", "0.6", fill_id="REST"))
     assert second.stats()["duplicates_ignored"] == 1
@@ -449,9 +433,8 @@ def test_a_journal_replay_gives_a_cycle_its_parts_where_they_came(
     that gave the close's part to the cycle later would close the re-entry with it."""
     if pg_service is None:
         pytest.skip("needs the embedded PostgreSQL to stop and start it")
-    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
-    first = Ledger(config)
-    first.start()
+    config = quick_config(pg_dsn, tmp_path / "data")
+    first = started(config)
     pg_service.stop()
     try:
         signal = entered(first, "10")
@@ -466,8 +449,7 @@ def test_a_journal_replay_gives_a_cycle_its_parts_where_they_came(
         assert not first.close(timeout=1)
     finally:
         pg_service.start()
-    second = Ledger(config)
-    second.start()
+    second = started(config)
     closed_by_other(second, "3", "C-3")  # the re-entry is the cycle open
     assert second.close(timeout=30)
     assert sorted(rows(pg_dsn, "SELECT quantity FROM trades")) == [(Decimal(3),), (Decimal(10),)]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from ledgerkit import make_fill, make_order, make_signal, rows
+from ledgerkit import make_fill, make_order, make_signal, quick_config, rows
 
 from galfriday_recorder.config import RecorderConfig
 from galfriday_recorder.errors import UnknownOrder, ValidationError
@@ -19,7 +19,7 @@ from galfriday_recorder.records import Signal
 
 
 def _ledger(pg_dsn: str, data_dir: Path) -> Ledger:
-    ledger = Ledger(RecorderConfig(pg_dsn=pg_dsn, data_dir=data_dir, commit_interval_ms=2))
+    ledger = Ledger(quick_config(pg_dsn, data_dir))
     ledger.start()
     return ledger
 

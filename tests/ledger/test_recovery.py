@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ledgerkit import make_fill, make_order, make_signal, rows
+from ledgerkit import make_fill, make_order, make_signal, quick_config, rows, started
 
 from galfriday_recorder.config import RecorderConfig
 from galfriday_recorder.errors import IllegalTransition, RecorderError
@@ -24,8 +24,7 @@ UNREACHABLE = "postgresql://postgres@/postgres?host=/nonexistent-galfriday-socke
 
 
 def _started(config: RecorderConfig) -> Ledger:
-    ledger = Ledger(config)
-    ledger.start()
+    ledger = started(config)
     return ledger
 
 
@@ -46,7 +45,7 @@ def _bought(
 
 
 def test_state_from_postgres_continues_an_open_cycle(pg_dsn: str, tmp_path: Path) -> None:
-    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
+    config = quick_config(pg_dsn, tmp_path / "data")
     signal, entry = _bought(config, "4", "1.5", "E-ENTRY", commission=Decimal("0.01"))
 
     second = _started(config)
@@ -103,7 +102,7 @@ def test_events_for_what_only_postgres_knows_are_held_until_it_answers(
     are journaled at once (acknowledged), then validated in order once it answers."""
     if pg_service is None:
         pytest.skip("needs the embedded PostgreSQL to stop and start it")
-    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
+    config = quick_config(pg_dsn, tmp_path / "data")
     signal, entry = _bought(config, "4", "0.5", "E-OLD")
 
     pg_service.stop()
@@ -162,7 +161,7 @@ def test_journaled_fills_for_orders_only_postgres_knows_join_their_cycle_once_re
     replay waits for its state, and the cycle comes out exact."""
     if pg_service is None:
         pytest.skip("needs the embedded PostgreSQL to stop and start it")
-    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
+    config = quick_config(pg_dsn, tmp_path / "data")
     first = _started(config)
     signal = make_signal()
     first.record_signal(signal)
@@ -197,7 +196,7 @@ def test_a_call_after_held_ones_for_the_same_order_waits_its_turn(
 ) -> None:
     if pg_service is None:
         pytest.skip("needs the embedded PostgreSQL to stop and start it")
-    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
+    config = quick_config(pg_dsn, tmp_path / "data")
     _signal, entry = _bought(config, "4", "0.5", "E-1")
     pg_service.stop()
     try:
@@ -222,7 +221,7 @@ def test_a_fill_both_journaled_and_committed_counts_once_after_a_late_merge(
     without PostgreSQL: the replayed fill is in the cycle PostgreSQL rebuilds, once."""
     if pg_service is None:
         pytest.skip("needs the embedded PostgreSQL to stop and start it")
-    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
+    config = quick_config(pg_dsn, tmp_path / "data")
     journal, saved = config.journal_path.parent, tmp_path / "journal-before-commit"
     signal, _entry = _bought(config, "10", "0.5", None)
 
@@ -300,7 +299,7 @@ def test_signals_in_every_status_before_a_restart_trade_after_it(
     """Signals PROPOSED, APPROVED (no order yet), APPROVED with a canceled first entry,
     APPROVED with an open part-filled entry, and REJECTED before a restart; after it, each
     that may trade does, and flush() returns only once every derived trade is stored."""
-    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
+    config = quick_config(pg_dsn, tmp_path / "data")
     first = _started(config)
     proposed, approved, canceled, open_, rejected = (make_signal() for _ in range(5))
     for signal in (proposed, approved, canceled, open_, rejected):

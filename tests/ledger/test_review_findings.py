@@ -19,10 +19,12 @@ from ledgerkit import (
     make_fill,
     make_order,
     make_signal,
+    open_cycles,
+    quick_config,
     rows,
+    started,
 )
 
-from galfriday_recorder.config import RecorderConfig
 from galfriday_recorder.lab.services import PostgresService
 from galfriday_recorder.ledger import Ledger
 from galfriday_recorder.ledger.verify import verify
@@ -35,9 +37,8 @@ def test_a_signal_less_fill_waiting_for_postgres_reduces_the_oldest_cycle(
 ) -> None:
     if pg_service is None:
         pytest.skip("needs the embedded PostgreSQL to stop and start it")
-    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
-    first = Ledger(config)
-    first.start()
+    config = quick_config(pg_dsn, tmp_path / "data")
+    first = started(config)
     old = make_signal()
     first.record_signal(old)
     old_entry = make_order(old, quantity_ordered=Decimal(10))
@@ -84,9 +85,8 @@ def test_an_order_fills_exactly_whatever_the_callers_decimal_context(
 def test_a_restart_keeps_the_cycle_a_signal_less_fill_did_not_reduce(
     pg_dsn: str, tmp_path: Path
 ) -> None:
-    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
-    first = Ledger(config)
-    first.start()
+    config = quick_config(pg_dsn, tmp_path / "data")
+    first = started(config)
     older, newer = make_signal(), make_signal()
     for signal in (older, newer):
         first.record_signal(signal)
@@ -123,7 +123,7 @@ def test_a_signal_less_fill_recorded_before_the_state_is_read_spares_later_entri
 ) -> None:
     if pg_service is None:
         pytest.skip("needs the embedded PostgreSQL to stop and start it")
-    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
+    config = quick_config(pg_dsn, tmp_path / "data")
     pg_service.stop()
     try:
         ledger = Ledger(config)
@@ -133,7 +133,7 @@ def test_a_signal_less_fill_recorded_before_the_state_is_read_spares_later_entri
     finally:
         pg_service.start()
     assert ledger.flush(timeout=60)
-    open_now = {c.signal_id: c.open_quantity for c in ledger.load_recovery_state().open_cycles}
+    open_now = open_cycles(ledger)
     assert ledger.close(timeout=30)
     assert rows(pg_dsn, "SELECT signal_id FROM trades") == []
     assert allocations(pg_dsn) == []
@@ -146,9 +146,8 @@ def test_a_journal_replay_allocates_a_signal_less_fill_once_and_oldest_first(
 ) -> None:
     if pg_service is None:
         pytest.skip("needs the embedded PostgreSQL to stop and start it")
-    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
-    first = Ledger(config)
-    first.start()
+    config = quick_config(pg_dsn, tmp_path / "data")
+    first = started(config)
     older = make_signal()
     first.record_signal(older)
     older_entry = make_order(older, quantity_ordered=Decimal(10))
@@ -168,7 +167,7 @@ def test_a_journal_replay_allocates_a_signal_less_fill_once_and_oldest_first(
     second = Ledger(config)  # the journal is replayed onto PostgreSQL's state
     second.start()
     assert second.flush(timeout=60)
-    open_now = {c.signal_id: c.open_quantity for c in second.load_recovery_state().open_cycles}
+    open_now = open_cycles(second)
     assert second.close(timeout=30)
     # The close took the older cycle's 10, once: one trade, one allocation, newer still open.
     assert allocations(pg_dsn) == [("CLOSE-1", older.signal_id, Decimal(10))]
@@ -182,9 +181,8 @@ def test_a_journal_replay_allocates_a_signal_less_fill_once_and_oldest_first(
 def test_a_signal_less_fill_after_a_held_entry_reduces_that_entrys_cycle(
     pg_dsn: str, tmp_path: Path
 ) -> None:
-    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
-    first = Ledger(config)
-    first.start()
+    config = quick_config(pg_dsn, tmp_path / "data")
+    first = started(config)
     signal = make_signal()
     first.record_signal(signal)
     first.update_signal_status(signal.signal_id, "APPROVED")
@@ -215,17 +213,15 @@ def test_a_signal_less_fill_after_a_held_entry_reduces_that_entrys_cycle(
 def test_a_cycle_partly_reduced_before_migration_0006_closes_after_the_upgrade(
     pg_dsn: str, tmp_path: Path
 ) -> None:
-    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
-    first = Ledger(config)
-    first.start()
+    config = quick_config(pg_dsn, tmp_path / "data")
+    first = started(config)
     signal = entered(first, "10")
     closed_by_other(first, "6", "CLOSE-PART")  # 4 left open
     assert first.close(timeout=30)
     # What a database upgraded from 0005 holds: the same rows, no allocations.
     as_before_migration_0006(pg_dsn)
 
-    second = Ledger(config)
-    second.start()
+    second = started(config)
     [cycle] = second.load_recovery_state().open_cycles
     rest = make_order(signal, side="SELL", quantity_ordered=Decimal(4))
     second.record_order(rest)
@@ -240,9 +236,8 @@ def test_a_cycle_partly_reduced_before_migration_0006_closes_after_the_upgrade(
 def test_a_trade_the_bot_recorded_itself_does_not_hide_an_open_cycle_at_a_start(
     pg_dsn: str, tmp_path: Path
 ) -> None:
-    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
-    first = Ledger(config)
-    first.start()
+    config = quick_config(pg_dsn, tmp_path / "data")
+    first = started(config)
     signal = entered(first, "10")
     exit_ = make_order(signal, side="SELL", quantity_ordered=Decimal(10))
     first.record_order(exit_)
@@ -257,9 +252,8 @@ def test_a_trade_the_bot_recorded_itself_does_not_hide_an_open_cycle_at_a_start(
     assert first.close(timeout=30)
     assert rows(pg_dsn, "SELECT quantity FROM trades") == [(Decimal(10),), (Decimal(10),)]
 
-    second = Ledger(config)
-    second.start()
-    open_now = {c.signal_id: c.open_quantity for c in second.load_recovery_state().open_cycles}
+    second = started(config)
+    open_now = open_cycles(second)
     assert second.close(timeout=30)
     assert open_now == {signal.signal_id: Decimal(10)}
 
@@ -267,9 +261,8 @@ def test_a_trade_the_bot_recorded_itself_does_not_hide_an_open_cycle_at_a_start(
 def test_verify_finds_nothing_wrong_in_history_written_before_migration_0006(
     pg_dsn: str, tmp_path: Path
 ) -> None:
-    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
-    ledger = Ledger(config)
-    ledger.start()
+    config = quick_config(pg_dsn, tmp_path / "data")
+    ledger = started(config)
     older = entered(ledger, "10")
     entered(ledger, "10")
     closed_by_other(ledger, "15", "CLOSE-OLD")  # older closed, 5 of newer's 10
@@ -283,9 +276,8 @@ def test_a_held_signal_less_fill_spares_entries_recorded_after_it(
     pg_dsn: str, tmp_path: Path
 ) -> None:
     data = tmp_path / "data"
-    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=data, commit_interval_ms=2)
-    first = Ledger(config)
-    first.start()
+    config = quick_config(pg_dsn, data)
+    first = started(config)
     close = make_order(side="SELL", quantity_ordered=Decimal(10))  # no signal
     first.record_order(close)
     assert first.close(timeout=30)
@@ -297,10 +289,9 @@ def test_a_held_signal_less_fill_spares_entries_recorded_after_it(
     assert away.wait_journaled(timeout=30)
     assert not away.close(timeout=1)
 
-    back = Ledger(config)
-    back.start()
+    back = started(config)
     assert back.flush(timeout=60)
-    open_now = {c.signal_id: c.open_quantity for c in back.load_recovery_state().open_cycles}
+    open_now = open_cycles(back)
     assert back.close(timeout=30)
     assert rows(pg_dsn, "SELECT signal_id FROM trades") == []
     assert allocations(pg_dsn) == []
@@ -311,9 +302,8 @@ def test_a_held_signal_less_fill_spares_entries_recorded_after_it(
 def test_a_signal_sent_again_before_the_state_is_read_keeps_its_stored_cycle(
     pg_dsn: str, tmp_path: Path
 ) -> None:
-    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
-    first = Ledger(config)
-    first.start()
+    config = quick_config(pg_dsn, tmp_path / "data")
+    first = started(config)
     signal = entered(first, "10")  # 10 open, in PostgreSQL
     assert first.close(timeout=30)
 
@@ -323,8 +313,7 @@ def test_a_signal_sent_again_before_the_state_is_read_keeps_its_stored_cycle(
     assert away.wait_journaled(timeout=30)
     assert not away.close(timeout=1)
 
-    back = Ledger(config)
-    back.start()
+    back = started(config)
     closed_by_other(back, "10", "CLOSE-ALL")
     assert back.flush(timeout=60)
     assert back.close(timeout=30)

@@ -10,9 +10,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import orjson
-from ledgerkit import make_fill, make_order, make_signal, rows
+from ledgerkit import make_fill, make_order, make_signal, quick_config, rows
 
-from galfriday_recorder.config import RecorderConfig
 from galfriday_recorder.ledger import Ledger
 from galfriday_recorder.ledger.state import KEEP_SIGNALS, SIGNAL_TRANSITIONS
 from galfriday_recorder.records import Signal
@@ -22,7 +21,7 @@ VERDICTS = ("APPROVED", "REJECTED")
 
 
 def _started(pg_dsn: str, data_dir: Path) -> Ledger:
-    ledger = Ledger(RecorderConfig(pg_dsn=pg_dsn, data_dir=data_dir, commit_interval_ms=2))
+    ledger = Ledger(quick_config(pg_dsn, data_dir))
     ledger.start()
     return ledger
 

@@ -8,11 +8,17 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from ledgerkit import as_before_migration_0007, make_fill, make_order, make_signal, rows
+from ledgerkit import (
+    as_before_migration_0007,
+    make_fill,
+    make_order,
+    make_signal,
+    quick_config,
+    rows,
+    started,
+)
 
 from galfriday_recorder.cli import main
-from galfriday_recorder.config import RecorderConfig
-from galfriday_recorder.ledger import Ledger
 from galfriday_recorder.ledger.verify import verify
 
 
@@ -24,9 +30,8 @@ def _kinds(dsn: str) -> list[str]:
 def test_verify_lists_each_difference_and_a_start_rederives_missing_trades(
     pg_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
-    ledger = Ledger(config)
-    ledger.start()
+    config = quick_config(pg_dsn, tmp_path / "data")
+    ledger = started(config)
     signals = [make_signal() for _ in range(3)]
     for signal in signals:
         ledger.record_signal(signal)
@@ -80,8 +85,7 @@ def test_verify_lists_each_difference_and_a_start_rederives_missing_trades(
         (Decimal(0),),
         (Decimal(5),),
     ]
-    again = Ledger(config)
-    again.start()
+    again = started(config)
     assert again.close(timeout=30)
     assert _kinds(pg_dsn) == ["different", "extra"]
     assert rows(pg_dsn, "SELECT DISTINCT untraded_quantity FROM signals") == [(Decimal(0),)]

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 import pytest
-from ledgerkit import make_fill, make_order, make_signal, rows
+from ledgerkit import make_fill, make_order, make_signal, quick_config, rows, started
 
 from galfriday_recorder.config import RecorderConfig
 from galfriday_recorder.errors import LedgerBackpressure
@@ -40,8 +40,7 @@ def test_journal_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
     config = RecorderConfig(pg_dsn=UNREACHABLE, data_dir=tmp_path / "data")
     old = os.umask(0)
     try:
-        ledger = Ledger(config)
-        ledger.start()
+        ledger = started(config)
         ledger.record_log(LogEntry(source_module="t", log_level="INFO", message="x"))
         deadline = time.monotonic() + 10
         while ledger.stats()["journal_depth"] < 1 and time.monotonic() < deadline:
@@ -65,8 +64,7 @@ def test_backpressure_at_the_cap_then_everything_commits(tmp_path: Path, pg_dsn:
     config = RecorderConfig(
         pg_dsn=UNREACHABLE, data_dir=tmp_path / "data", journal_max_bytes=64 * 1024
     )
-    ledger = Ledger(config)
-    ledger.start()
+    ledger = started(config)
     accepted = 0
     refusal: LedgerBackpressure | None = None
     for i in range(100_000):
@@ -184,8 +182,7 @@ def test_postgres_outage_mid_stream(
 def test_replay_after_commit_writes_nothing_twice(pg_dsn: str, tmp_path: Path) -> None:
     """A crash between the PostgreSQL commit and the journal delete replays committed events."""
     config = RecorderConfig(pg_dsn=UNREACHABLE, data_dir=tmp_path / "data")
-    ledger = Ledger(config)
-    ledger.start()
+    ledger = started(config)
     _stream(ledger, 50)
     deadline = time.monotonic() + 10
     while ledger.stats()["journal_depth"] < 500 and time.monotonic() < deadline:
@@ -258,8 +255,7 @@ def test_kill_9_then_restart_on_the_same_journal(pg_dsn: str, tmp_path: Path) ->
         if kind == "signal"
     }
     in_pg = {str(r[0]) for r in rows(pg_dsn, "SELECT signal_id FROM signals")}
-    ledger = Ledger(config)
-    ledger.start()
+    ledger = started(config)
     assert ledger.flush(timeout=30)
     ledger.close(timeout=5)
     after = {str(r[0]) for r in rows(pg_dsn, "SELECT signal_id FROM signals")}
@@ -290,8 +286,7 @@ def test_committer_reads_the_journal_where_its_memory_does_not_follow_on(
     monkeypatch.setattr(writer, "_TAIL_ROWS", 5)
     pg_service.stop()
     try:
-        ledger = Ledger(ledger_config)
-        ledger.start()
+        ledger = started(ledger_config)
         for i in range(10):  # one journal transaction each: 5 kept, dropped at the 6th, 4 kept
             ledger.record_log(LogEntry(source_module="t", log_level="INFO", message=f"m{i:02}"))
             assert ledger.wait_journaled(timeout=10)
@@ -324,9 +319,8 @@ def test_a_held_fill_is_stored_once_when_the_journal_refuses_its_rewrite(
 ) -> None:
     """Resolving a held fill changes the state machines before the journal says so; a
     retry that resolved it again would find it applied and store nothing."""
-    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
-    first = Ledger(config)
-    first.start()
+    config = quick_config(pg_dsn, tmp_path / "data")
+    first = started(config)
     signal = make_signal()
     first.record_signal(signal)
     first.update_signal_status(signal.signal_id, "APPROVED")
@@ -351,9 +345,8 @@ def test_a_held_fill_is_stored_once_when_the_journal_refuses_its_rewrite(
 def test_the_committer_goes_on_when_the_journal_refuses_to_forget_once(
     pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=2)
-    ledger = Ledger(config)
-    ledger.start()
+    config = quick_config(pg_dsn, tmp_path / "data")
+    ledger = started(config)
     journal = ledger._writer.journal
     full = _FullOnce(journal.done)
     monkeypatch.setattr(journal, "done", full)
