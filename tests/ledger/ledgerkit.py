@@ -128,12 +128,18 @@ def allocations(dsn: str) -> list[tuple[Any, ...]]:
     )
 
 
-def entered(ledger: Ledger, qty: str, price: str = "0.5") -> Signal:
-    """A new signal, its entry order and one fill of all of it."""
+def with_entry_order(ledger: Ledger, qty: str | int) -> tuple[Signal, Order]:
+    """A new signal and its entry order, recorded (nothing filled)."""
     signal = make_signal()
     ledger.record_signal(signal)
     entry = make_order(signal, quantity_ordered=Decimal(qty))
     ledger.record_order(entry)
+    return signal, entry
+
+
+def entered(ledger: Ledger, qty: str, price: str = "0.5") -> Signal:
+    """A new signal, its entry order and one fill of all of it."""
+    signal, entry = with_entry_order(ledger, qty)
     ledger.record_fill(make_fill(entry, qty, price))
     return signal
 

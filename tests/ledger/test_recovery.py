@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ledgerkit import make_fill, make_order, make_signal, quick_config, rows, started
+from ledgerkit import (
+    make_fill,
+    make_order,
+    make_signal,
+    quick_config,
+    rows,
+    started,
+    with_entry_order,
+)
 
 from galfriday_recorder.config import RecorderConfig
 from galfriday_recorder.errors import IllegalTransition, RecorderError
@@ -33,10 +41,7 @@ def _bought(
 ) -> tuple[Signal, Order]:
     """A first session: a signal and its 10-lot entry order, filled ``qty``, all committed."""
     first = _started(config)
-    signal = make_signal()
-    first.record_signal(signal)
-    entry = make_order(signal, quantity_ordered=Decimal(10))
-    first.record_order(entry)
+    signal, entry = with_entry_order(first, 10)
     if exchange_order_id is not None:
         first.update_order(entry.client_order_id, "NEW", exchange_order_id=exchange_order_id)
     first.record_fill(make_fill(entry, qty, price, **fill))
@@ -72,10 +77,7 @@ def test_state_from_postgres_continues_an_open_cycle(pg_dsn: str, tmp_path: Path
 def test_state_from_the_journal_while_postgres_is_down(pg_dsn: str, tmp_path: Path) -> None:
     offline = RecorderConfig(pg_dsn=UNREACHABLE, data_dir=tmp_path / "data")
     first = _started(offline)
-    signal = make_signal()
-    first.record_signal(signal)
-    order = make_order(signal, quantity_ordered=Decimal(10))
-    first.record_order(order)
+    _signal, order = with_entry_order(first, 10)
     first.update_order(order.client_order_id, "NEW", exchange_order_id="E-1")
     first.record_fill(make_fill(order, "4", "0.5"))
     assert not first.close(timeout=0.2)
@@ -163,10 +165,7 @@ def test_journaled_fills_for_orders_only_postgres_knows_join_their_cycle_once_re
         pytest.skip("needs the embedded PostgreSQL to stop and start it")
     config = quick_config(pg_dsn, tmp_path / "data")
     first = _started(config)
-    signal = make_signal()
-    first.record_signal(signal)
-    entry = make_order(signal, quantity_ordered=Decimal(10))
-    first.record_order(entry)
+    signal, entry = with_entry_order(first, 10)
     first.record_fill(make_fill(entry, "4", "0.5"))
     assert first.flush(timeout=30)  # committed: after a restart only PostgreSQL knows them
     pg_service.stop()

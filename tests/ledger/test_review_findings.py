@@ -23,6 +23,7 @@ from ledgerkit import (
     quick_config,
     rows,
     started,
+    with_entry_order,
 )
 
 from galfriday_recorder.lab.services import PostgresService
@@ -39,10 +40,7 @@ def test_a_signal_less_fill_waiting_for_postgres_reduces_the_oldest_cycle(
         pytest.skip("needs the embedded PostgreSQL to stop and start it")
     config = quick_config(pg_dsn, tmp_path / "data")
     first = started(config)
-    old = make_signal()
-    first.record_signal(old)
-    old_entry = make_order(old, quantity_ordered=Decimal(10))
-    first.record_order(old_entry)
+    old, old_entry = with_entry_order(first, 10)
     first.record_fill(make_fill(old_entry, "10", "0.5"))
     assert first.close(timeout=30)
 
@@ -50,10 +48,7 @@ def test_a_signal_less_fill_waiting_for_postgres_reduces_the_oldest_cycle(
     try:
         second = Ledger(config)
         second.start()  # PostgreSQL away: the old cycle is its alone until it answers
-        new = make_signal()
-        second.record_signal(new)
-        new_entry = make_order(new, quantity_ordered=Decimal(10))
-        second.record_order(new_entry)
+        _new, new_entry = with_entry_order(second, 10)
         second.record_fill(make_fill(new_entry, "10", "0.6"))
         close = make_order(side="SELL", quantity_ordered=Decimal(10))  # no signal
         second.record_order(close)
@@ -148,10 +143,7 @@ def test_a_journal_replay_allocates_a_signal_less_fill_once_and_oldest_first(
         pytest.skip("needs the embedded PostgreSQL to stop and start it")
     config = quick_config(pg_dsn, tmp_path / "data")
     first = started(config)
-    older = make_signal()
-    first.record_signal(older)
-    older_entry = make_order(older, quantity_ordered=Decimal(10))
-    first.record_order(older_entry)
+    older, older_entry = with_entry_order(first, 10)
     assert first.flush(timeout=30)  # the signal and its order are in PostgreSQL
     pg_service.stop()
     try:
