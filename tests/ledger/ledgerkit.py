@@ -23,6 +23,10 @@ from galfriday_recorder.records import Fill, Order, Signal
 T0 = datetime(2026, 11, 24, 10, 0, 0, tzinfo=timezone.utc)
 
 
+# A DSN no server answers: a ledger started with it runs on its journal alone.
+UNREACHABLE = "postgresql://postgres@/postgres?host=/nonexistent-galfriday-socket-dir"
+
+
 def rows(dsn: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
     with psycopg.connect(dsn) as conn:
         return conn.execute(sql, params).fetchall()

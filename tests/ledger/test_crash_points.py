@@ -20,13 +20,12 @@ from pathlib import Path
 import psycopg
 import pytest
 from crash_child import expected_trades, plans, script
-from ledgerkit import rows
+from ledgerkit import UNREACHABLE, rows
 
 from galfriday_recorder.config import RecorderConfig
 from galfriday_recorder.ledger.verify import verify
 
 CHILD = Path(__file__).with_name("crash_child.py")
-UNREACHABLE = "postgresql://postgres@/postgres?host=/nonexistent-galfriday-socket-dir"
 
 
 def _run(

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from ledgerkit import (
+    UNREACHABLE,
     make_fill,
     make_order,
     make_signal,
@@ -22,25 +23,18 @@ from ledgerkit import (
 )
 
 from galfriday_recorder.config import RecorderConfig
-from galfriday_recorder.errors import IllegalTransition, RecorderError
+from galfriday_recorder.errors import IllegalTransition, RecorderError, ValidationError
 from galfriday_recorder.lab.services import PostgresService
 from galfriday_recorder.ledger import Ledger
 from galfriday_recorder.loghandler import LedgerLogHandler
 from galfriday_recorder.records import LogEntry, Order, Signal
-
-UNREACHABLE = "postgresql://postgres@/postgres?host=/nonexistent-galfriday-socket-dir"
-
-
-def _started(config: RecorderConfig) -> Ledger:
-    ledger = started(config)
-    return ledger
 
 
 def _bought(
     config: RecorderConfig, qty: str, price: str, exchange_order_id: str | None, **fill: Any
 ) -> tuple[Signal, Order]:
     """A first session: a signal and its 10-lot entry order, filled ``qty``, all committed."""
-    first = _started(config)
+    first = started(config)
     signal, entry = with_entry_order(first, 10)
     if exchange_order_id is not None:
         first.update_order(entry.client_order_id, "NEW", exchange_order_id=exchange_order_id)
@@ -53,7 +47,7 @@ def test_state_from_postgres_continues_an_open_cycle(pg_dsn: str, tmp_path: Path
     config = quick_config(pg_dsn, tmp_path / "data")
     signal, entry = _bought(config, "4", "1.5", "E-ENTRY", commission=Decimal("0.01"))
 
-    second = _started(config)
+    second = started(config)
     # Known after the restart: by exchange id, with what had filled already.
     second.record_fill(
         make_fill(entry, "6", "1", client_order_id=None, exchange_order_id="E-ENTRY")
@@ -76,25 +70,58 @@ def test_state_from_postgres_continues_an_open_cycle(pg_dsn: str, tmp_path: Path
 
 def test_state_from_the_journal_while_postgres_is_down(pg_dsn: str, tmp_path: Path) -> None:
     offline = RecorderConfig(pg_dsn=UNREACHABLE, data_dir=tmp_path / "data")
-    first = _started(offline)
+    first = started(offline)
     _signal, order = with_entry_order(first, 10)
     first.update_order(order.client_order_id, "NEW", exchange_order_id="E-1")
     first.record_fill(make_fill(order, "4", "0.5"))
     assert not first.close(timeout=0.2)
 
-    second = _started(offline)  # PostgreSQL still down: the journal alone rebuilds the state
+    second = started(offline)  # PostgreSQL still down: the journal alone rebuilds the state
     second.record_fill(make_fill(order, "6", "0.5", client_order_id=None, exchange_order_id="E-1"))
     with pytest.raises(IllegalTransition, match="FILLED -> NEW"):
         second.update_order(order.client_order_id, "NEW")
     assert not second.close(timeout=0.2)
 
-    third = _started(offline.replace(pg_dsn=pg_dsn))
+    third = started(offline.replace(pg_dsn=pg_dsn))
     assert third.flush(timeout=30)
     assert third.close(timeout=5)
     assert rows(pg_dsn, "SELECT status, quantity_filled, exchange_order_id FROM orders") == [
         ("FILLED", Decimal(10), "E-1")
     ]
     assert rows(pg_dsn, "SELECT count(*) FROM fills") == [(2,)]
+
+
+def test_a_fill_held_for_postgres_is_still_checked_against_its_order_at_the_call(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    """Until PostgreSQL is read, a fill of an order without a signal is held (the cycles
+    it reduces are PostgreSQL's); what its order, in memory, refuses is refused at the
+    call all the same, not dead-lettered later."""
+    offline = RecorderConfig(pg_dsn=UNREACHABLE, data_dir=tmp_path / "data")
+    first = started(offline)
+    close = make_order(side="SELL", quantity_ordered=Decimal(10))  # no signal
+    rejected = make_order(side="SELL", quantity_ordered=Decimal(5))
+    first.record_order(close)
+    first.record_order(rejected)
+    first.update_order(rejected.client_order_id, "REJECTED", error_message="no funds")
+    with pytest.raises(ValidationError, match="side"):
+        first.record_fill(make_fill(close, "4", "0.6", side="BUY"))
+    with pytest.raises(ValidationError, match="more than the order's 10"):
+        first.record_fill(make_fill(close, "11", "0.6"))
+    with pytest.raises(IllegalTransition, match="REJECTED"):
+        first.record_fill(make_fill(rejected, "1", "0.6"))
+    first.record_fill(make_fill(close, "10", "0.6", fill_id="GOOD"))
+    first.record_fill(make_fill(close, "10", "0.6", fill_id="GOOD"))  # re-sent while held
+    assert not first.close(timeout=0.2)
+
+    second = started(offline.replace(pg_dsn=pg_dsn))
+    assert second.flush(timeout=30)
+    assert second.stats()["dead_letters"] == 0
+    assert second.close(timeout=5)
+    assert rows(pg_dsn, "SELECT fill_id, quantity_filled FROM fills") == [("GOOD", Decimal(10))]
+    assert rows(
+        pg_dsn, "SELECT status FROM orders WHERE client_order_id = %s", close.client_order_id
+    ) == [("FILLED",)]
 
 
 def test_events_for_what_only_postgres_knows_are_held_until_it_answers(
@@ -109,7 +136,7 @@ def test_events_for_what_only_postgres_knows_are_held_until_it_answers(
 
     pg_service.stop()
     try:
-        second = _started(config)
+        second = started(config)
         fresh = make_signal()  # recorded now: memory knows its cycle whole
         second.record_signal(fresh)
         other = make_order(fresh, quantity_ordered=Decimal(3))  # validated at once
@@ -164,7 +191,7 @@ def test_journaled_fills_for_orders_only_postgres_knows_join_their_cycle_once_re
     if pg_service is None:
         pytest.skip("needs the embedded PostgreSQL to stop and start it")
     config = quick_config(pg_dsn, tmp_path / "data")
-    first = _started(config)
+    first = started(config)
     signal, entry = with_entry_order(first, 10)
     first.record_fill(make_fill(entry, "4", "0.5"))
     assert first.flush(timeout=30)  # committed: after a restart only PostgreSQL knows them
@@ -175,7 +202,7 @@ def test_journaled_fills_for_orders_only_postgres_knows_join_their_cycle_once_re
         first.record_order(exit_)
         first.record_fill(make_fill(exit_, "2", "0.6"))
         assert not first.close(timeout=0.5)
-        second = _started(config)  # replays: the entry's order and the exit's signal unknown
+        second = started(config)  # replays: the entry's order and the exit's signal unknown
     finally:
         pg_service.start()
     assert second.flush(timeout=60)
@@ -199,12 +226,12 @@ def test_a_call_after_held_ones_for_the_same_order_waits_its_turn(
     _signal, entry = _bought(config, "4", "0.5", "E-1")
     pg_service.stop()
     try:
-        offline = _started(config)
+        offline = started(config)
         offline.record_fill(make_fill(entry, "6", "0.5"))  # held: completes the order
         assert not offline.close(timeout=0.2)
     finally:
         pg_service.start()
-    ledger = _started(config)  # reads PostgreSQL; the held fill is not resolved yet
+    ledger = started(config)  # reads PostgreSQL; the held fill is not resolved yet
     # A cancel now must not overtake the fill it follows: FILLED -> CANCELED is refused,
     # at once or (held behind the fill) when it is resolved.
     with contextlib.suppress(IllegalTransition):
@@ -226,7 +253,7 @@ def test_a_fill_both_journaled_and_committed_counts_once_after_a_late_merge(
 
     pg_service.stop()
     try:
-        offline = _started(config)  # a partial exit while PostgreSQL is down: journaled only
+        offline = started(config)  # a partial exit while PostgreSQL is down: journaled only
         exit_ = make_order(signal, side="SELL", order_type="LIMIT", quantity_ordered=Decimal(4))
         offline.record_order(exit_)
         offline.record_fill(make_fill(exit_, "4", "0.6"))
@@ -234,13 +261,13 @@ def test_a_fill_both_journaled_and_committed_counts_once_after_a_late_merge(
     finally:
         pg_service.start()
     shutil.copytree(journal, saved)
-    assert _started(config).close(timeout=30)  # committed, and forgotten by the journal
+    assert started(config).close(timeout=30)  # committed, and forgotten by the journal
     shutil.rmtree(journal)
     shutil.copytree(saved, journal)  # ... as if the process died before forgetting them
 
     pg_service.stop()
     try:
-        again = _started(config)  # replays the exit fill, which waits for its signal
+        again = started(config)  # replays the exit fill, which waits for its signal
     finally:
         pg_service.start()
     assert again.flush(timeout=60)
@@ -299,7 +326,7 @@ def test_signals_in_every_status_before_a_restart_trade_after_it(
     APPROVED with an open part-filled entry, and REJECTED before a restart; after it, each
     that may trade does, and flush() returns only once every derived trade is stored."""
     config = quick_config(pg_dsn, tmp_path / "data")
-    first = _started(config)
+    first = started(config)
     proposed, approved, canceled, open_, rejected = (make_signal() for _ in range(5))
     for signal in (proposed, approved, canceled, open_, rejected):
         first.record_signal(signal)
@@ -314,7 +341,7 @@ def test_signals_in_every_status_before_a_restart_trade_after_it(
     first.record_fill(make_fill(held_entry, "4", "1"))
     assert first.close(timeout=30)
 
-    second = _started(config)
+    second = started(config)
     second.update_signal_status(proposed.signal_id, "APPROVED")
     second.record_fill(make_fill(held_entry, "6", "1"))
     for signal in (proposed, approved, canceled):

@@ -11,6 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from ledgerkit import (
+    UNREACHABLE,
     allocations,
     as_before_migration_0006,
     closed_by_other,
@@ -29,8 +30,6 @@ from ledgerkit import (
 from galfriday_recorder.lab.services import PostgresService
 from galfriday_recorder.ledger import Ledger
 from galfriday_recorder.ledger.verify import verify
-
-UNREACHABLE = "postgresql://postgres@/postgres?host=/nonexistent-galfriday-socket-dir"
 
 
 def test_a_signal_less_fill_waiting_for_postgres_reduces_the_oldest_cycle(

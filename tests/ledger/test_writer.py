@@ -20,15 +20,13 @@ from typing import Any
 
 import orjson
 import pytest
-from ledgerkit import make_fill, make_order, make_signal, quick_config, rows, started
+from ledgerkit import UNREACHABLE, make_fill, make_order, make_signal, quick_config, rows, started
 
 from galfriday_recorder.config import RecorderConfig
 from galfriday_recorder.errors import LedgerBackpressure
 from galfriday_recorder.lab.services import PostgresService
 from galfriday_recorder.ledger import Ledger, writer
 from galfriday_recorder.records import LogEntry
-
-UNREACHABLE = "postgresql://postgres@/postgres?host=/nonexistent-galfriday-socket-dir"
 
 
 def _journal_rows(path: Path) -> list[tuple[int, str, bytes]]:

@@ -347,6 +347,11 @@ class Ledger:
             self._admit()
             if not self._state.loaded or self._held.keys:  # _holding(), without the call
                 state, known = self._state.fill_order(fill)
+                if state is not None and fill.fill_id not in state.fill_ids:
+                    try:  # what its order in memory refuses, refused at the call, held or not
+                        self._state.check_fill(state, fill, out)
+                    finally:
+                        self._push_all(out)
                 if self._hold("fill", fill, fill_keys(fill, state), known=known):
                     return
             try:

@@ -274,28 +274,9 @@ class LedgerState:
                 state.signal = known.signal
             elif need_signal:
                 raise SignalNotLoaded(order.signal_id)
-        if (
-            fill.side != order.side
-            or fill.trading_pair != order.trading_pair
-            or fill.exchange != order.exchange
-        ):
-            raise _mismatch(fill, order)
+        filled = self.check_fill(state, fill, out)
         was = state.status
-        if was == "REJECTED":
-            raise _refuse(
-                out,
-                IllegalTransition(f"order {order.client_order_id} was REJECTED; it cannot fill"),
-                signal_id=order.signal_id,
-                client_order_id=str(order.client_order_id),
-            )
-        filled = exact_sum(state.filled, fill.quantity_filled)
-        complete = filled >= order.quantity_ordered
-        if complete and filled != order.quantity_ordered:
-            raise ValidationError(
-                "quantity_filled",
-                f"fills total {filled}, more than the order's {order.quantity_ordered}",
-            )
-        status = _AFTER_FILL[complete][was]
+        status = _AFTER_FILL[filled == order.quantity_ordered][was]
         state.add_fill(fill, filled)
         if status != was:
             self.set_status(state, status)
@@ -306,6 +287,33 @@ class LedgerState:
         }
         out.append(("fill", (fill, extra)))
         self.apply_to_cycle(state, fill, out)
+
+    @staticmethod
+    def check_fill(state: OrderState, fill: Fill, out: Out) -> Decimal:
+        """Refuse a new fill its order cannot take; else return the order's filled quantity
+        with it. Memory's order may not have taken the fills held before this one yet, which
+        only makes it refuse less: a fill held is checked again when applied."""
+        order = state.order
+        if (
+            fill.side != order.side
+            or fill.trading_pair != order.trading_pair
+            or fill.exchange != order.exchange
+        ):
+            raise _mismatch(fill, order)
+        if state.status == "REJECTED":
+            raise _refuse(
+                out,
+                IllegalTransition(f"order {order.client_order_id} was REJECTED; it cannot fill"),
+                signal_id=order.signal_id,
+                client_order_id=str(order.client_order_id),
+            )
+        filled = exact_sum(state.filled, fill.quantity_filled)
+        if filled > order.quantity_ordered:
+            raise ValidationError(
+                "quantity_filled",
+                f"fills total {filled}, more than the order's {order.quantity_ordered}",
+            )
+        return filled
 
     def fill_order(self, fill: Fill) -> tuple[OrderState | None, bool]:
         """The order a fill names (if known) and whether its trade cycle is known too."""
