@@ -19,7 +19,6 @@ from psycopg.rows import dict_row
 
 from ..records import (
     EXACT,
-    ORDER_STATUSES,
     Configuration,
     Fill,
     Order,
@@ -94,9 +93,10 @@ def _own(alias: str) -> str:
     )
 
 
-# Statuses of an order still open (the column's CHECK allows no others), matched by
-# equality so the status index finds them.
-_OPEN = sorted(ORDER_STATUSES - set(TERMINAL_ORDER_STATUSES))
+# An order still open, written as the predicate of the partial indexes on open orders
+# (migrations 0003, 0005) so that any plan, a prepared statement's generic one too, reads
+# the open orders through them instead of every order (constants, not input).
+_OPEN = "o.status NOT IN ({})".format(", ".join(f"'{s}'" for s in TERMINAL_ORDER_STATUSES))
 # Whose open orders and cycles a caller reads: its own recorder's, or every recorder's.
 Scope = Literal["own", "all"]
 
@@ -122,9 +122,9 @@ def read_start(conn: psycopg.Connection[Any], instance: str | None) -> tuple[Rec
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         cur.execute(
-            f"SELECT {_ORDER_COLUMNS} FROM orders o WHERE o.status = ANY(%(open)s) "
+            f"SELECT {_ORDER_COLUMNS} FROM orders o WHERE {_OPEN} "
             f"AND {_own('o')} ORDER BY o.order_pk",
-            {"open": _OPEN, "instance": instance},
+            {"instance": instance},
         )
         orders = [_order(r) for r in cur.fetchall()]
         cur.execute(
