@@ -28,6 +28,7 @@ from ledgerkit import (
     make_signal,
     rows,
 )
+from psycopg import sql
 
 from galfriday_recorder.config import RecorderConfig
 from galfriday_recorder.ledger import Ledger
@@ -227,6 +228,57 @@ def test_a_correction_journaled_by_a_killed_start_is_not_applied_twice(
     assert _untraded(pg_dsn, sig.signal_id) == 6  # killed before its PostgreSQL commit
     assert _open_cycles(config) == {sig.signal_id: Decimal(10)}
     assert _untraded(pg_dsn, sig.signal_id) == _expected(pg_dsn, sig.signal_id, bot) == 10
+
+
+@pytest.mark.faults
+@pytest.mark.xfail(
+    strict=True,
+    reason="_UNTRADED is not idempotent ('untraded_quantity + delta', no natural key, "
+    "unlike every other kind): a start killed after its PostgreSQL commit and before the "
+    "journal forgot the correction replays it at the next start and adds it again",
+)
+def test_a_correction_committed_by_a_killed_start_is_not_replayed(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    config = _config(pg_dsn, tmp_path / "a")
+    sig, bot = _history_with_bot_trade(config, "10", "4")
+    assert _run_child(pg_dsn, tmp_path / "a", "rec-a", "committed:1") == -signal.SIGKILL
+    assert _untraded(pg_dsn, sig.signal_id) == 10  # committed, still journaled
+    assert _open_cycles(config) == {sig.signal_id: Decimal(10)}
+    assert _untraded(pg_dsn, sig.signal_id) == _expected(pg_dsn, sig.signal_id, bot) == 10
+
+
+def test_a_start_without_postgresql_corrects_once_it_is_back(
+    pg_dsn: str, pg_admin_dsn: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PostgreSQL away at the start (the database renamed), a held exit meanwhile, then
+    back: the late correction and the held exit's trade both count, once."""
+    config = _config(pg_dsn, tmp_path / "a")
+    sig, bot = _history_with_bot_trade(config, "10", "4")
+    name = psycopg.conninfo.conninfo_to_dict(pg_dsn)["dbname"]
+    away = f"{name}_away"
+
+    def rename(old: str, new: str) -> None:
+        with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                    sql.Identifier(old), sql.Identifier(new)
+                )
+            )
+
+    rename(name, away)
+    ledger = Ledger(config)
+    try:
+        ledger.start()
+        assert "ledger state not loaded from PostgreSQL yet" in caplog.text
+        _exit(ledger, sig, "10")
+        assert ledger.wait_journaled(timeout=30)
+    finally:
+        rename(away, name)
+    assert ledger.close(timeout=60)
+    assert _untraded(pg_dsn, sig.signal_id) == _expected(pg_dsn, sig.signal_id, bot) == 0
+    assert rows(pg_dsn, "SELECT count(*) FROM trades WHERE signal_id = %s", sig.signal_id) == [(2,)]
+    assert _open_cycles(config) == {}
 
 
 @pytest.mark.xfail(
