@@ -22,6 +22,7 @@ import pytest
 from ledgerkit import (
     T0,
     as_before_migration_0007,
+    closed_by_other,
     differences,
     make_fill,
     make_order,
@@ -31,6 +32,7 @@ from ledgerkit import (
 from psycopg import sql
 
 from galfriday_recorder.config import RecorderConfig
+from galfriday_recorder.errors import ValidationError
 from galfriday_recorder.ledger import Ledger
 from galfriday_recorder.ledger.cycles import trade_id_for
 from galfriday_recorder.records import Signal, Trade
@@ -41,6 +43,7 @@ _CHILD = """
 import sys
 from pathlib import Path
 from galfriday_recorder.config import RecorderConfig
+from galfriday_recorder.errors import ValidationError
 from galfriday_recorder.ledger import Ledger
 ledger = Ledger(RecorderConfig(pg_dsn=sys.argv[1], data_dir=Path(sys.argv[2]),
                                instance_name=sys.argv[3], commit_interval_ms=1.0))
@@ -369,3 +372,96 @@ def test_reentries_excess_exits_and_duplicate_fills_keep_the_column_exact(
     assert _untraded(pg_dsn, sig.signal_id) == _expected(pg_dsn, sig.signal_id, set()) == 5
     assert _open_cycles(config) == {sig.signal_id: Decimal(3)}
     assert _untraded(pg_dsn, sig.signal_id) == 5
+
+
+def test_a_bot_trade_recorded_now_does_not_hide_an_open_cycle(pg_dsn: str, tmp_path: Path) -> None:
+    config = _config(pg_dsn, tmp_path / "a")
+    ledger = Ledger(config)
+    ledger.start()
+    sig = make_signal()
+    ledger.record_signal(sig)
+    _enter(ledger, sig, "10")
+    bot = _bot_trade(sig, "10")
+    ledger.record_trade(bot)
+    assert ledger.close(timeout=30)
+    assert _open_cycles(config) == {sig.signal_id: Decimal(10)}
+    assert _untraded(pg_dsn, sig.signal_id) == _expected(pg_dsn, sig.signal_id, {bot.trade_id})
+    assert differences(pg_dsn) == [
+        f"extra trade {bot.trade_id} (signal {sig.signal_id}): no stored fills derive it"
+    ]
+
+
+def test_cycles_closed_by_signal_less_fills_across_a_restart(pg_dsn: str, tmp_path: Path) -> None:
+    config = _config(pg_dsn, tmp_path / "a")
+    ledger = Ledger(config)
+    ledger.start()
+    older, newer = make_signal(), make_signal()
+    for sig in (older, newer):
+        ledger.record_signal(sig)
+        _enter(ledger, sig, "6")
+    closed_by_other(ledger, "8", "C-1")  # older closed, newer 2 of 6 out
+    assert ledger.close(timeout=30)
+    assert _open_cycles(config) == {newer.signal_id: Decimal(4)}
+    again = Ledger(config)
+    again.start()
+    closed_by_other(again, "4", "C-2")
+    assert again.close(timeout=30)
+    for sig in (older, newer):
+        assert _untraded(pg_dsn, sig.signal_id) == _expected(pg_dsn, sig.signal_id, set()) == 0
+    assert _open_cycles(config) == {}
+    assert differences(pg_dsn) == []
+
+
+# Two entries of 6e19 each fit NUMERIC(38,18); their cycle's trade (1.2e20) does not.
+_BIG = "60000000000000000000"
+
+
+def _cycle_beyond_numeric(config: RecorderConfig) -> tuple[Signal, bool]:
+    """A signal entered twice by ``_BIG`` and closed by two exits of ``_BIG``; whether the
+    closing ``record_fill`` raised."""
+    ledger = Ledger(config)
+    ledger.start()
+    sig = make_signal()
+    ledger.record_signal(sig)
+    _enter(ledger, sig, _BIG, "0.000000000000000001")
+    _enter(ledger, sig, _BIG, "0.000000000000000001")
+    _exit(ledger, sig, _BIG, "0.000000000000000002")
+    raised = False
+    try:
+        _exit(ledger, sig, _BIG, "0.000000000000000002")
+    except ValidationError:
+        raised = True
+    assert ledger.close(timeout=30)
+    return sig, raised
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=ValidationError,
+    reason="a start derives the trade of every candidate signal's closed cycle and builds "
+    "a Trade, whose __post_init__ refuses a quantity beyond NUMERIC(38,18): read_start "
+    "raises ValidationError out of Ledger.start(), so the recorder can never start again "
+    "(untraded_quantity keeps the signal a candidate); verify() raises the same way",
+)
+def test_a_cycle_beyond_numeric_does_not_stop_every_later_start(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    config = _config(pg_dsn, tmp_path / "a")
+    _cycle_beyond_numeric(config)
+    assert _open_cycles(config) == {}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Ledger.record_fill pushes the fill in a finally: the closing fill whose trade "
+    "does not fit NUMERIC(38,18) raises ValidationError to the bot (refused, it reads) "
+    "yet the fill is journaled and stored in PostgreSQL",
+)
+def test_a_fill_refused_to_the_caller_is_not_stored(pg_dsn: str, tmp_path: Path) -> None:
+    sig, raised = _cycle_beyond_numeric(_config(pg_dsn, tmp_path / "a"))
+    stored = rows(
+        pg_dsn,
+        "SELECT count(*) FROM fills f JOIN orders o USING (order_pk) WHERE o.signal_id = %s",
+        sig.signal_id,
+    )
+    assert stored == [(4 - raised,)]
