@@ -142,12 +142,13 @@ def _history_with_bot_trade(
     return sig, {bot.trade_id}
 
 
+@pytest.mark.parametrize("bot_qty", ["4", "25"])  # below, above the entries
 def test_a_start_corrects_backfilled_history_to_the_independent_sum(
-    pg_dsn: str, tmp_path: Path
+    pg_dsn: str, tmp_path: Path, bot_qty: str
 ) -> None:
     config = _config(pg_dsn, tmp_path / "a")
-    sig, bot = _history_with_bot_trade(config, "10", "4")
-    assert _untraded(pg_dsn, sig.signal_id) == Decimal(6)  # the backfill's old rule
+    sig, bot = _history_with_bot_trade(config, "10", bot_qty)
+    assert _untraded(pg_dsn, sig.signal_id) == 10 - Decimal(bot_qty)  # the backfill's rule
     assert _open_cycles(config) == {sig.signal_id: Decimal(10)}
     assert _untraded(pg_dsn, sig.signal_id) == _expected(pg_dsn, sig.signal_id, bot) == 10
     assert _open_cycles(config) == {sig.signal_id: Decimal(10)}  # a second start: no change
