@@ -1,18 +1,23 @@
 -- A start's read bounded by what is open, not by the history.
 --
+-- trades.derived: the ledger derived the row from its signal's fills (false: a trade
+-- the bot recorded itself with record_trade, or a row written before this migration
+-- until a start finds that the ledger derives it).
+--
 -- signals.untraded_quantity: the signal's entry fills (fills of its orders on its
--- side) not yet in a trade the ledger derived. The fill statement adds each new entry
--- fill and the derived-trade statement takes off each new trade's quantity, in the
--- transaction that writes them (a replay inserts nothing and so changes nothing). A
--- start reads the signals where it is not zero, through the partial index below, so
--- its read grows with the cycles left open, not with the history; trades the bot
--- records itself (record_trade) do not count. `galfriday-recorder verify` recomputes it.
+-- side) less its derived trades' quantities. The fill statement adds each new entry
+-- fill and the derived trade's statement takes off its quantity, in the transaction
+-- that writes them (a replay inserts nothing and so changes nothing). A start reads
+-- the signals where it is not zero, through the partial index below, so its read
+-- grows with the cycles left open, not with the history.
+-- `galfriday-recorder verify` checks it.
+ALTER TABLE trades ADD COLUMN derived BOOLEAN NOT NULL DEFAULT false;
 ALTER TABLE signals ADD COLUMN untraded_quantity NUMERIC NOT NULL DEFAULT 0;
 
--- History: before this migration every trades row counted as derived (the start's
--- earlier rule), so that rule sets the column once.
-UPDATE signals s SET untraded_quantity = e.quantity - COALESCE(
-    (SELECT sum(t.quantity) FROM trades t WHERE t.signal_id = s.signal_id), 0)
+-- History: no trade is known to be derived yet (SQL cannot tell the bot's from the
+-- ledger's), so every signal with entry fills counts them all. The first start reads
+-- each such signal once, marks the trades its fills derive, and sets the column again.
+UPDATE signals s SET untraded_quantity = e.quantity
 FROM (SELECT o.signal_id, sum(f.quantity_filled) AS quantity
       FROM orders o JOIN fills f ON f.order_pk = o.order_pk
       JOIN signals g ON g.signal_id = o.signal_id AND g.side = f.side

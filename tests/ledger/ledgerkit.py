@@ -46,6 +46,7 @@ def as_before_migration_0007(dsn: str) -> None:
     quantities), then migrated: 0007 runs on that history."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("ALTER TABLE signals DROP COLUMN untraded_quantity")  # and its index
+        conn.execute("ALTER TABLE trades DROP COLUMN derived")
         conn.execute("DROP INDEX idx_signals_proposed")
         conn.execute("DELETE FROM schema_migrations WHERE version = 7")
     assert migrate(dsn) == [7]

@@ -88,14 +88,7 @@ def test_a_signal_less_fill_stores_the_part_each_cycle_took(ledger: Ledger, pg_d
     )
     rows(pg_dsn, "DELETE FROM fill_allocations WHERE signal_id = %s RETURNING 1", older.signal_id)
     diffs = differences(pg_dsn)
-    # Without its allocation the older cycle's trade is derived by nothing: extra, and its
-    # entries untraded by what the fills derive.
-    assert sorted(d.split(" ", 1)[0] for d in diffs) == [
-        "allocation",
-        "allocation",
-        "extra",
-        "untraded",
-    ]
+    assert sorted(d.split(" ", 1)[0] for d in diffs) == ["allocation", "allocation", "extra"]
     assert any("the rule takes 10, stored 0" in d for d in diffs)
     assert any("the rule takes 5, stored 4" in d for d in diffs)
 

@@ -128,8 +128,8 @@ def _history_with_bot_trade(
     config: RecorderConfig, entry: str, bot_qty: str
 ) -> tuple[Signal, set[uuid.UUID]]:
     """A signal with one open cycle of ``entry`` and a trade of ``bot_qty`` the bot
-    recorded itself, then migration 0007 run on that history (its backfill counts the
-    bot's trade as derived)."""
+    recorded itself, then migration 0007 run on that history (its backfill knows no
+    trade as derived)."""
     ledger = Ledger(config)
     ledger.start()
     sig = make_signal()
@@ -148,7 +148,7 @@ def test_a_start_corrects_backfilled_history_to_the_independent_sum(
 ) -> None:
     config = _config(pg_dsn, tmp_path / "a")
     sig, bot = _history_with_bot_trade(config, "10", bot_qty)
-    assert _untraded(pg_dsn, sig.signal_id) == 10 - Decimal(bot_qty)  # the backfill's rule
+    assert _untraded(pg_dsn, sig.signal_id) == 10  # the backfill counts every entry
     assert _open_cycles(config) == {sig.signal_id: Decimal(10)}
     assert _untraded(pg_dsn, sig.signal_id) == _expected(pg_dsn, sig.signal_id, bot) == 10
     assert _open_cycles(config) == {sig.signal_id: Decimal(10)}  # a second start: no change
@@ -173,14 +173,6 @@ def test_a_correction_at_numeric_extremes_is_exact(
     assert _untraded(pg_dsn, sig.signal_id) == Decimal(entry)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="migration 0007's backfill counts the bot's own trades as derived: a signal "
-    "re-entered after a close whose bot trades add up to its entries gets "
-    "untraded_quantity 0 while a cycle is open; read_start only reads (and corrects) "
-    "signals with untraded_quantity <> 0, so no start ever rebuilds that open cycle or "
-    "corrects the column (verify reports it, the start does not)",
-)
 def test_backfill_hides_an_open_cycle_when_bot_trades_equal_the_entries(
     pg_dsn: str, tmp_path: Path
 ) -> None:
@@ -216,61 +208,46 @@ def _run_child(dsn: str, data: Path, instance: str, fault: str | None) -> int:
     return done.returncode
 
 
+def _history_needing_a_repair(config: RecorderConfig) -> tuple[Signal, set[uuid.UUID]]:
+    """Before migration 0007: a cycle of 10 closed (its trade derived), a trade of 4 the
+    bot recorded itself, a second cycle of 10 open. The backfill counts 20 untraded; the
+    truth is 10, which only a start can tell (it derives the first trade)."""
+    ledger = Ledger(config)
+    ledger.start()
+    sig = make_signal()
+    ledger.record_signal(sig)
+    _enter(ledger, sig, "10")
+    _exit(ledger, sig, "10")
+    bot = _bot_trade(sig, "4")
+    ledger.record_trade(bot)
+    _enter(ledger, sig, "10")
+    assert ledger.close(timeout=30)
+    as_before_migration_0007(config.pg_dsn)
+    return sig, {bot.trade_id}
+
+
 @pytest.mark.faults
-@pytest.mark.xfail(
-    strict=True,
-    reason="a start's correction is a delta computed from PostgreSQL alone: one journaled "
-    "by a start killed before its PostgreSQL commit is still in the journal at the next "
-    "start, which reads the uncorrected column and journals the same delta again; both "
-    "commit, so the correction counts twice (read_start does not see journaled 'untraded' "
-    "events)",
-)
-def test_a_correction_journaled_by_a_killed_start_is_not_applied_twice(
-    pg_dsn: str, tmp_path: Path
+@pytest.mark.parametrize("fault", ["commit:1", "committed:1"])
+def test_a_start_killed_around_its_repair_repairs_once(
+    pg_dsn: str, tmp_path: Path, fault: str
 ) -> None:
+    """Killed before the repair commits (it is journaled), or after (it is still in the
+    journal): the next start replays it, and may make it again; the column ends right."""
     config = _config(pg_dsn, tmp_path / "a")
-    sig, bot = _history_with_bot_trade(config, "10", "4")
-    assert _run_child(pg_dsn, tmp_path / "a", "rec-a", "commit:1") == -signal.SIGKILL
-    assert _untraded(pg_dsn, sig.signal_id) == 6  # killed before its PostgreSQL commit
-    assert _open_cycles(config) == {sig.signal_id: Decimal(10)}
-    assert _untraded(pg_dsn, sig.signal_id) == _expected(pg_dsn, sig.signal_id, bot) == 10
-
-
-@pytest.mark.faults
-@pytest.mark.xfail(
-    strict=True,
-    reason="_UNTRADED is not idempotent ('untraded_quantity + delta', no natural key, "
-    "unlike every other kind): a start killed after its PostgreSQL commit and before the "
-    "journal forgot the correction replays it at the next start and adds it again",
-)
-def test_a_correction_committed_by_a_killed_start_is_not_replayed(
-    pg_dsn: str, tmp_path: Path
-) -> None:
-    config = _config(pg_dsn, tmp_path / "a")
-    sig, bot = _history_with_bot_trade(config, "10", "4")
-    assert _run_child(pg_dsn, tmp_path / "a", "rec-a", "committed:1") == -signal.SIGKILL
-    assert _untraded(pg_dsn, sig.signal_id) == 10  # committed, still journaled
-    assert _open_cycles(config) == {sig.signal_id: Decimal(10)}
-    assert _untraded(pg_dsn, sig.signal_id) == _expected(pg_dsn, sig.signal_id, bot) == 10
-
-
-@pytest.mark.faults
-@pytest.mark.xfail(
-    strict=True,
-    reason="the replayed correction (see the test above) can reach zero: a cycle of 10 "
-    "closed under a bot trade holding the derived id keeps its 10 in the column, a second "
-    "cycle of 10 opens (column 20, true 10); the start's -10 commits, the kill replays it, "
-    "the column is 0 and the signal is no start candidate: the open position is missing "
-    "from load_recovery_state() right after that restart and from every later start",
-)
-def test_a_replayed_correction_never_hides_an_open_cycle(pg_dsn: str, tmp_path: Path) -> None:
-    config = _config(pg_dsn, tmp_path / "a")
-    sig = _bot_trade_under_the_derived_id(config, reenter=True)
+    sig, bot = _history_needing_a_repair(config)
     assert _untraded(pg_dsn, sig.signal_id) == 20
-    assert _run_child(pg_dsn, tmp_path / "a", "rec-a", "committed:1") == -signal.SIGKILL
-    restarted = _open_cycles(config)  # replays the -10
-    assert _untraded(pg_dsn, sig.signal_id) == 10
-    assert restarted == {sig.signal_id: Decimal(10)}
+    assert _run_child(pg_dsn, tmp_path / "a", "rec-a", fault) == -signal.SIGKILL
+    assert _untraded(pg_dsn, sig.signal_id) == (20 if fault == "commit:1" else 10)
+    assert _open_cycles(config) == {sig.signal_id: Decimal(10)}
+    assert _open_cycles(config) == {sig.signal_id: Decimal(10)}  # and again
+    assert _untraded(pg_dsn, sig.signal_id) == _expected(pg_dsn, sig.signal_id, bot) == 10
+    assert rows(pg_dsn, "SELECT quantity, derived FROM trades ORDER BY quantity") == [
+        (Decimal(4), False),
+        (Decimal(10), True),
+    ]
+    assert differences(pg_dsn) == [
+        f"extra trade {next(iter(bot))} (signal {sig.signal_id}): no stored fills derive it"
+    ]
 
 
 def test_a_start_without_postgresql_corrects_once_it_is_back(
@@ -306,12 +283,6 @@ def test_a_start_without_postgresql_corrects_once_it_is_back(
     assert _open_cycles(config) == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rows with recorder_instance NULL are every recorder's: two recorders that start "
-    "before either's correction commits both read the same uncorrected column and both "
-    "journal the same delta; the deltas add up (the correction counts twice)",
-)
 def test_two_recorders_starting_together_correct_a_shared_signal_once(
     pg_dsn: str, tmp_path: Path
 ) -> None:
@@ -360,14 +331,6 @@ def test_a_bot_trade_with_the_derived_id_is_corrected_at_the_next_start(
     assert differences(pg_dsn) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a bot trade stored first under the derived trade_id makes the derived insert "
-    "a no-op (ON CONFLICT DO NOTHING, no RETURNING row), so _DERIVED_TRADE takes nothing "
-    "off: the closed cycle keeps untraded_quantity 10 (a start candidate) and verify, "
-    "which counts stored trades by derived id, reports an untraded difference until the "
-    "next start corrects it",
-)
 def test_a_bot_trade_with_the_derived_id_leaves_the_column_right_at_once(
     pg_dsn: str, tmp_path: Path
 ) -> None:

@@ -76,16 +76,14 @@ def test_verify_lists_each_difference_and_a_start_rederives_missing_trades(
     assert "realized_pnl" in out
     assert f"untraded signal {signals[1].signal_id}" in out
 
-    # As history written before migration 0007, which sets the untraded quantities by
-    # the start's earlier rule (every trades row counted, the copy of signals[2]'s too):
-    # a start writes the missing trade back and corrects signals[2]'s quantity.
+    # As history written before migration 0007, which knows no trade as derived: every
+    # signal's entries count as untraded until a start reads it, writes the missing trade
+    # back and marks the trades the fills derive (not signals[2]'s copy: extra).
     as_before_migration_0007(pg_dsn)
-    assert rows(pg_dsn, "SELECT untraded_quantity FROM signals ORDER BY untraded_quantity") == [
-        (Decimal(-5),),
-        (Decimal(0),),
-        (Decimal(5),),
-    ]
+    assert rows(pg_dsn, "SELECT DISTINCT untraded_quantity FROM signals") == [(Decimal(5),)]
+    assert _kinds(pg_dsn) == ["different", "extra", "missing"]
     again = started(config)
     assert again.close(timeout=30)
     assert _kinds(pg_dsn) == ["different", "extra"]
     assert rows(pg_dsn, "SELECT DISTINCT untraded_quantity FROM signals") == [(Decimal(0),)]
+    assert rows(pg_dsn, "SELECT count(*) FROM trades WHERE NOT derived") == [(1,)]

@@ -18,14 +18,12 @@ import psycopg
 from psycopg.rows import dict_row
 
 from ..records import (
-    EXACT,
     Configuration,
     Fill,
     Order,
     PortfolioSnapshot,
     Signal,
     Trade,
-    exact_sum,
 )
 from ..riskstate import RISK_STATE_SQL, RiskState, risk_state, risk_state_params
 from .cycles import Cycle, FillOrder
@@ -141,18 +139,21 @@ def read_start(conn: psycopg.Connection[Any], instance: str | None) -> tuple[Rec
             OpenOrder(order, pk, filled, fills_by_order.get(order.client_order_id, []))
             for pk, filled, order in orders
         ]
-        unfinished, untraded = _unfinished(cur, instance)
+        unfinished, off = _unfinished(cur, instance)
         derived = derive_cycles(cur, unfinished)
-        unstored = _unstored(cur, derived)
-        repairs: Out = [("derived_trade", t) for t in unstored]
-        missing = {t.trade_id for t in unstored}
+        flagged = _stored(cur, derived)
+        repairs: Out = [("derived_trade", t) for t in derived if t.trade_id not in flagged]
+        stored_ids: dict[uuid.UUID, list[str]] = {sid: [] for sid in unfinished}
+        wrong = {sid for sid, by in off.items() if by != 0}
         for t in derived:
-            if t.trade_id not in missing and t.signal_id is not None:  # derived: never None
-                untraded[t.signal_id] = exact_sum(untraded[t.signal_id], t.quantity)
+            if t.trade_id in flagged and t.signal_id is not None:  # derived: never None
+                stored_ids[t.signal_id].append(str(t.trade_id))
+                if not flagged[t.trade_id]:
+                    wrong.add(t.signal_id)
         repairs += [
-            ("untraded", {"signal_id": signal_id, "delta": EXACT.minus(off)})
-            for signal_id, off in untraded.items()
-            if off != 0
+            ("untraded", {"signal_id": sid, "trade_ids": stored_ids[sid]})
+            for sid in unfinished
+            if sid in wrong
         ]
         cycles = [c for c in unfinished.values() if c.open_quantity != 0]
         behind = {c.signal_id for c in cycles}
@@ -194,24 +195,26 @@ def _unfinished(
     cur: psycopg.Cursor[dict[str, Any]], instance: str | None
 ) -> tuple[dict[uuid.UUID, Cycle], dict[uuid.UUID, Decimal]]:
     """Empty cycles of the signals whose entries are not all in a derived trade: each open
-    cycle's, and each closed one's whose trade row is missing. Every entry fill belongs to
-    one cycle of its signal and a trade's quantity is its cycle's entries, so the others
-    are finished, however their exits (signal-less parts, excess) came.
+    cycle's, and each closed one's whose trade row is missing (or not yet known to be
+    derived: history before migration 0007). Every entry fill belongs to one cycle of
+    its signal and a trade's quantity is its cycle's entries, so the others are
+    finished, however their exits (signal-less parts, excess) came.
 
-    With each, how far its stored ``untraded_quantity`` is above its entry fills (zero
-    once its stored derived trades are added)."""
+    With each, how far its ``untraded_quantity`` is from its entry fills less its
+    trades marked derived (zero unless the column is wrong)."""
     cur.execute(
         f"SELECT {HEAD_COLUMNS}, s.untraded_quantity - (SELECT COALESCE(sum(f.quantity_filled), "
         "0) FROM orders o JOIN fills f USING (order_pk) WHERE o.signal_id = s.signal_id "
-        "AND f.side = s.side) AS off FROM signals s "
+        "AND f.side = s.side) + (SELECT COALESCE(sum(t.quantity), 0) FROM trades t "
+        "WHERE t.signal_id = s.signal_id AND t.derived) AS off FROM signals s "
         f"WHERE s.untraded_quantity <> 0 AND {_own('s')}",
         {"instance": instance},
     )
-    cycles, untraded = {}, {}
+    cycles, off = {}, {}
     for r in cur.fetchall():
-        untraded[r["signal_id"]] = r.pop("off")
+        off[r["signal_id"]] = r.pop("off")
         cycles[r["signal_id"]] = Cycle(**r)
-    return cycles, untraded
+    return cycles, off
 
 
 def derive_cycles(
@@ -279,11 +282,17 @@ def load_signals(conn: psycopg.Connection[Any], signal_ids: set[uuid.UUID]) -> L
     return LoadedSignals(signals, [c for c in cycles.values() if c.open_quantity != 0], trades)
 
 
-def _unstored(cur: psycopg.Cursor[dict[str, Any]], trades: list[Trade]) -> list[Trade]:
+def _stored(cur: psycopg.Cursor[dict[str, Any]], trades: list[Trade]) -> dict[uuid.UUID, bool]:
+    """Which of these trades have a row, and whether it is marked derived."""
     if not trades:
-        return []
+        return {}
     cur.execute(
-        "SELECT trade_id FROM trades WHERE trade_id = ANY(%s)", ([t.trade_id for t in trades],)
+        "SELECT trade_id, derived FROM trades WHERE trade_id = ANY(%s)",
+        ([t.trade_id for t in trades],),
     )
-    stored = {r["trade_id"] for r in cur.fetchall()}
+    return {r["trade_id"]: r["derived"] for r in cur.fetchall()}
+
+
+def _unstored(cur: psycopg.Cursor[dict[str, Any]], trades: list[Trade]) -> list[Trade]:
+    stored = _stored(cur, trades)
     return [t for t in trades if t.trade_id not in stored]

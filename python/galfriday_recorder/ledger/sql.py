@@ -176,30 +176,45 @@ _TRADE_INSERT = (
     "INSERT INTO trades (trade_id, signal_id, trading_pair, exchange, strategy_id, side, "
     "entry_order_pk, exit_order_pk, entry_timestamp, exit_timestamp, quantity, "
     "average_entry_price, average_exit_price, total_commission, realized_pnl, "
-    "realized_pnl_pct, exit_reason) SELECT trade_id, signal_id, trading_pair, exchange, "
-    "strategy_id, side, (SELECT order_pk FROM orders WHERE client_order_id = "
+    "realized_pnl_pct, exit_reason, derived) SELECT trade_id, signal_id, trading_pair, "
+    "exchange, strategy_id, side, (SELECT order_pk FROM orders WHERE client_order_id = "
     "u.entry_client_order_id), (SELECT order_pk FROM orders WHERE client_order_id = "
     "u.exit_client_order_id), entry_timestamp, exit_timestamp, quantity, average_entry_price, "
-    "average_exit_price, total_commission, realized_pnl, realized_pnl_pct, exit_reason "
-    "FROM {rows} ON CONFLICT (trade_id) DO NOTHING"
+    "average_exit_price, total_commission, realized_pnl, realized_pnl_pct, exit_reason, "
+    "{derived} FROM {{rows}} ON CONFLICT (trade_id) "
 )
 # A trade the bot recorded itself (record_trade).
-_TRADE = Bulk(_TRADE_COLUMNS, _TRADE_INSERT)
-# A trade the ledger derived from its signal's fills: its entries are traded now.
+_TRADE = Bulk(_TRADE_COLUMNS, _TRADE_INSERT.format(derived="false") + "DO NOTHING")
+# A trade the ledger derived from its signal's fills: its entries are traded now. A row
+# the bot wrote first under the same id becomes the derived one (once: a replay finds
+# it derived and changes nothing).
 _DERIVED_TRADE = Bulk(
     _TRADE_COLUMNS,
-    f"WITH ins AS ({_TRADE_INSERT} RETURNING signal_id, quantity) "
+    "WITH ins AS ("
+    + _TRADE_INSERT.format(derived="true")
+    + "DO UPDATE SET derived = true WHERE NOT trades.derived RETURNING signal_id, quantity) "
     "UPDATE signals s SET untraded_quantity = s.untraded_quantity - t.qty "
     "FROM (SELECT signal_id, sum(quantity) AS qty FROM ins GROUP BY signal_id) t "
     "WHERE s.signal_id = t.signal_id",
 )
-# A start's correction of a signal's untraded quantity (see recovery.read_start): a
-# difference, so fills committed after the start's read still count once.
-_UNTRADED = Bulk(
-    "signal_id uuid, delta numeric",
-    "UPDATE signals s SET untraded_quantity = s.untraded_quantity + u.delta "
-    "FROM (SELECT signal_id, sum(delta) AS delta FROM {rows} GROUP BY signal_id) u "
-    "WHERE s.signal_id = u.signal_id",
+# A start's repair of a signal (see recovery.read_start): the stored trades it derives
+# are marked derived, and its untraded quantity is set again from what is stored, once
+# its row is locked (so a fill another transaction is adding counts once, by that
+# transaction). Rows, not a difference: applying it twice, or from two recorders, gives
+# the same.
+_UNTRADED: tuple[Statement, ...] = (
+    ("SELECT 1 FROM signals WHERE signal_id = %s FOR UPDATE", lambda _s, p: (p["signal_id"],)),
+    (
+        "UPDATE trades SET derived = true WHERE trade_id = ANY(%s::uuid[]) AND NOT derived",
+        lambda _s, p: (p["trade_ids"],),
+    ),
+    (
+        "UPDATE signals s SET untraded_quantity = (SELECT COALESCE(sum(f.quantity_filled), 0) "
+        "FROM orders o JOIN fills f USING (order_pk) WHERE o.signal_id = s.signal_id "
+        "AND f.side = s.side) - (SELECT COALESCE(sum(t.quantity), 0) FROM trades t "
+        "WHERE t.signal_id = s.signal_id AND t.derived) WHERE s.signal_id = %s",
+        lambda _s, p: (p["signal_id"],),
+    ),
 )
 _LOG = _insert(
     "system_logs",

@@ -15,8 +15,8 @@ the replay does not make, makes otherwise or makes and no row holds is an
 *allocation* difference.
 
 Each signal's ``untraded_quantity`` (what a start reads instead of the history) must
-be its entry fills less the stored trades they derive; otherwise an *untraded*
-difference.
+be its entry fills less its trades marked ``derived``; otherwise an *untraded*
+difference. (A row marked derived that no fill derives is *extra*.)
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from ..records import EXACT, Trade, exact_sum
+from ..records import Trade
 from .cycles import Cycle, FillOrder, reduce_cycles
 from .recovery import FILL_COLUMNS, HEAD_COLUMNS, derive_cycles, fill_from_row
 
@@ -86,16 +86,26 @@ def verify(conn: psycopg.Connection[Any]) -> list[Difference]:
         )
         allocated = {(r["exchange"], r["fill_id"], r["signal_id"]): r["quantity"] for r in cur}
         cur.execute(
-            "SELECT s.signal_id, s.untraded_quantity, COALESCE(sum(f.quantity_filled) "
-            "FILTER (WHERE f.side = s.side), 0) AS entries FROM signals s "
-            "LEFT JOIN orders o ON o.signal_id = s.signal_id "
-            "LEFT JOIN fills f ON f.order_pk = o.order_pk GROUP BY s.signal_id"
+            "SELECT s.signal_id, s.untraded_quantity AS stored, COALESCE((SELECT "
+            "sum(f.quantity_filled) FROM orders o JOIN fills f USING (order_pk) WHERE "
+            "o.signal_id = s.signal_id AND f.side = s.side), 0) - COALESCE((SELECT "
+            "sum(t.quantity) FROM trades t WHERE t.signal_id = s.signal_id AND t.derived), 0) "
+            "AS want FROM signals s"
         )
-        untraded = cur.fetchall()
+        untraded = [r for r in cur if r["stored"] != r["want"]]
     return (
         _trade_differences(derived, stored)
         + _allocation_differences(replayed, allocated)
-        + _untraded_differences(untraded, [t for t in derived.values() if t.trade_id in stored])
+        + [
+            Difference(
+                "untraded",
+                f"signal {r['signal_id']}",
+                r["signal_id"],
+                f"stored {_plain(r['stored'])}, its entry fills less its derived trades give "
+                f"{_plain(r['want'])}",
+            )
+            for r in untraded
+        ]
     )
 
 
@@ -138,31 +148,6 @@ def _allocation_differences(replayed: Allocations, stored: Allocations) -> list[
                     f"of fill {exchange}:{fill_id}",
                     signal_id,
                     f"the rule takes {_plain(want)}, stored {_plain(have)}",
-                )
-            )
-    return diffs
-
-
-def _untraded_differences(rows: list[dict[str, Any]], traded: list[Trade]) -> list[Difference]:
-    """``rows``: each signal's stored untraded quantity and entry fills; ``traded``: the
-    derived trades stored."""
-    in_trades: dict[uuid.UUID, Decimal] = {}
-    for trade in traded:
-        if trade.signal_id is not None:  # derived: never None
-            in_trades[trade.signal_id] = exact_sum(
-                in_trades.get(trade.signal_id, Decimal(0)), trade.quantity
-            )
-    diffs = []
-    for row in rows:
-        want = EXACT.subtract(row["entries"], in_trades.get(row["signal_id"], Decimal(0)))
-        if row["untraded_quantity"] != want:
-            diffs.append(
-                Difference(
-                    "untraded",
-                    f"signal {row['signal_id']}",
-                    row["signal_id"],
-                    f"stored {_plain(row['untraded_quantity'])}, its entry fills less its "
-                    f"derived trades give {_plain(want)}",
                 )
             )
     return diffs
