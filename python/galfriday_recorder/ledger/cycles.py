@@ -31,6 +31,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 
+from ..errors import ValidationError
 from ..records import EXACT, Fill, Trade, split_pair
 
 _SCALE = Decimal("1e-18")
@@ -104,6 +105,9 @@ class Cycle:
     entry_order: uuid.UUID | None = None
     first_fill: str | None = None
     exit_order: FillOrder | None = None
+    # Why each trade this cycle closed could not be stored (a number beyond the trades
+    # table's NUMERIC(38,18)): the cycle closes all the same, its fills stay stored.
+    unstorable: tuple[str, ...] = ()
 
     @property
     def open_quantity(self) -> Decimal:
@@ -155,14 +159,25 @@ class Cycle:
         trade = self._close()
         return trade, excess
 
-    def _close(self) -> Trade:
+    def _close(self) -> Trade | None:
+        direction = 1 if self.side == "BUY" else -1
+        pnl = (self.exit_value - self.entry_value) * direction - self.commission
+        try:
+            trade: Trade | None = self._trade(pnl)
+        except ValidationError as exc:
+            trade = None
+            self.unstorable += (str(exc),)
+        self.entry_qty = self.entry_value = self.exit_qty = self.exit_value = Decimal(0)
+        self.commission = Decimal(0)
+        self.entry_at = self.exit_at = self.entry_order = self.first_fill = self.exit_order = None
+        return trade
+
+    def _trade(self, pnl: Decimal) -> Trade:
         assert self.entry_at is not None
         assert self.exit_at is not None
         assert self.exit_order is not None
         assert self.first_fill is not None
-        direction = 1 if self.side == "BUY" else -1
-        pnl = (self.exit_value - self.entry_value) * direction - self.commission
-        trade = Trade(
+        return Trade(
             trade_id=trade_id_for(self.signal_id, self.first_fill),
             signal_id=self.signal_id,
             trading_pair=self.trading_pair,
@@ -181,10 +196,6 @@ class Cycle:
             realized_pnl_pct=float(pnl / self.entry_value * 100),
             exit_reason=exit_reason_for(self.exit_order.order_type, self.exit_order.exit_reason),
         )
-        self.entry_qty = self.entry_value = self.exit_qty = self.exit_value = Decimal(0)
-        self.commission = Decimal(0)
-        self.entry_at = self.exit_at = self.entry_order = self.first_fill = self.exit_order = None
-        return trade
 
 
 class OpenCycles:

@@ -454,9 +454,14 @@ class LedgerState:
             )
 
     def _closed(self, cycle: Cycle, trade: Trade | None, out: Out | None) -> None:
-        """Forget a cycle that is flat again; ``out`` gets its trade."""
+        """Forget a cycle that is flat again; ``out`` gets its trade, or says why it has
+        none."""
         if trade is not None or cycle.open_quantity == 0:
             self.cycles.discard(cycle)
+        if cycle.unstorable:
+            if out is not None:
+                out.append(("log", _unstorable(cycle)))
+            cycle.unstorable = ()
         if out is None or trade is None:
             return
         out.append(("derived_trade", trade))
@@ -600,6 +605,18 @@ class LedgerState:
             fill_order, fill = close
             trade, _excess = cycle.apply(fill, fill_order, available=Decimal(p["quantity"]))
             self._closed(cycle, trade, None)
+
+
+def _unstorable(cycle: Cycle) -> LogEntry:
+    """The system_logs row of a closed cycle whose trade no row can hold (cold path)."""
+    return LogEntry(
+        source_module=SOURCE,
+        log_level="WARNING",
+        message=f"the trade closing signal {cycle.signal_id}'s cycle cannot be stored "
+        f"({'; '.join(cycle.unstorable)}); its fills are",
+        signal_id=cycle.signal_id,
+        trading_pair=cycle.trading_pair,
+    )
 
 
 def _mismatch(fill: Fill, order: Order) -> ValidationError:

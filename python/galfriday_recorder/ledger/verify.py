@@ -16,7 +16,8 @@ the replay does not make, makes otherwise or makes and no row holds is an
 
 Each signal's ``untraded_quantity`` (what a start reads instead of the history) must
 be its entry fills less its trades marked ``derived``; otherwise an *untraded*
-difference. (A row marked derived that no fill derives is *extra*.)
+difference. (A row marked derived that no fill derives is *extra*.) A cycle the fills
+close whose trade no row can hold (a number beyond NUMERIC(38,18)) is *unstorable*.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ Allocations = dict[tuple[str, str, uuid.UUID], Decimal]
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Difference:
-    kind: str  # missing, extra, different, allocation or untraded
+    kind: str  # missing, extra, different, allocation, untraded or unstorable
     subject: str  # "trade <id>", "allocation of fill <exchange>:<fill_id>", "signal <id>"
     signal_id: uuid.UUID | None
     detail: str
@@ -72,9 +73,13 @@ def verify(conn: psycopg.Connection[Any]) -> list[Difference]:
             "OR EXISTS (SELECT 1 FROM fill_allocations a WHERE a.signal_id = s.signal_id)"
         )
         heads = cur.fetchall()
-        derived = {
-            t.trade_id: t for t in derive_cycles(cur, {r["signal_id"]: Cycle(**r) for r in heads})
-        }
+        cycles = {r["signal_id"]: Cycle(**r) for r in heads}
+        derived = {t.trade_id: t for t in derive_cycles(cur, cycles)}
+        unstorable = [
+            Difference("unstorable", f"trade of signal {c.signal_id}", c.signal_id, reason)
+            for c in cycles.values()
+            for reason in c.unstorable
+        ]
         cur.execute(
             f"SELECT trade_id, realized_pnl_pct, {', '.join(_EXACT)} FROM trades ORDER BY trade_id"
         )
@@ -94,7 +99,8 @@ def verify(conn: psycopg.Connection[Any]) -> list[Difference]:
         )
         untraded = [r for r in cur if r["stored"] != r["want"]]
     return (
-        _trade_differences(derived, stored)
+        unstorable
+        + _trade_differences(derived, stored)
         + _allocation_differences(replayed, allocated)
         + [
             Difference(
