@@ -35,7 +35,7 @@ from psycopg import sql
 
 from galfriday_recorder.config import RecorderConfig
 from galfriday_recorder.errors import ValidationError
-from galfriday_recorder.ledger import Ledger
+from galfriday_recorder.ledger import STATEMENTS, Bulk, Ledger, encode_event
 from galfriday_recorder.ledger.cycles import trade_id_for
 from galfriday_recorder.records import Signal, Trade
 
@@ -571,3 +571,23 @@ def _run_session(
     }
     found = [d for d in differences(pg_dsn) if not d.startswith("extra trade")]
     assert found == []
+
+
+def test_one_derived_trade_twice_in_a_group_is_written_once(ledger: Ledger, pg_dsn: str) -> None:
+    """A start's re-derived trade and the same trade from elsewhere (a held fill's
+    resolution) may meet in one group: one row, its entries taken off once, and again
+    nothing on a replay."""
+    sig = make_signal()
+    ledger.record_signal(sig)
+    first_fill = _enter(ledger, sig, "10")
+    assert ledger.flush(timeout=30)
+    trade = _bot_trade(sig, "10", trade_id=trade_id_for(sig.signal_id, f"kraken:{first_fill}"))
+    _kind, payload = encode_event("derived_trade", trade)
+    statement = STATEMENTS["derived_trade"]
+    assert isinstance(statement, Bulk)
+    with psycopg.connect(pg_dsn) as conn:
+        for group in ([(1, payload), (2, payload)], [(3, payload)]):  # then a replay
+            with conn.transaction():
+                conn.execute(statement.sql, statement.params(group, "rec-a"))
+    assert rows(pg_dsn, "SELECT trade_id, derived FROM trades") == [(trade.trade_id, True)]
+    assert _untraded(pg_dsn, sig.signal_id) == 0

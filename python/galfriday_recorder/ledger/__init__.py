@@ -467,7 +467,7 @@ class Ledger:
     def _load_pg_state(self, connect_timeout: int) -> Out:
         """Seed the state machines from PostgreSQL, then apply the journal replay that waited
         for it; return what to write: the trades stored fills close that no row holds, and
-        corrections of untraded quantities (:func:`.recovery.read_start`)."""
+        repairs of signals' untraded quantities (:func:`.recovery.read_start`)."""
         with self._lock:
             waiting = [replayed_fill_id(item) for item in self._state.deferred]
             missing = self._state.missing_signals()
@@ -492,8 +492,8 @@ class Ledger:
         trades = sum(kind == "derived_trade" for kind, _event in rederived)
         if rederived:
             log.warning(
-                "ledger: %d trade(s) that stored fills close had no trades row; re-derived; "
-                "%d untraded quantity(ies) corrected",
+                "ledger: %d trade(s) that stored fills close had no trades row, re-derived; "
+                "%d signal(s) whose untraded quantity needed setting again",
                 trades,
                 len(rederived) - trades,
             )

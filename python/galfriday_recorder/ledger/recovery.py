@@ -17,14 +17,7 @@ from typing import Any, Literal
 import psycopg
 from psycopg.rows import dict_row
 
-from ..records import (
-    Configuration,
-    Fill,
-    Order,
-    PortfolioSnapshot,
-    Signal,
-    Trade,
-)
+from ..records import Configuration, Fill, Order, PortfolioSnapshot, Signal, Trade
 from ..riskstate import RISK_STATE_SQL, RiskState, risk_state, risk_state_params
 from .cycles import Cycle, FillOrder
 from .state import TERMINAL_ORDER_STATUSES, Out
@@ -108,10 +101,10 @@ def load_recovery_state(conn: psycopg.Connection[Any], instance: str | None) -> 
 
 def read_start(conn: psycopg.Connection[Any], instance: str | None) -> tuple[RecoveryState, Out]:
     """:func:`load_recovery_state`, and what a start writes (one derivation): the trades
-    that stored fills of ``instance``'s signals close but no ``trades`` row holds, and the
-    corrections of ``signals.untraded_quantity`` where it is not the signal's entries
-    less its stored derived trades (history that migration 0007 counted with the bot's
-    own trades; each is a difference that commutes with the fills still to commit).
+    that stored fills of ``instance``'s signals close but no ``trades`` row holds, and a
+    repair of each signal whose stored trades it derives are not all marked derived
+    (history before migration 0007) or whose ``untraded_quantity`` disagrees with them
+    (see ``sql._UNTRADED``: it sets the column again from what is stored when it commits).
 
     Only the signals whose entries are not all in a derived trade are read, through
     ``signals.untraded_quantity``: a start's read grows with the cycles left open, not

@@ -181,13 +181,15 @@ _TRADE_INSERT = (
     "u.entry_client_order_id), (SELECT order_pk FROM orders WHERE client_order_id = "
     "u.exit_client_order_id), entry_timestamp, exit_timestamp, quantity, average_entry_price, "
     "average_exit_price, total_commission, realized_pnl, realized_pnl_pct, exit_reason, "
-    "{derived} FROM {{rows}} ON CONFLICT (trade_id) "
+    "{derived} FROM (SELECT DISTINCT ON (trade_id) * FROM {{rows}} ORDER BY trade_id, seq) u "
+    "ON CONFLICT (trade_id) "
 )
 # A trade the bot recorded itself (record_trade).
 _TRADE = Bulk(_TRADE_COLUMNS, _TRADE_INSERT.format(derived="false") + "DO NOTHING")
 # A trade the ledger derived from its signal's fills: its entries are traded now. A row
 # the bot wrote first under the same id becomes the derived one (once: a replay finds
-# it derived and changes nothing).
+# it derived and changes nothing). One row per id in a statement (DISTINCT ON above):
+# an update may not touch a row twice in one.
 _DERIVED_TRADE = Bulk(
     _TRADE_COLUMNS,
     "WITH ins AS ("
