@@ -30,6 +30,7 @@ from ledgerkit import (
     make_order,
     make_signal,
     rows,
+    started,
 )
 from psycopg import sql
 
@@ -116,8 +117,7 @@ def _exit(ledger: Ledger, sig: Signal, qty: str, price: str = "0.6") -> None:
 
 
 def _open_cycles(config: RecorderConfig) -> dict[uuid.UUID, Decimal]:
-    ledger = Ledger(config)
-    ledger.start()
+    ledger = started(config)
     try:
         return {c.signal_id: c.open_quantity for c in ledger.load_recovery_state().open_cycles}
     finally:
@@ -130,8 +130,7 @@ def _history_with_bot_trade(
     """A signal with one open cycle of ``entry`` and a trade of ``bot_qty`` the bot
     recorded itself, then migration 0007 run on that history (its backfill knows no
     trade as derived)."""
-    ledger = Ledger(config)
-    ledger.start()
+    ledger = started(config)
     sig = make_signal()
     ledger.record_signal(sig)
     _enter(ledger, sig, entry)
@@ -173,12 +172,11 @@ def test_a_correction_at_numeric_extremes_is_exact(
     assert _untraded(pg_dsn, sig.signal_id) == Decimal(entry)
 
 
-def test_backfill_hides_an_open_cycle_when_bot_trades_equal_the_entries(
+def test_the_backfill_does_not_hide_an_open_cycle_when_bot_trades_equal_the_entries(
     pg_dsn: str, tmp_path: Path
 ) -> None:
     config = _config(pg_dsn, tmp_path / "a")
-    ledger = Ledger(config)
-    ledger.start()
+    ledger = started(config)
     sig = make_signal()
     ledger.record_signal(sig)
     _enter(ledger, sig, "10")
@@ -212,8 +210,7 @@ def _history_needing_a_repair(config: RecorderConfig) -> tuple[Signal, set[uuid.
     """Before migration 0007: a cycle of 10 closed (its trade derived), a trade of 4 the
     bot recorded itself, a second cycle of 10 open. The backfill counts 20 untraded; the
     truth is 10, which only a start can tell (it derives the first trade)."""
-    ledger = Ledger(config)
-    ledger.start()
+    ledger = started(config)
     sig = make_signal()
     ledger.record_signal(sig)
     _enter(ledger, sig, "10")
@@ -306,8 +303,7 @@ def test_two_recorders_starting_together_correct_a_shared_signal_once(
 def _bot_trade_under_the_derived_id(config: RecorderConfig, *, reenter: bool = False) -> Signal:
     """A cycle of 10 the bot records itself, first, under the id the ledger derives (then,
     if ``reenter``, a second cycle of 10 left open)."""
-    ledger = Ledger(config)
-    ledger.start()
+    ledger = started(config)
     sig = make_signal()
     ledger.record_signal(sig)
     first_fill = _enter(ledger, sig, "10")
@@ -343,8 +339,7 @@ def test_reentries_excess_exits_and_duplicate_fills_keep_the_column_exact(
     pg_dsn: str, tmp_path: Path
 ) -> None:
     config = _config(pg_dsn, tmp_path / "a")
-    ledger = Ledger(config)
-    ledger.start()
+    ledger = started(config)
     sig = make_signal()
     ledger.record_signal(sig)
     entry = make_order(sig, quantity_ordered=Decimal("7"))
@@ -364,8 +359,7 @@ def test_reentries_excess_exits_and_duplicate_fills_keep_the_column_exact(
 
 def test_a_bot_trade_recorded_now_does_not_hide_an_open_cycle(pg_dsn: str, tmp_path: Path) -> None:
     config = _config(pg_dsn, tmp_path / "a")
-    ledger = Ledger(config)
-    ledger.start()
+    ledger = started(config)
     sig = make_signal()
     ledger.record_signal(sig)
     _enter(ledger, sig, "10")
@@ -381,8 +375,7 @@ def test_a_bot_trade_recorded_now_does_not_hide_an_open_cycle(pg_dsn: str, tmp_p
 
 def test_cycles_closed_by_signal_less_fills_across_a_restart(pg_dsn: str, tmp_path: Path) -> None:
     config = _config(pg_dsn, tmp_path / "a")
-    ledger = Ledger(config)
-    ledger.start()
+    ledger = started(config)
     older, newer = make_signal(), make_signal()
     for sig in (older, newer):
         ledger.record_signal(sig)
@@ -390,8 +383,7 @@ def test_cycles_closed_by_signal_less_fills_across_a_restart(pg_dsn: str, tmp_pa
     closed_by_other(ledger, "8", "C-1")  # older closed, newer 2 of 6 out
     assert ledger.close(timeout=30)
     assert _open_cycles(config) == {newer.signal_id: Decimal(4)}
-    again = Ledger(config)
-    again.start()
+    again = started(config)
     closed_by_other(again, "4", "C-2")
     assert again.close(timeout=30)
     for sig in (older, newer):
@@ -407,8 +399,7 @@ _BIG = "60000000000000000000"
 def _cycle_beyond_numeric(config: RecorderConfig) -> tuple[Signal, bool]:
     """A signal entered twice by ``_BIG`` and closed by two exits of ``_BIG``; whether the
     closing ``record_fill`` raised."""
-    ledger = Ledger(config)
-    ledger.start()
+    ledger = started(config)
     sig = make_signal()
     ledger.record_signal(sig)
     _enter(ledger, sig, _BIG, "0.000000000000000001")
@@ -532,8 +523,7 @@ def _run_session(
     bot: set[uuid.UUID],
 ) -> None:
     pair = sigs[0].trading_pair
-    ledger = Ledger(config)
-    ledger.start()
+    ledger = started(config)
     for sig in sigs:
         ledger.record_signal(sig)
     for n, (kind, i, qty) in enumerate(ops):
@@ -554,8 +544,7 @@ def _run_session(
             bot.add(trade.trade_id)
         else:
             assert ledger.close(timeout=30)
-            ledger = Ledger(config)
-            ledger.start()
+            ledger = started(config)
             recovered = {
                 c.signal_id: c.open_quantity for c in ledger.load_recovery_state().open_cycles
             }
