@@ -202,7 +202,7 @@ _DERIVED_TRADE = Bulk(
 # A start's repair of a signal (see recovery.read_start): the stored trades it derives
 # are marked derived, and its untraded quantity is set again from what is stored, once
 # its row is locked (so a fill another transaction is adding counts once, by that
-# transaction). Rows, not a difference: applying it twice, or from two recorders, gives
+# transaction). A value, not a difference: applying it twice, or from two recorders, gives
 # the same.
 _UNTRADED: tuple[Statement, ...] = (
     ("SELECT 1 FROM signals WHERE signal_id = %s FOR UPDATE", lambda _s, p: (p["signal_id"],)),
