@@ -326,7 +326,11 @@ def test_bot_loop_never_waits_while_both_databases_are_down(
         asyncio.run(session(rec))
         worst = max(lateness)
         print(f"\nworst timer lateness with both databases down: {worst * 1000:.2f} ms")
-        assert worst < 0.25, f"the bot's loop waited {worst * 1000:.1f} ms"
+        # A call that waited on a writer would wait out its backoff (doubling to a cap of
+        # 2 s for the ledger, 5 s for the series) and pass 0.5 s within the session; the
+        # margin is for what a shared 2-core machine adds (one CI run reached 252 ms; a
+        # gen-2 collection took 38 ms unloaded).
+        assert worst < 0.5, f"the bot's loop waited {worst * 1000:.1f} ms"
         assert not rec.flush(1.0)  # nothing can be committed while the servers are down
     finally:
         pg_service.start()
