@@ -42,6 +42,7 @@ import pytest
 from galfriday_recorder.config import RecorderConfig
 from galfriday_recorder.lab.synth import RoundTrip
 from galfriday_recorder.ledger import KIND_ORDER, STATEMENTS, Bulk, Ledger, encode_event
+from galfriday_recorder.ledger.fold import fold_order_updates
 from galfriday_recorder.ledger.state import LedgerState, Out
 from galfriday_recorder.records import (
     Fill,
@@ -225,8 +226,9 @@ def test_bench_ledger_baseline_per_row_commit(benchmark: Any, pg_dsn: str) -> No
 def test_bench_ledger_server_time_per_kind(benchmark: Any, pg_dsn: str) -> None:
     """Where a group's time goes in PostgreSQL: each kind's statement timed on its own.
 
-    Groups of ``commit_max_events`` journal-form events in the committer's kind order,
-    one transaction each, without the pipeline (so each statement can be timed).
+    Groups of ``commit_max_events`` journal-form events in the committer's kind order
+    (orders carrying their updates, as the committer folds them), one transaction each,
+    without the pipeline (so each statement can be timed).
     """
     rounds = iter(range(100, 100 + ROUNDS + 1))
     spent: dict[str, float] = {}
@@ -241,7 +243,9 @@ def test_bench_ledger_server_time_per_kind(benchmark: Any, pg_dsn: str) -> None:
 
     def run(events: list[tuple[int, str, bytes]]) -> None:
         for start in range(0, len(events), group):
-            ordered = sorted(events[start : start + group], key=lambda e: KIND_ORDER[e[1]])
+            ordered = sorted(
+                fold_order_updates(events[start : start + group]), key=lambda e: KIND_ORDER[e[1]]
+            )
             with conn.transaction(), conn.cursor() as cur:
                 for kind, same in itertools.groupby(ordered, key=lambda e: e[1]):
                     batch = [(seq, payload) for seq, _kind, payload in same]

@@ -93,17 +93,19 @@ _ORDER = Bulk(
     "exchange text, side text, order_type text, quantity_ordered numeric, limit_price numeric, "
     "stop_price numeric, status text, error_message text, exit_reason text, "
     "created_at timestamptz, submitted_at timestamptz, last_updated_at timestamptz, "
-    "client_order_ref text",
+    "client_order_ref text, ledger_seq bigint",
     "INSERT INTO orders (client_order_id, exchange_order_id, signal_id, trading_pair, "
     "exchange, side, order_type, quantity_ordered, limit_price, stop_price, status, "
     "error_message, exit_reason, created_at, submitted_at, last_updated_at, ledger_seq, "
     "client_order_ref, recorder_instance) "
     "SELECT client_order_id, exchange_order_id, signal_id, trading_pair, exchange, side, "
     "order_type, quantity_ordered, limit_price, stop_price, status, error_message, "
-    "exit_reason, created_at, submitted_at, last_updated_at, seq, client_order_ref, %s::text "
+    "exit_reason, created_at, submitted_at, last_updated_at, COALESCE(ledger_seq, seq), "
+    "client_order_ref, %s::text "
     "FROM {rows} ON CONFLICT (client_order_id) DO NOTHING",
     owned=True,
 )
+# ledger_seq: given when the order carries its later updates in the group (.fold).
 # Successive updates of one order fold into one: the last status, the last value given
 # for each field; applied only if newer than the row (a replay never moves it back).
 _ORDER_UPDATE = Bulk(
