@@ -42,7 +42,7 @@ import pytest
 from galfriday_recorder.config import RecorderConfig
 from galfriday_recorder.lab.synth import RoundTrip
 from galfriday_recorder.ledger import KIND_ORDER, STATEMENTS, Bulk, Ledger, encode_event
-from galfriday_recorder.ledger.fold import fold_order_updates
+from galfriday_recorder.ledger.fold import fold
 from galfriday_recorder.ledger.state import LedgerState, Out
 from galfriday_recorder.records import (
     Fill,
@@ -243,9 +243,7 @@ def test_bench_ledger_server_time_per_kind(benchmark: Any, pg_dsn: str) -> None:
 
     def run(events: list[tuple[int, str, bytes]]) -> None:
         for start in range(0, len(events), group):
-            ordered = sorted(
-                fold_order_updates(events[start : start + group]), key=lambda e: KIND_ORDER[e[1]]
-            )
+            ordered = sorted(fold(events[start : start + group]), key=lambda e: KIND_ORDER[e[1]])
             with conn.transaction(), conn.cursor() as cur:
                 for kind, same in itertools.groupby(ordered, key=lambda e: e[1]):
                     batch = [(seq, payload) for seq, _kind, payload in same]

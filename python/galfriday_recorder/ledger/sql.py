@@ -81,12 +81,16 @@ _SIGNAL = _insert(
     owned=True,
 )
 # A signal changes status once (PROPOSED -> verdict); the last event per signal wins.
+# A row that holds the verdict already (inserted with it, .fold; a replay) is not
+# written again.
 _SIGNAL_STATUS = Bulk(
     "signal_id uuid, status text, rejection_reason text, risk_check_details jsonb",
     "UPDATE signals s SET status = u.status, rejection_reason = u.rejection_reason, "
     "risk_check_details = COALESCE(u.risk_check_details, s.risk_check_details) "
     "FROM (SELECT DISTINCT ON (signal_id) * FROM {rows} ORDER BY signal_id, seq DESC) u "
-    "WHERE s.signal_id = u.signal_id",
+    "WHERE s.signal_id = u.signal_id AND (s.status, s.rejection_reason, s.risk_check_details) "
+    "IS DISTINCT FROM (u.status, u.rejection_reason, "
+    "COALESCE(u.risk_check_details, s.risk_check_details))",
 )
 _ORDER = Bulk(
     "client_order_id uuid, exchange_order_id text, signal_id uuid, trading_pair text, "

@@ -34,8 +34,7 @@ import psycopg
 from ..config import RecorderConfig
 from ..records import LogEntry, dumps
 from ..redaction import redact
-from . import fault
-from .fold import fold_order_updates
+from . import fault, fold
 from .journal import Journal, Row, encode_event, expand
 from .sql import KIND_ORDER, REFUSED, dead_letter_log, write
 from .state import SOURCE
@@ -371,7 +370,7 @@ class Writer:
                 return refused
         started = time.perf_counter()
         try:
-            ordered = sorted(fold_order_updates(rows), key=lambda r: KIND_ORDER.get(r[1], -1))
+            ordered = sorted(fold.fold(rows), key=lambda r: KIND_ORDER.get(r[1], -1))
             replaced: list[Any] = []
             async with conn.transaction(), conn.pipeline():
                 cur = conn.cursor()
