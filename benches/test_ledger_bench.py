@@ -42,6 +42,7 @@ import pytest
 from galfriday_recorder.config import RecorderConfig
 from galfriday_recorder.lab.synth import RoundTrip
 from galfriday_recorder.ledger import KIND_ORDER, STATEMENTS, Bulk, Ledger, encode_event
+from galfriday_recorder.ledger.fold import fold
 from galfriday_recorder.ledger.state import LedgerState, Out
 from galfriday_recorder.records import (
     Fill,
@@ -222,15 +223,20 @@ def test_bench_ledger_baseline_per_row_commit(benchmark: Any, pg_dsn: str) -> No
 
 
 @pytest.mark.benchmark(group="ledger: PostgreSQL time per event kind")
-def test_bench_ledger_server_time_per_kind(benchmark: Any, pg_dsn: str) -> None:
-    """Where a group's time goes in PostgreSQL: each kind's statement timed on its own.
+@pytest.mark.parametrize("folded", [True, False], ids=["folded", "unfolded_baseline"])
+def test_bench_ledger_server_time_per_kind(benchmark: Any, pg_dsn: str, folded: bool) -> None:
+    """Where a group's time goes in PostgreSQL: each kind's statement timed on its own,
+    and the WAL the group writes (a count that load cannot blur).
 
     Groups of ``commit_max_events`` journal-form events in the committer's kind order,
-    one transaction each, without the pipeline (so each statement can be timed).
+    one transaction each, without the pipeline (so each statement can be timed); folded
+    as the committer folds them (an update riding on its row's insert, ``ledger/fold.py``)
+    or, the baseline, not.
     """
     rounds = iter(range(100, 100 + ROUNDS + 1))
     spent: dict[str, float] = {}
     counts: dict[str, int] = {}
+    wal = 0
     group = RecorderConfig().commit_max_events
     conn = psycopg.connect(pg_dsn)
 
@@ -240,9 +246,12 @@ def test_bench_ledger_server_time_per_kind(benchmark: Any, pg_dsn: str) -> None:
         return ([(seq, kind, payload) for seq, (kind, payload) in enumerate(events, 1)],), {}
 
     def run(events: list[tuple[int, str, bytes]]) -> None:
+        nonlocal wal
         for start in range(0, len(events), group):
-            ordered = sorted(events[start : start + group], key=lambda e: KIND_ORDER[e[1]])
+            rows = events[start : start + group]
+            ordered = sorted(fold(rows) if folded else rows, key=lambda e: KIND_ORDER[e[1]])
             with conn.transaction(), conn.cursor() as cur:
+                began_at = cur.execute("SELECT pg_current_wal_insert_lsn()").fetchone()
                 for kind, same in itertools.groupby(ordered, key=lambda e: e[1]):
                     batch = [(seq, payload) for seq, _kind, payload in same]
                     handler = STATEMENTS[kind]
@@ -251,12 +260,19 @@ def test_bench_ledger_server_time_per_kind(benchmark: Any, pg_dsn: str) -> None:
                     cur.execute(handler.sql, handler.params(batch, INSTANCE))
                     spent[kind] = spent.get(kind, 0.0) + time.perf_counter() - began
                     counts[kind] = counts.get(kind, 0) + len(batch)
+                written = cur.execute(
+                    "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %s)", began_at
+                ).fetchone()
+                assert written is not None
+                wal += int(written[0])
 
     with conn:
         benchmark.pedantic(run, setup=setup, rounds=ROUNDS, iterations=1)
     per_event = {kind: round(spent[kind] / counts[kind] * 1e6, 1) for kind in spent}
+    wal_per_event = round(wal / sum(counts.values()))
     benchmark.extra_info.update({f"{kind}_us": us for kind, us in per_event.items()})
-    print(f"\nPostgreSQL time per event, by kind (us): {per_event}")
+    benchmark.extra_info["wal_bytes_per_event"] = wal_per_event
+    print(f"\nPostgreSQL time per event, by kind (us): {per_event}; WAL {wal_per_event} B/event")
 
 
 def _call_cost(benchmark: Any, call: Callable[[Any], None], args: list[Any]) -> None:

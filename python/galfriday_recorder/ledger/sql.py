@@ -81,29 +81,35 @@ _SIGNAL = _insert(
     owned=True,
 )
 # A signal changes status once (PROPOSED -> verdict); the last event per signal wins.
+# A row that holds the verdict already (inserted with it, .fold; a replay) is not
+# written again.
 _SIGNAL_STATUS = Bulk(
     "signal_id uuid, status text, rejection_reason text, risk_check_details jsonb",
     "UPDATE signals s SET status = u.status, rejection_reason = u.rejection_reason, "
     "risk_check_details = COALESCE(u.risk_check_details, s.risk_check_details) "
     "FROM (SELECT DISTINCT ON (signal_id) * FROM {rows} ORDER BY signal_id, seq DESC) u "
-    "WHERE s.signal_id = u.signal_id",
+    "WHERE s.signal_id = u.signal_id AND (s.status, s.rejection_reason, s.risk_check_details) "
+    "IS DISTINCT FROM (u.status, u.rejection_reason, "
+    "COALESCE(u.risk_check_details, s.risk_check_details))",
 )
 _ORDER = Bulk(
     "client_order_id uuid, exchange_order_id text, signal_id uuid, trading_pair text, "
     "exchange text, side text, order_type text, quantity_ordered numeric, limit_price numeric, "
     "stop_price numeric, status text, error_message text, exit_reason text, "
     "created_at timestamptz, submitted_at timestamptz, last_updated_at timestamptz, "
-    "client_order_ref text",
+    "client_order_ref text, ledger_seq bigint",
     "INSERT INTO orders (client_order_id, exchange_order_id, signal_id, trading_pair, "
     "exchange, side, order_type, quantity_ordered, limit_price, stop_price, status, "
     "error_message, exit_reason, created_at, submitted_at, last_updated_at, ledger_seq, "
     "client_order_ref, recorder_instance) "
     "SELECT client_order_id, exchange_order_id, signal_id, trading_pair, exchange, side, "
     "order_type, quantity_ordered, limit_price, stop_price, status, error_message, "
-    "exit_reason, created_at, submitted_at, last_updated_at, seq, client_order_ref, %s::text "
+    "exit_reason, created_at, submitted_at, last_updated_at, COALESCE(ledger_seq, seq), "
+    "client_order_ref, %s::text "
     "FROM {rows} ON CONFLICT (client_order_id) DO NOTHING",
     owned=True,
 )
+# ledger_seq: given when the order carries its later updates in the group (.fold).
 # Successive updates of one order fold into one: the last status, the last value given
 # for each field; applied only if newer than the row (a replay never moves it back).
 _ORDER_UPDATE = Bulk(

@@ -34,7 +34,7 @@ import psycopg
 from ..config import RecorderConfig
 from ..records import LogEntry, dumps
 from ..redaction import redact
-from . import fault
+from . import fault, fold
 from .journal import Journal, Row, encode_event, expand
 from .sql import KIND_ORDER, REFUSED, dead_letter_log, write
 from .state import SOURCE
@@ -370,7 +370,7 @@ class Writer:
                 return refused
         started = time.perf_counter()
         try:
-            ordered = sorted(rows, key=lambda r: KIND_ORDER.get(r[1], -1))
+            ordered = sorted(fold.fold(rows), key=lambda r: KIND_ORDER.get(r[1], -1))
             replaced: list[Any] = []
             async with conn.transaction(), conn.pipeline():
                 cur = conn.cursor()
