@@ -704,11 +704,6 @@ def test_json_as_deep_as_the_call_accepts_is_stored(hostile_ledger: Ledger, pg_d
         json_equal(pg_dsn, "risk_check_details", "signals", "signal_id", signal.signal_id, details)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a JSONB string past PostgreSQL's 268435455-byte limit raises ProgramLimitExceeded "
-    "(class 54), not in REFUSED: the group is retried for ever and every later event waits",
-)
 def test_a_jsonb_value_past_the_server_limit_stalls_nothing(
     hostile_ledger: Ledger, pg_dsn: str
 ) -> None:
