@@ -72,6 +72,7 @@ LOG_LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
 CLIENT_ORDER_NAMESPACE = uuid.UUID("6f1d3c2e-9a57-4b8e-8f0a-1c4e2b7d9a31")
 # NUMERIC(38, 18): at most 20 digits before the point.
 _MONEY_LIMIT = Decimal(10) ** 20
+_ZERO = Decimal(0)
 # Sums and products of NUMERIC(38,18) values, exact: Python's default context keeps 28
 # digits, so the largest quantity plus the smallest one would round past the column.
 EXACT = Context(prec=80)
@@ -129,6 +130,8 @@ def money(
         raise ValidationError(name, f"{value!r} is not a number") from None
     if not dec.is_finite():
         raise ValidationError(name, f"must be finite, not {dec}")
+    if dec.is_zero():  # 0E+999999999999999999 is 0, but PostgreSQL refuses that text
+        dec = _ZERO
     if dec.copy_abs() >= _MONEY_LIMIT:  # copy_abs is exact; abs() rounds to 28 digits
         raise ValidationError(name, f"{dec} does not fit NUMERIC(38,18)")
     if dec.as_tuple().exponent < -18:  # type: ignore[operator]
