@@ -231,9 +231,12 @@ def timestamp(name: str, value: Any, *, optional: bool = False) -> datetime | No
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValidationError(name, "is a naive datetime; give a timezone-aware one (UTC)")
     try:
-        return value.astimezone(timezone.utc)
+        utc = value.astimezone(timezone.utc)
     except OverflowError:  # year 1 east of UTC, year 9999 west of it
         raise ValidationError(name, f"{value.isoformat()} is out of range in UTC") from None
+    if type(utc) is not datetime:  # a pandas.Timestamp: orjson writes no datetime subclass
+        utc = datetime(*utc.timetuple()[:6], utc.microsecond, tzinfo=timezone.utc)
+    return utc
 
 
 def json_object(name: str, value: Any, *, optional: bool = False) -> Any:

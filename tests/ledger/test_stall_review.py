@@ -669,12 +669,6 @@ def test_a_zero_commission_with_a_huge_exponent_is_stored(
     assert got == (Decimal(0),)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="timestamp() keeps a datetime subclass (pandas.Timestamp) as it is; orjson does not "
-    "serialise subclasses, so the journal holds the signal as poison and it is dead-lettered "
-    "while the state machine has it",
-)
 def test_a_pandas_timestamp_is_stored(hostile_ledger: Ledger, pg_dsn: str) -> None:
     pd = pytest.importorskip("pandas")
     at = pd.Timestamp("2026-11-26T05:00:00.123456", tz="Europe/Paris")
