@@ -247,8 +247,8 @@ def json_object(name: str, value: Any, *, optional: bool = False) -> Any:
         raise ValidationError(name, "is required")
     if not isinstance(value, (Mapping, list)):
         raise ValidationError(name, f"must be a dict or list, not {type(value).__name__}")
-    try:
-        data = dumps(value)
+    try:  # one level deeper, as the journal writes it inside its record (orjson's depth limit)
+        data = dumps([value])
     except TypeError as exc:
         raise ValidationError(name, f"is not JSON-serialisable: {exc}") from None
     if b"\\u0000" in data and _JSON_NUL.search(data):
