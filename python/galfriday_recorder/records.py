@@ -253,7 +253,25 @@ def json_object(name: str, value: Any, *, optional: bool = False) -> Any:
         raise ValidationError(name, f"is not JSON-serialisable: {exc}") from None
     if b"\\u0000" in data and _JSON_NUL.search(data):
         raise ValidationError(name, "contains a NUL character, which JSONB cannot store")
+    _refuse_non_finite(name, value, data)
     return value
+
+
+def _refuse_non_finite(name: str, value: Any, data: bytes) -> None:
+    """orjson writes a NaN or infinity as null: refused, not silently lost (only JSON with a
+    null in it is walked)."""
+    if b"null" in data and _non_finite(value):
+        raise ValidationError(name, "holds a NaN or infinity, which JSON cannot")
+
+
+def _non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, Mapping):
+        return any(_non_finite(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_non_finite(v) for v in value)
+    return False
 
 
 def client_order_uuid(ref: str | uuid.UUID) -> uuid.UUID:
@@ -626,9 +644,11 @@ class Configuration:
 def canonical_json(content: Mapping[str, Any]) -> bytes:
     """Sorted keys, no whitespace, Decimals as strings: the bytes the config hash is taken of."""
     try:
-        return orjson.dumps(content, default=json_default, option=orjson.OPT_SORT_KEYS)
+        data = orjson.dumps(content, default=json_default, option=orjson.OPT_SORT_KEYS)
     except TypeError as exc:
         raise ValidationError("config_content", f"is not JSON-serialisable: {exc}") from None
+    _refuse_non_finite("config_content", content, data)
+    return data
 
 
 __all__ = [
