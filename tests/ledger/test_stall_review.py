@@ -752,3 +752,15 @@ def test_a_non_finite_float_in_json_is_refused_at_the_call(
     with pytest.raises(RecorderError):
         hostile_ledger.record_configuration({"risk": context})
     assert hostile_ledger.stats()["accepted"] == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="money() converts an int to Decimal before its range check, and that conversion "
+    "is quadratic in the digits: a 10**6-digit quantity takes about 19 s to be refused",
+)
+@pytest.mark.timeout(5, method="signal")  # a liveness bound, not a speed measurement
+def test_a_huge_int_quantity_is_refused_at_once(hostile_ledger: Ledger) -> None:
+    with pytest.raises(RecorderError):
+        make_order(quantity_ordered=10 ** (10**6))
+    assert hostile_ledger.stats()["accepted"] == 0
