@@ -72,6 +72,7 @@ LOG_LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
 CLIENT_ORDER_NAMESPACE = uuid.UUID("6f1d3c2e-9a57-4b8e-8f0a-1c4e2b7d9a31")
 # NUMERIC(38, 18): at most 20 digits before the point.
 _MONEY_LIMIT = Decimal(10) ** 20
+_MONEY_BITS = (10**20).bit_length()  # an int of more bits is past the limit
 _ZERO = Decimal(0)
 # Sums and products of NUMERIC(38,18) values, exact: Python's default context keeps 28
 # digits, so the largest quantity plus the smallest one would round past the column.
@@ -123,6 +124,10 @@ def money(
     if isinstance(value, bool) or not isinstance(value, (Decimal, int, str)):
         raise ValidationError(
             name, f"must be Decimal, int or str (exact), not {type(value).__name__}"
+        )
+    if isinstance(value, int) and value.bit_length() > _MONEY_BITS:  # converting is quadratic
+        raise ValidationError(
+            name, f"an int of {value.bit_length()} bits does not fit NUMERIC(38,18)"
         )
     try:
         dec = value if isinstance(value, Decimal) else Decimal(value)
