@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from ledgerkit import make_order, make_signal, quick_config, rows, started
 
@@ -29,6 +29,7 @@ from galfriday_recorder.records import (
     LOG_LEVELS,
     Fill,
     LogEntry,
+    Order,
     PortfolioSnapshot,
     Trade,
     dumps,
@@ -759,3 +760,76 @@ def test_a_huge_int_quantity_is_refused_at_once(hostile_ledger: Ledger) -> None:
     with pytest.raises(RecorderError):
         make_order(quantity_ordered=10 ** (10**6))
     assert hostile_ledger.stats()["accepted"] == 0
+
+
+def extreme_amounts() -> st.SearchStrategy[Decimal]:
+    """Valid NUMERIC(38,18) amounts > 0, weighted to the column's ends."""
+    ends = ["1E-18", "99999999999999999999.999999999999999999", "1E+19", "0.333333333333333333"]
+    return st.one_of(
+        st.sampled_from([Decimal(e) for e in ends]),
+        st.decimals(
+            min_value=Decimal("1E-18"), max_value=Decimal("99999999999999999999"), places=18
+        ),
+    )
+
+
+@HOSTILE
+@given(
+    entry_qty=extreme_amounts(),
+    entry_price=extreme_amounts(),
+    exit_price=extreme_amounts(),
+    commission=st.one_of(st.just(Decimal(0)), extreme_amounts()),
+    base_commission=st.booleans(),
+)
+def test_a_cycle_with_hostile_numbers(
+    hostile_ledger: Ledger,
+    pg_dsn: str,
+    entry_qty: Any,
+    entry_price: Any,
+    exit_price: Any,
+    commission: Any,
+    base_commission: bool,
+) -> None:
+    """An entry and an exit fill at extreme quantities, prices and fees: the fills are
+    stored (never dead-lettered) and the trade they close is stored or, if no row can hold
+    it, said in system_logs; nothing stalls."""
+    signal = make_signal()
+    entry = make_order(signal, quantity_ordered=Decimal("99999999999999999999"))
+    exit_order = make_order(
+        side="SELL", signal_id=signal.signal_id, quantity_ordered=Decimal("99999999999999999999")
+    )
+    for record in (signal, entry, exit_order):
+        assert stored(
+            hostile_ledger,
+            pg_dsn,
+            lambda r=record: getattr(hostile_ledger, f"record_{type(r).__name__.lower()}")(r),
+        )
+
+    def fill(order: Order, price: Any) -> Fill:
+        return Fill(
+            client_order_id=order.client_order_id,
+            trading_pair=order.trading_pair,
+            exchange=order.exchange,
+            side=order.side,
+            quantity_filled=entry_qty,
+            fill_price=price,
+            commission=commission,
+            commission_asset="XRP" if base_commission else "USD",
+        )
+
+    try:
+        fills = [fill(entry, entry_price), fill(exit_order, exit_price)]
+    except RecorderError:
+        return
+    for f in fills:
+        if not stored(hostile_ledger, pg_dsn, lambda f=f: hostile_ledger.record_fill(f)):
+            return
+    trades = rows(pg_dsn, "SELECT quantity FROM trades WHERE signal_id = %s", signal.signal_id)
+    said = rows(
+        pg_dsn,
+        "SELECT 1 FROM system_logs WHERE signal_id = %s OR message LIKE %s",
+        signal.signal_id,
+        f"%{signal.signal_id}%",
+    )
+    event("trade stored" if trades else "trade said unstorable")
+    assert trades == [(fills[0].quantity_filled,)] or (not trades and said), (trades, said)
