@@ -835,12 +835,6 @@ def test_a_cycle_with_hostile_numbers(
     assert trades == [(fills[0].quantity_filled,)] or (not trades and said), (trades, said)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a record whose journal form passes SQLite's 1e9-byte limit (170 M control "
-    "characters, each escaped to 6 bytes) makes every journal append fail: the journaler "
-    "retries it for ever, nothing after it is journaled, and close() raises DataError",
-)
 def test_an_event_too_big_for_the_journal_stalls_nothing(pg_dsn: str, tmp_path: Path) -> None:
     ledger = started(quick_config(pg_dsn, tmp_path / "data"))
     try:
