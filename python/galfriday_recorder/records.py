@@ -72,6 +72,8 @@ LOG_LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
 CLIENT_ORDER_NAMESPACE = uuid.UUID("6f1d3c2e-9a57-4b8e-8f0a-1c4e2b7d9a31")
 # NUMERIC(38, 18): at most 20 digits before the point.
 _MONEY_LIMIT = Decimal(10) ** 20
+_MONEY_BITS = (10**20).bit_length()  # an int of more bits is past the limit
+_ZERO = Decimal(0)
 # Sums and products of NUMERIC(38,18) values, exact: Python's default context keeps 28
 # digits, so the largest quantity plus the smallest one would round past the column.
 EXACT = Context(prec=80)
@@ -123,12 +125,18 @@ def money(
         raise ValidationError(
             name, f"must be Decimal, int or str (exact), not {type(value).__name__}"
         )
+    if isinstance(value, int) and value.bit_length() > _MONEY_BITS:  # converting is quadratic
+        raise ValidationError(
+            name, f"an int of {value.bit_length()} bits does not fit NUMERIC(38,18)"
+        )
     try:
         dec = value if isinstance(value, Decimal) else Decimal(value)
     except InvalidOperation:
         raise ValidationError(name, f"{value!r} is not a number") from None
     if not dec.is_finite():
         raise ValidationError(name, f"must be finite, not {dec}")
+    if dec.is_zero():  # 0E+999999999999999999 is 0, but PostgreSQL refuses that text
+        dec = _ZERO
     if dec.copy_abs() >= _MONEY_LIMIT:  # copy_abs is exact; abs() rounds to 28 digits
         raise ValidationError(name, f"{dec} does not fit NUMERIC(38,18)")
     if dec.as_tuple().exponent < -18:  # type: ignore[operator]
@@ -228,9 +236,12 @@ def timestamp(name: str, value: Any, *, optional: bool = False) -> datetime | No
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValidationError(name, "is a naive datetime; give a timezone-aware one (UTC)")
     try:
-        return value.astimezone(timezone.utc)
+        utc = value.astimezone(timezone.utc)
     except OverflowError:  # year 1 east of UTC, year 9999 west of it
         raise ValidationError(name, f"{value.isoformat()} is out of range in UTC") from None
+    if type(utc) is not datetime:  # a pandas.Timestamp: orjson writes no datetime subclass
+        utc = datetime(*utc.timetuple()[:6], utc.microsecond, tzinfo=timezone.utc)
+    return utc
 
 
 def json_object(name: str, value: Any, *, optional: bool = False) -> Any:
@@ -241,13 +252,31 @@ def json_object(name: str, value: Any, *, optional: bool = False) -> Any:
         raise ValidationError(name, "is required")
     if not isinstance(value, (Mapping, list)):
         raise ValidationError(name, f"must be a dict or list, not {type(value).__name__}")
-    try:
-        data = dumps(value)
+    try:  # one level deeper, as the journal writes it inside its record (orjson's depth limit)
+        data = dumps([value])
     except TypeError as exc:
         raise ValidationError(name, f"is not JSON-serialisable: {exc}") from None
     if b"\\u0000" in data and _JSON_NUL.search(data):
         raise ValidationError(name, "contains a NUL character, which JSONB cannot store")
+    _refuse_non_finite(name, value, data)
     return value
+
+
+def _refuse_non_finite(name: str, value: Any, data: bytes) -> None:
+    """orjson writes a NaN or infinity as null: refused, not silently lost (only JSON with a
+    null in it is walked)."""
+    if b"null" in data and _non_finite(value):
+        raise ValidationError(name, "holds a NaN or infinity, which JSON cannot")
+
+
+def _non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, Mapping):
+        return any(_non_finite(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_non_finite(v) for v in value)
+    return False
 
 
 def client_order_uuid(ref: str | uuid.UUID) -> uuid.UUID:
@@ -620,9 +649,11 @@ class Configuration:
 def canonical_json(content: Mapping[str, Any]) -> bytes:
     """Sorted keys, no whitespace, Decimals as strings: the bytes the config hash is taken of."""
     try:
-        return orjson.dumps(content, default=json_default, option=orjson.OPT_SORT_KEYS)
+        data = orjson.dumps(content, default=json_default, option=orjson.OPT_SORT_KEYS)
     except TypeError as exc:
         raise ValidationError("config_content", f"is not JSON-serialisable: {exc}") from None
+    _refuse_non_finite("config_content", content, data)
+    return data
 
 
 __all__ = [

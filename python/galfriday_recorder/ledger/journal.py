@@ -260,18 +260,34 @@ class Journal:
         return total
 
 
+# SQLite's default SQLITE_MAX_LENGTH: a longer row fails every append, and the journaler
+# would retry it for ever with everything after it waiting.
+_MAX_ROW_BYTES = 1_000_000_000
+_POISON_CHARS = 10_000  # of the event, kept in the dead letter
+
+
 def encode_event(kind: str, event: Any) -> tuple[str, bytes]:
     """Journal form of an event: one flat JSON object (a fill carries its order's fields).
 
-    One that cannot be serialised is journaled as poison, to be dead-lettered.
+    One that cannot be serialised, or too big for a journal row, is journaled as poison,
+    to be dead-lettered.
     """
     try:
         if isinstance(event, tuple):
             record, extra = event
-            return kind, dumps(extra)[:-1] + b"," + dumps(record)[1:]
-        return kind, dumps(event)
+            payload = dumps(extra)[:-1] + b"," + dumps(record)[1:]
+        else:
+            payload = dumps(event)
     except TypeError as exc:
-        return "poison", dumps({"kind": kind, "repr": repr(event)[:10_000], "error": str(exc)})
+        return _poison(kind, repr(event)[:_POISON_CHARS], str(exc))
+    if len(payload) > _MAX_ROW_BYTES:
+        start = payload[:_POISON_CHARS].decode(errors="replace")
+        return _poison(kind, start, f"{len(payload)} bytes, past a journal row's limit")
+    return kind, payload
+
+
+def _poison(kind: str, start: str, error: str) -> tuple[str, bytes]:
+    return "poison", dumps({"kind": kind, "repr": start, "error": error})
 
 
 GROUP = "group"  # one row holding the events one cause made (a resolved held event)

@@ -318,11 +318,15 @@ class Poison(Exception):
 # (class 22), a constraint (23), a PL/pgSQL trigger's RAISE, ASSERT or STRICT (class
 # P0: the database's owner refusing the row; a retry would meet it again, for ever).
 # psycopg derives each P0 class from ProgrammingError, not from PlpgsqlError.
+# ProgramLimitExceeded (54000) is a value past a server limit (a JSONB string or object
+# over 256 MiB): the same group meets it again on every retry, so retrying it would
+# stall every later event; psycopg makes it an OperationalError, caught here first.
 REFUSED = (
     Poison,
     ValueError,
     psycopg.errors.IntegrityError,
     psycopg.errors.DataError,
+    psycopg.errors.ProgramLimitExceeded,
     psycopg.errors.PlpgsqlError,
     psycopg.errors.RaiseException,
     psycopg.errors.NoDataFound,
