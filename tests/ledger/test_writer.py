@@ -200,6 +200,30 @@ def test_replay_after_commit_writes_nothing_twice(pg_dsn: str, tmp_path: Path) -
             Path(f"{config.journal_path}{suffix}").unlink(missing_ok=True)
 
 
+def test_a_backlog_is_committed_in_groups_of_bounded_bytes(
+    pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL takes no message of 1 GiB: a group stops near ``_GROUP_BYTES`` (here two
+    events of about 1.3 kB; the backlog would otherwise go in one group), one event at
+    least."""
+    config = RecorderConfig(pg_dsn=UNREACHABLE, data_dir=tmp_path / "data")
+    ledger = started(config)
+    for i in range(20):
+        ledger.record_log(LogEntry(source_module="t", log_level="INFO", message=f"{i:04d}" * 250))
+    assert ledger.wait_journaled(10)
+    ledger.close(timeout=0)
+    monkeypatch.setattr(writer, "_GROUP_BYTES", 3_000)
+    ledger = Ledger(config.replace(pg_dsn=pg_dsn))
+    ledger.start()
+    try:
+        assert ledger.flush(timeout=30)
+        assert ledger.stats()["commit_batches"] == 10
+    finally:
+        ledger.close(timeout=5)
+    stored = rows(pg_dsn, "SELECT left(message, 4) FROM system_logs WHERE source_module = 't'")
+    assert sorted(m for (m,) in stored) == [f"{i:04d}" for i in range(20)]
+
+
 _CHILD = textwrap.dedent("""
     import sys, uuid
     from pathlib import Path

@@ -46,6 +46,9 @@ _JOURNAL_BATCH = 1_000
 # back what was just written; past this many (PostgreSQL away) it reads the journal again.
 _TAIL_ROWS = 20_000
 _CHECKPOINT_BYTES = 4 * 1024 * 1024
+# A group's payloads stop near this (one event at least): PostgreSQL takes no message
+# of 1 GiB or more, and a group past it would break the connection on every retry.
+_GROUP_BYTES = 64 * 1024 * 1024
 BACKOFF_START, BACKOFF_CAP = 0.05, 2.0
 _LATENCY_SAMPLES = 4096
 HELD = "held"  # journal kind of a held event
@@ -222,8 +225,7 @@ class Writer:
                 await asyncio.sleep(interval)  # let the group grow
             conn = await self._connection()
             high = self.journal.last_seq
-            rows = self._pending(limit)
-            everything = len(rows) < limit  # all of the journal up to ``high``
+            rows, everything = self._pending(limit)  # everything: the journal up to ``high``
             first_held = next((i for i, row in enumerate(rows) if row[1] == HELD), None)
             if first_held is not None and (first_held > 0 or not self._state_loaded()):
                 # What came before a held event is in PostgreSQL before it is resolved
@@ -296,13 +298,21 @@ class Writer:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_CAP)
 
-    def _pending(self, limit: int) -> list[Row]:
-        """The next rows to commit: from the tail if it follows on, else from the journal
-        (a start with a backlog, or a tail dropped while PostgreSQL was away)."""
+    def _pending(self, limit: int) -> tuple[list[Row], bool]:
+        """The next rows to commit, at most ``limit`` and about ``_GROUP_BYTES``, and
+        whether they are all the journal holds: from the tail if it follows on, else from
+        the journal (a start with a backlog, or a tail dropped while PostgreSQL was away)."""
         tail = self._tail
         if tail and tail[0][0] == self.done_seq + 1:
-            return list(itertools.islice(tail, limit))
-        return self.journal.pending(self.done_seq, limit)
+            rows = list(itertools.islice(tail, limit))
+        else:
+            rows = self.journal.pending(self.done_seq, limit)
+        size = 0
+        for i, row in enumerate(rows):
+            size += len(row[2])
+            if size > _GROUP_BYTES and i:
+                return rows[:i], False
+        return rows, len(rows) < limit
 
     def _retail(self, rows: list[Row]) -> None:
         """Resolved held rows replace their tail copies (a retried group must not resolve
