@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -226,6 +226,29 @@ def stored(ledger: Ledger, dsn: str, call: Callable[[], Any]) -> bool:
     return True
 
 
+R = TypeVar("R")
+
+
+def stored_row(
+    ledger: Ledger,
+    dsn: str,
+    build: Callable[[], R],
+    record: Callable[[R], Any],
+    sql: str,
+    key: Callable[[R], tuple[Any, ...]],
+) -> tuple[R, tuple[Any, ...]] | None:
+    """Build a record and record it: None if either refused it (nothing journaled), else
+    the record and its row as ``sql`` reads it back by ``key`` (one accepted and then
+    dead-lettered fails in :func:`stored`)."""
+    try:
+        made = build()
+    except RecorderError:
+        return None
+    if not stored(ledger, dsn, lambda: record(made)):
+        return None
+    return made, one_row(dsn, sql, *key(made))
+
+
 def same_real(stored: float | None, given: float | None) -> bool:
     """A REAL column holds the given float rounded to float4 (read back as its shortest text)."""
     if stored is None or given is None:
@@ -279,18 +302,18 @@ def test_record_signal(
         "risk_check_details": details,
         "created_at": created,
     }
-    try:
-        signal = make_signal(**fields)
-    except RecorderError:
-        return
-    if not stored(hostile_ledger, pg_dsn, lambda: hostile_ledger.record_signal(signal)):
-        return
-    got = one_row(
+    made = stored_row(
+        hostile_ledger,
         pg_dsn,
+        lambda: make_signal(**fields),
+        hostile_ledger.record_signal,
         "SELECT trading_pair, strategy_id, proposed_sl_price, proposed_entry_price, "
         "prediction_value, created_at FROM signals WHERE signal_id = %s",
-        signal.signal_id,
+        lambda signal: (signal.signal_id,),
     )
+    if made is None:
+        return
+    signal, got = made
     assert got[:4] + got[5:] == (
         pair,
         strategy,
@@ -348,25 +371,25 @@ def test_record_order(
     ref: str | None,
     created: Any,
 ) -> None:
-    try:
-        order = make_order(
+    made = stored_row(
+        hostile_ledger,
+        pg_dsn,
+        lambda: make_order(
             quantity_ordered=quantity,
             limit_price=limit,
             exchange_order_id=None if exchange_order_id is None else unique(exchange_order_id),
             error_message=error,
             client_order_ref=None if ref is None else unique(ref),
             created_at=created,
-        )
-    except RecorderError:
-        return
-    if not stored(hostile_ledger, pg_dsn, lambda: hostile_ledger.record_order(order)):
-        return
-    got = one_row(
-        pg_dsn,
+        ),
+        hostile_ledger.record_order,
         "SELECT quantity_ordered, limit_price, exchange_order_id, error_message, "
         "client_order_ref, created_at FROM orders WHERE client_order_id = %s",
-        order.client_order_id,
+        lambda order: (order.client_order_id,),
     )
+    if made is None:
+        return
+    order, got = made
     assert got == (
         order.quantity_ordered,
         order.limit_price,
@@ -442,8 +465,10 @@ def test_record_fill(
 ) -> None:
     order = make_order(quantity_ordered=Decimal("99999999999999999999"))
     hostile_ledger.record_order(order)
-    try:
-        fill = Fill(
+    made = stored_row(
+        hostile_ledger,
+        pg_dsn,
+        lambda: Fill(
             client_order_id=order.client_order_id,
             trading_pair=order.trading_pair,
             exchange=order.exchange,
@@ -454,18 +479,15 @@ def test_record_fill(
             commission_asset="USD",
             fill_id=unique(fill_id),
             filled_at=filled,
-        )
-    except RecorderError:
-        return
-    if not stored(hostile_ledger, pg_dsn, lambda: hostile_ledger.record_fill(fill)):
-        return
-    got = one_row(
-        pg_dsn,
+        ),
+        hostile_ledger.record_fill,
         "SELECT quantity_filled, fill_price, commission, filled_at FROM fills "
         "WHERE exchange = %s AND fill_id = %s",
-        fill.exchange,
-        fill.fill_id,
+        lambda fill: (fill.exchange, fill.fill_id),
     )
+    if made is None:
+        return
+    fill, got = made
     assert got == (fill.quantity_filled, fill.fill_price, fill.commission, fill.filled_at)
 
 
@@ -492,8 +514,10 @@ def test_record_trade(
         exit_at = entry + exit_after if isinstance(entry, datetime) else entry
     except (OverflowError, ValueError):
         return
-    try:
-        trade = Trade(
+    made = stored_row(
+        hostile_ledger,
+        pg_dsn,
+        lambda: Trade(
             signal_id=None,
             trading_pair="XRP/USD",
             exchange="kraken",
@@ -509,17 +533,15 @@ def test_record_trade(
             realized_pnl_pct=pct,
             exit_reason=sorted(EXIT_REASONS)[0],
             entry_client_order_id=uuid.uuid4(),
-        )
-    except RecorderError:
-        return
-    if not stored(hostile_ledger, pg_dsn, lambda: hostile_ledger.record_trade(trade)):
-        return
-    got = one_row(
-        pg_dsn,
+        ),
+        hostile_ledger.record_trade,
         "SELECT strategy_id, quantity, realized_pnl, realized_pnl_pct, entry_timestamp, "
         "exit_timestamp FROM trades WHERE trade_id = %s",
-        trade.trade_id,
+        lambda trade: (trade.trade_id,),
     )
+    if made is None:
+        return
+    trade, got = made
     assert got[:3] + got[4:] == (
         strategy,
         trade.quantity,
@@ -553,8 +575,10 @@ def test_record_log(
     context: Any,
     at: Any,
 ) -> None:
-    try:
-        entry = LogEntry(
+    made = stored_row(
+        hostile_ledger,
+        pg_dsn,
+        lambda: LogEntry(
             source_module=source,
             log_level=level,
             message=message,
@@ -563,17 +587,15 @@ def test_record_log(
             order_pk=order_pk,
             context=context,
             log_timestamp=at,
-        )
-    except RecorderError:
-        return
-    if not stored(hostile_ledger, pg_dsn, lambda: hostile_ledger.record_log(entry)):
-        return
-    got = one_row(
-        pg_dsn,
+        ),
+        hostile_ledger.record_log,
         "SELECT source_module, log_level, message, exception_type, stack_trace, order_pk, "
         "log_timestamp FROM system_logs WHERE log_id = %s",
-        entry.log_id,
+        lambda entry: (entry.log_id,),
     )
+    if made is None:
+        return
+    entry, got = made
     assert got == (source, level, message, exception_type, stack, order_pk, entry.log_timestamp)
     json_equal(pg_dsn, "context", "system_logs", "log_id", entry.log_id, context)
 
@@ -588,8 +610,10 @@ def test_record_log(
 def test_record_portfolio_snapshot(
     hostile_ledger: Ledger, pg_dsn: str, equity: Any, pct: Any, positions: Any, at: Any
 ) -> None:
-    try:
-        snapshot = PortfolioSnapshot(
+    made = stored_row(
+        hostile_ledger,
+        pg_dsn,
+        lambda: PortfolioSnapshot(
             total_equity=equity,
             available_balance=equity,
             total_exposure_pct=pct,
@@ -598,19 +622,15 @@ def test_record_portfolio_snapshot(
             total_drawdown_pct=0,
             positions=positions,
             snapshot_timestamp=at,
-        )
-    except RecorderError:
-        return
-    if not stored(
-        hostile_ledger, pg_dsn, lambda: hostile_ledger.record_portfolio_snapshot(snapshot)
-    ):
-        return
-    got = one_row(
-        pg_dsn,
+        ),
+        hostile_ledger.record_portfolio_snapshot,
         "SELECT total_equity, total_exposure_pct FROM portfolio_snapshots "
         "WHERE snapshot_timestamp = %s",
-        snapshot.snapshot_timestamp,
+        lambda snapshot: (snapshot.snapshot_timestamp,),
     )
+    if made is None:
+        return
+    snapshot, got = made
     assert got[0] == snapshot.total_equity
     assert same_real(got[1], snapshot.total_exposure_pct)
     json_equal(
