@@ -626,12 +626,20 @@ fn free_field_value(py: Python<'_>, name: &str, v: &Bound<'_, PyAny>) -> PyResul
                 format!("field {name:?} is not finite (NaN and infinity cannot be stored)"),
             ));
         }
-        // format(d, "f") is the plain positional text (no exponent), exact.
-        let text: String = v.call_method1("__format__", ("f",))?.extract()?;
-        if text.len() <= 64 && lineproto::is_plain_decimal(&text) {
-            return Ok(FieldValue::Decimal(text));
+        // format(d, "f") is the plain positional text (no exponent), exact, but it writes
+        // every zero an exponent implies (1E+999999999 is a gigabyte of text): only a value
+        // whose first digit is within 64 places of the point is formatted.
+        let adjusted = v
+            .call_method0("adjusted")?
+            .extract::<i64>()
+            .unwrap_or(i64::MAX);
+        if adjusted.unsigned_abs() <= 64 {
+            let text: String = v.call_method1("__format__", ("f",))?.extract()?;
+            if text.len() <= 64 && lineproto::is_plain_decimal(&text) {
+                return Ok(FieldValue::Decimal(text));
+            }
         }
-        // Very long expansions (1E+400) go through float, which refuses infinities.
+        // Longer expansions (1E+400) go through float, which refuses infinities.
         let f: f64 = v.extract()?;
         return Ok(FieldValue::Float(f));
     }

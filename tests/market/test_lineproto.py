@@ -62,6 +62,19 @@ def test_encode_line_values() -> None:
     assert encode_line("other", {}, {"big": 2**62}, 5) == b"other big=4611686018427387904i 5\n"
 
 
+@pytest.mark.timeout(5, method="signal")  # a liveness bound, not a speed measurement
+def test_a_decimal_exponent_costs_nothing_to_encode() -> None:
+    """A Decimal's plain text holds every zero its exponent implies: 1E+999999999 would be
+    a gigabyte (found by the fuzzer as an out-of-memory); such values go through float."""
+    with pytest.raises(ValueError, match='"huge"'):
+        encode_line("m", {}, {"huge": Decimal("1E+999999999")}, 1)
+    assert encode_line("m", {}, {"tiny": Decimal("-1E-999999999")}, 1) == b"m tiny=-0.0 1\n"
+    assert (
+        encode_line("m", {}, {"exact": Decimal("1E+62")}, 1) == b"m exact=1" + b"0" * 62 + b" 1\n"
+    )
+    assert encode_line("m", {}, {"float": Decimal("1E+64")}, 1) == b"m float=1e64 1\n"
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
