@@ -18,7 +18,7 @@ from galfriday_recorder.errors import IllegalTransition, UnknownOrder, Validatio
 from galfriday_recorder.ledger import Ledger
 from galfriday_recorder.ledger.verify import verify
 from galfriday_recorder.migrate import migrate
-from galfriday_recorder.records import Fill, Order, Signal
+from galfriday_recorder.records import Fill, Order, Signal, Trade
 
 T0 = datetime(2026, 11, 24, 10, 0, 0, tzinfo=timezone.utc)
 
@@ -99,6 +99,36 @@ def make_order(signal: Signal | None = None, **kw: Any) -> Order:
         values.update(trading_pair=signal.trading_pair, side=signal.side)
     values.update(kw)
     return Order(**values)
+
+
+def make_trade(signal: Signal | None = None, **kw: Any) -> Trade:
+    """A trade the bot records itself (``record_trade``), of ``signal`` when given."""
+    values: dict[str, Any] = {
+        "signal_id": None,
+        "trading_pair": "XRP/USD",
+        "exchange": "kraken",
+        "strategy_id": "mr_v1",
+        "side": "BUY",
+        "entry_timestamp": T0,
+        "exit_timestamp": T0,
+        "quantity": Decimal(1),
+        "average_entry_price": Decimal("0.5"),
+        "average_exit_price": Decimal("0.6"),
+        "total_commission": Decimal(0),
+        "realized_pnl": Decimal(1),
+        "realized_pnl_pct": 20.0,
+        "exit_reason": "TP_HIT",
+    }
+    if signal is not None:
+        values.update(
+            signal_id=signal.signal_id,
+            trading_pair=signal.trading_pair,
+            exchange=signal.exchange,
+            strategy_id=signal.strategy_id,
+            side=signal.side,
+        )
+    values.update(kw)
+    return Trade(**values)
 
 
 def make_fill(order: Order, qty: str, price: str, **kw: Any) -> Fill:

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from ledgerkit import make_order, make_signal, quick_config, rows, started
+from ledgerkit import make_order, make_signal, make_trade, quick_config, rows, started
 
 from galfriday_recorder.errors import RecorderError
 from galfriday_recorder.ledger import Ledger
@@ -31,7 +31,6 @@ from galfriday_recorder.records import (
     LogEntry,
     Order,
     PortfolioSnapshot,
-    Trade,
     dumps,
     timestamp,
 )
@@ -517,18 +516,11 @@ def test_record_trade(
     made = stored_row(
         hostile_ledger,
         pg_dsn,
-        lambda: Trade(
-            signal_id=None,
-            trading_pair="XRP/USD",
-            exchange="kraken",
+        lambda: make_trade(
             strategy_id=strategy,
-            side="BUY",
             entry_timestamp=entry,
             exit_timestamp=exit_at,
             quantity=quantity,
-            average_entry_price=Decimal("0.5"),
-            average_exit_price=Decimal("0.6"),
-            total_commission=Decimal(0),
             realized_pnl=pnl,
             realized_pnl_pct=pct,
             exit_reason=sorted(EXIT_REASONS)[0],
@@ -753,22 +745,7 @@ def test_a_trade_for_a_signal_postgres_lacks_is_dead_lettered_and_stalls_nothing
 ) -> None:
     """record_trade does not check its signal (one may be older than memory): PostgreSQL's
     foreign key refuses it, and it is kept, said, and passed."""
-    trade = Trade(
-        signal_id=uuid.uuid4(),
-        trading_pair="XRP/USD",
-        exchange="kraken",
-        strategy_id="s",
-        side="BUY",
-        entry_timestamp=datetime(2026, 1, 1, tzinfo=timezone.utc),
-        exit_timestamp=datetime(2026, 1, 2, tzinfo=timezone.utc),
-        quantity=Decimal(1),
-        average_entry_price=Decimal(1),
-        average_exit_price=Decimal(2),
-        total_commission=Decimal(0),
-        realized_pnl=Decimal(1),
-        realized_pnl_pct=100.0,
-        exit_reason="TP_HIT",
-    )
+    trade = make_trade(signal_id=uuid.uuid4())
     assert attempt(hostile_ledger, pg_dsn, lambda: hostile_ledger.record_trade(trade))
     [(_seq, kind, _payload, error)] = hostile_ledger.dead_letters()
     assert (kind, error.split(":")[0]) == ("trade", "ForeignKeyViolation")

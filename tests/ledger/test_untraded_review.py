@@ -22,13 +22,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ledgerkit import (
-    T0,
     as_before_migration_0007,
     closed_by_other,
     differences,
     make_fill,
     make_order,
     make_signal,
+    make_trade,
     rows,
     started,
 )
@@ -80,24 +80,7 @@ def _expected(dsn: str, signal_id: uuid.UUID, bot_trades: set[uuid.UUID]) -> Dec
 
 
 def _bot_trade(sig: Signal, qty: str, **kw: object) -> Trade:
-    values: dict[str, object] = {
-        "signal_id": sig.signal_id,
-        "trading_pair": sig.trading_pair,
-        "exchange": sig.exchange,
-        "strategy_id": sig.strategy_id,
-        "side": sig.side,
-        "entry_timestamp": T0,
-        "exit_timestamp": T0,
-        "quantity": Decimal(qty),
-        "average_entry_price": Decimal("0.5"),
-        "average_exit_price": Decimal("0.6"),
-        "total_commission": Decimal(0),
-        "realized_pnl": Decimal(1),
-        "realized_pnl_pct": 20.0,
-        "exit_reason": "TP_HIT",
-    }
-    values.update(kw)
-    return Trade(**values)  # type: ignore[arg-type]
+    return make_trade(sig, quantity=Decimal(qty), **kw)
 
 
 def _enter(ledger: Ledger, sig: Signal, qty: str, price: str = "0.5") -> str:
