@@ -52,6 +52,27 @@ def as_before_migration_0007(dsn: str) -> None:
     assert migrate(dsn) == [7]
 
 
+def store_finished_cycles(dsn: str, n: int) -> None:
+    """``n`` finished cycles already in the tables (a signal and its two filled orders),
+    written by SQL, and the statistics autovacuum would have gathered."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO signals (signal_id, trading_pair, exchange, strategy_id, side, "
+            "entry_type, proposed_sl_price, proposed_tp_price, status, created_at) "
+            "SELECT gen_random_uuid(), 'XRP/USD', 'kraken', 'old', 'BUY', 'MARKET', 0.4, 0.6, "
+            "'APPROVED', %s::timestamptz - make_interval(secs => i) "
+            "FROM generate_series(1, %s) i",
+            (T0, n),
+        )
+        conn.execute(
+            "INSERT INTO orders (client_order_id, signal_id, trading_pair, exchange, side, "
+            "order_type, quantity_ordered, quantity_filled, status) "
+            "SELECT gen_random_uuid(), signal_id, trading_pair, exchange, v.side, 'MARKET', 1, "
+            "1, 'FILLED' FROM signals CROSS JOIN (VALUES ('BUY'), ('SELL')) v(side)"
+        )
+        conn.execute("ANALYZE")
+
+
 def quick_config(pg_dsn: str, data: Path) -> RecorderConfig:
     """A ledger that commits every 2 ms (tests wait on PostgreSQL, not on the timer)."""
     return RecorderConfig(pg_dsn=pg_dsn, data_dir=data, commit_interval_ms=2)

@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 import uuid
 from datetime import timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 
 import orjson
-from ledgerkit import T0, make_fill, make_order, make_signal, rows
+import psycopg
+from ledgerkit import (
+    T0,
+    make_fill,
+    make_order,
+    make_signal,
+    quick_config,
+    rows,
+    started,
+    store_finished_cycles,
+)
 
 from galfriday_recorder.ledger import Ledger
 from galfriday_recorder.records import LogEntry, PortfolioSnapshot, Trade
@@ -418,3 +430,52 @@ def test_log_handler_escapes_nul_and_lone_surrogates_everywhere(
     assert error[1] == "failed\\x00"
     assert "boom\\x00 \\ud800" in error[4]
     assert handler.dropped == 0
+
+
+def _rows_scanned(dsn: str) -> dict[str, int]:
+    """Rows read by whole-table scans of signals and orders so far, once every other
+    backend has left (a backend's counts reach the statistics when it goes idle or exits)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        deadline = time.monotonic() + 30
+        while conn.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone() != (0,):
+            assert time.monotonic() < deadline, "a backend did not leave"
+            time.sleep(0.05)
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        scanned = conn.execute(
+            "SELECT relname, seq_tup_read FROM pg_stat_user_tables "
+            "WHERE relname IN ('signals', 'orders')"
+        ).fetchall()
+    return {name: int(count) for name, count in scanned}
+
+
+def test_a_group_reads_only_its_own_rows_whatever_the_tables_hold(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    """Bounded work: verdicts, order updates, fills and derived trades find their rows by
+    key. With 10,000 finished cycles stored, the planner read the signals table whole
+    for each group's verdicts and derived trades (980,690 rows over 1,500 cycles)."""
+    store_finished_cycles(pg_dsn, 10_000)
+    before = _rows_scanned(pg_dsn)
+    ledger = started(quick_config(pg_dsn, tmp_path / "data"))
+    try:
+        for _ in range(40):
+            signal = make_signal()
+            ledger.record_signal(signal)
+            entry, exit_ = make_order(signal), make_order(signal, side="SELL")
+            ledger.update_signal_status(signal.signal_id, "APPROVED")
+            ledger.record_order(entry)
+            ledger.update_order(entry.client_order_id, "NEW")
+            ledger.record_fill(make_fill(entry, "150", "0.5"))
+            ledger.record_order(exit_)
+            ledger.update_order(exit_.client_order_id, "NEW")
+            ledger.record_fill(make_fill(exit_, "150", "0.6"))
+        assert ledger.flush(timeout=30)
+        stats = ledger.stats()
+        assert stats["committed"] == stats["accepted"] == 40 * 9  # the trades included
+    finally:
+        ledger.close(timeout=30)
+    assert rows(pg_dsn, "SELECT count(*) FROM trades") == [(40,)]
+    assert _rows_scanned(pg_dsn) == before

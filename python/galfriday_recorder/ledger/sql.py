@@ -80,15 +80,20 @@ _SIGNAL = _insert(
     "ON CONFLICT (signal_id) DO NOTHING",
     owned=True,
 )
+# The updates below find their rows by ``= ANY(ARRAY(SELECT key FROM u))``, an index
+# lookup of the group's keys. Joined to the record set alone (which the planner takes for
+# 100 rows), a table of a few thousand to about 20,000 rows was read whole on every group.
+#
 # A signal changes status once (PROPOSED -> verdict); the last event per signal wins.
 # A row that holds the verdict already (inserted with it, .fold; a replay) is not
 # written again.
 _SIGNAL_STATUS = Bulk(
     "signal_id uuid, status text, rejection_reason text, risk_check_details jsonb",
+    "WITH u AS (SELECT DISTINCT ON (signal_id) * FROM {rows} ORDER BY signal_id, seq DESC) "
     "UPDATE signals s SET status = u.status, rejection_reason = u.rejection_reason, "
-    "risk_check_details = COALESCE(u.risk_check_details, s.risk_check_details) "
-    "FROM (SELECT DISTINCT ON (signal_id) * FROM {rows} ORDER BY signal_id, seq DESC) u "
-    "WHERE s.signal_id = u.signal_id AND (s.status, s.rejection_reason, s.risk_check_details) "
+    "risk_check_details = COALESCE(u.risk_check_details, s.risk_check_details) FROM u "
+    "WHERE s.signal_id = ANY(ARRAY(SELECT signal_id FROM u)) AND s.signal_id = u.signal_id "
+    "AND (s.status, s.rejection_reason, s.risk_check_details) "
     "IS DISTINCT FROM (u.status, u.rejection_reason, "
     "COALESCE(u.risk_check_details, s.risk_check_details))",
 )
@@ -115,12 +120,7 @@ _ORDER = Bulk(
 _ORDER_UPDATE = Bulk(
     "client_order_id uuid, status text, exchange_order_id text, submitted_at timestamptz, "
     "error_message text, updated_at timestamptz",
-    "UPDATE orders o SET status = u.status, "
-    "exchange_order_id = COALESCE(u.exchange_order_id, o.exchange_order_id), "
-    "submitted_at = COALESCE(u.submitted_at, o.submitted_at), "
-    "error_message = COALESCE(u.error_message, o.error_message), "
-    "last_updated_at = u.updated_at, ledger_seq = u.seq "
-    "FROM (SELECT client_order_id, max(seq) AS seq, "
+    "WITH u AS (SELECT client_order_id, max(seq) AS seq, "
     "(array_agg(status ORDER BY seq DESC))[1] AS status, "
     "(array_agg(exchange_order_id ORDER BY seq DESC) "
     "FILTER (WHERE exchange_order_id IS NOT NULL))[1] AS exchange_order_id, "
@@ -129,8 +129,14 @@ _ORDER_UPDATE = Bulk(
     "(array_agg(error_message ORDER BY seq DESC) "
     "FILTER (WHERE error_message IS NOT NULL))[1] AS error_message, "
     "(array_agg(updated_at ORDER BY seq DESC))[1] AS updated_at "
-    "FROM {rows} GROUP BY client_order_id) u "
-    "WHERE o.client_order_id = u.client_order_id AND o.ledger_seq < u.seq",
+    "FROM {rows} GROUP BY client_order_id) "
+    "UPDATE orders o SET status = u.status, "
+    "exchange_order_id = COALESCE(u.exchange_order_id, o.exchange_order_id), "
+    "submitted_at = COALESCE(u.submitted_at, o.submitted_at), "
+    "error_message = COALESCE(u.error_message, o.error_message), "
+    "last_updated_at = u.updated_at, ledger_seq = u.seq FROM u "
+    "WHERE o.client_order_id = ANY(ARRAY(SELECT client_order_id FROM u)) "
+    "AND o.client_order_id = u.client_order_id AND o.ledger_seq < u.seq",
 )
 # Fills and their orders' running totals in one statement, and an entry fill (on its
 # signal's side) in its signal's untraded quantity; a duplicate fill inserts nothing and
@@ -203,7 +209,7 @@ _DERIVED_TRADE = Bulk(
     + "DO UPDATE SET derived = true WHERE NOT trades.derived RETURNING signal_id, quantity) "
     "UPDATE signals s SET untraded_quantity = s.untraded_quantity - t.qty "
     "FROM (SELECT signal_id, sum(quantity) AS qty FROM ins GROUP BY signal_id) t "
-    "WHERE s.signal_id = t.signal_id",
+    "WHERE s.signal_id = ANY(ARRAY(SELECT signal_id FROM ins)) AND s.signal_id = t.signal_id",
 )
 # A start's repair of a signal (see recovery.read_start): the stored trades it derives
 # are marked derived, and its untraded quantity is set again from what is stored, once
