@@ -245,7 +245,9 @@ def timestamp(name: str, value: Any, *, optional: bool = False) -> datetime | No
 
 
 def json_object(name: str, value: Any, *, optional: bool = False) -> Any:
-    """A value for a JSONB column: must serialise (Decimals become strings)."""
+    """A value for a JSONB column: must serialise. Returned as its JSON copy (a Decimal
+    becomes its string): the record keeps what it will store, so a caller changing its
+    dict after building the record changes nothing recorded."""
     if value is None:
         if optional:
             return None
@@ -259,7 +261,7 @@ def json_object(name: str, value: Any, *, optional: bool = False) -> Any:
     if b"\\u0000" in data and _JSON_NUL.search(data):
         raise ValidationError(name, "contains a NUL character, which JSONB cannot store")
     _refuse_non_finite(name, value, data)
-    return value
+    return orjson.loads(data)[0]
 
 
 def _refuse_non_finite(name: str, value: Any, data: bytes) -> None:
@@ -277,6 +279,34 @@ def _non_finite(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return any(_non_finite(v) for v in value)
     return False
+
+
+# What a dead letter keeps of an event JSON cannot hold: the start of its repr.
+_EVIDENCE_CHARS = 65_536
+
+
+def evidence(event: Any) -> orjson.Fragment:
+    """An event kept as a caller gave it, serialised now (later changes to it are not
+    kept): a NaN or infinity as its text, where JSON would hold ``null``; an event JSON
+    cannot hold at all (another type, a key not a string, nesting too deep) as its repr."""
+    try:
+        return orjson.Fragment(dumps(_finite(event)))
+    except (TypeError, RecursionError):
+        try:
+            text = repr(event)
+        except Exception as exc:  # a hostile __repr__, or nesting too deep for it
+            text = f"<{type(event).__name__}: repr failed: {type(exc).__name__}>"
+        return orjson.Fragment(dumps(text[:_EVIDENCE_CHARS]))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, Mapping):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def client_order_uuid(ref: str | uuid.UUID) -> uuid.UUID:
@@ -348,7 +378,11 @@ class Signal:
         )
         text("status", self.status, choices=SIGNAL_STATUSES)
         check_rejection(self.status, self.rejection_reason)
-        json_object("risk_check_details", self.risk_check_details, optional=True)
+        _set(
+            self,
+            "risk_check_details",
+            json_object("risk_check_details", self.risk_check_details, optional=True),
+        )
         _set(self, "created_at", timestamp("created_at", self.created_at))
 
 
@@ -374,7 +408,11 @@ class SignalStatusUpdate:
         _set(self, "signal_id", uuid_value("signal_id", self.signal_id))
         text("status", self.status, choices=SIGNAL_STATUSES)
         check_rejection(self.status, self.rejection_reason)
-        json_object("risk_check_details", self.risk_check_details, optional=True)
+        _set(
+            self,
+            "risk_check_details",
+            json_object("risk_check_details", self.risk_check_details, optional=True),
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -595,7 +633,7 @@ class LogEntry:
             raise ValidationError("order_pk", f"must be a positive INTEGER, not {self.order_pk!r}")
         text("exception_type", self.exception_type, optional=True)
         text("stack_trace", self.stack_trace, optional=True)
-        json_object("context", self.context, optional=True)
+        _set(self, "context", json_object("context", self.context, optional=True))
         _set(self, "log_timestamp", timestamp("log_timestamp", self.log_timestamp))
 
 
@@ -622,7 +660,7 @@ class PortfolioSnapshot:
             "total_drawdown_pct",
         ):
             _set(self, name, real(name, getattr(self, name)))
-        json_object("positions", self.positions)
+        _set(self, "positions", json_object("positions", self.positions))
         _set(self, "snapshot_timestamp", timestamp("snapshot_timestamp", self.snapshot_timestamp))
 
 
@@ -642,7 +680,7 @@ class Configuration:
             raise ValidationError("config_hash", "must be 64 lowercase hex digits")
         if not isinstance(self.config_content, Mapping):
             raise ValidationError("config_content", "must be a dict")
-        json_object("config_content", self.config_content)
+        _set(self, "config_content", json_object("config_content", self.config_content))
         _set(self, "loaded_at", timestamp("loaded_at", self.loaded_at))
 
 

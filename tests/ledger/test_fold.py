@@ -44,7 +44,16 @@ _VERDICT = st.one_of(
     st.tuples(
         st.integers(0, 12),  # where it falls among the orders' events
         st.sampled_from(["APPROVED", "REJECTED"]),
-        st.one_of(st.none(), st.dictionaries(st.text(max_size=8), st.integers(), max_size=2)),
+        st.one_of(
+            st.none(),
+            st.dictionaries(  # what JSONB takes: no NUL, integers within 64 bits
+                st.text(
+                    st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=8
+                ),
+                st.integers(-(2**63), 2**63 - 1),
+                max_size=2,
+            ),
+        ),
     ),
 )
 

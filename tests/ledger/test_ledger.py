@@ -8,6 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import psycopg
 import pytest
 from ledgerkit import T0, make_fill, make_order, make_signal, rows
@@ -361,3 +362,34 @@ def test_a_conflict_a_retry_resolves_is_retried_not_dead_lettered(
     stats = ledger.stats()
     assert (stats["dead_letters"], stats["commit_conflicts_retried"]) == (0, 2)
     assert ledger.dead_letters() == []
+
+
+class _Unserialisable:
+    def __repr__(self) -> str:
+        return "<a thing JSON has no form for>"
+
+
+@pytest.mark.parametrize(
+    ("event", "kept"),
+    [
+        (
+            {"price": float("nan"), "levels": [float("inf"), -float("inf"), 1.5], "n": 1},
+            {"price": "nan", "levels": ["inf", "-inf", 1.5], "n": 1},
+        ),
+        ({"qty": Decimal("1.50"), "at": T0}, {"qty": "1.50", "at": "2026-11-24T10:00:00+00:00"}),
+        ({"thing": _Unserialisable()}, "{'thing': <a thing JSON has no form for>}"),
+        ({1: "a key JSON cannot hold"}, "{1: 'a key JSON cannot hold'}"),
+    ],
+    ids=["non_finite", "decimal_and_time", "unserialisable", "int_key"],
+)
+def test_a_refused_event_is_kept_as_it_was_given(ledger: Ledger, event: Any, kept: Any) -> None:
+    """A dead letter is the evidence of what the bot sent: a NaN is kept as ``nan``, not
+    as JSON's ``null``, and a change to the event after the call is not kept."""
+    ledger.record_refused("fill", event, "bad price")
+    if isinstance(event.get("levels"), list):
+        event["levels"].append(99.0)
+    event["n"] = 2
+    assert ledger.flush(timeout=30)
+    [(_seq, kind, payload, error)] = ledger.dead_letters()
+    assert (kind, error) == ("refused", "bad price")
+    assert orjson.loads(payload) == {"what": "fill", "reason": "bad price", "event": kept}

@@ -479,3 +479,43 @@ def test_a_group_reads_only_its_own_rows_whatever_the_tables_hold(
         ledger.close(timeout=30)
     assert rows(pg_dsn, "SELECT count(*) FROM trades") == [(40,)]
     assert _rows_scanned(pg_dsn) == before
+
+
+def test_a_dict_changed_after_its_record_was_built_changes_nothing_recorded(
+    ledger: Ledger, pg_dsn: str
+) -> None:
+    """A record holds the JSON of its dicts as they were when it was built: the journaler
+    serialises later, on its own thread, and used to store whatever the caller's dict
+    held by then."""
+    details = {"checks": [{"limit": Decimal("0.1")}], "ok": True}
+    context = {"step": 1, "nested": {"pairs": ["XRP/USD"]}}
+    positions = {"XRP/USD": {"qty": "150"}}
+    signal = make_signal(risk_check_details=details)
+    entry = LogEntry(source_module="bot", log_level="INFO", message="m", context=context)
+    snapshot = PortfolioSnapshot(
+        total_equity=Decimal(10_000),
+        available_balance=Decimal(9_000),
+        total_exposure_pct=1.0,
+        daily_drawdown_pct=0.0,
+        weekly_drawdown_pct=0.0,
+        total_drawdown_pct=0.0,
+        positions=positions,
+        snapshot_timestamp=T0,
+    )
+    ledger.record_signal(signal)
+    ledger.record_log(entry)
+    ledger.record_portfolio_snapshot(snapshot)
+    details["ok"] = False
+    details["checks"][0]["limit"] = Decimal(1)  # type: ignore[index]
+    context["nested"]["pairs"].append("BTC/USD")  # type: ignore[index]
+    positions["XRP/USD"]["qty"] = "0"
+    assert ledger.flush(timeout=30)
+    assert rows(pg_dsn, "SELECT risk_check_details FROM signals") == [
+        ({"checks": [{"limit": "0.1"}], "ok": True},)
+    ]
+    assert rows(pg_dsn, "SELECT context FROM system_logs WHERE message = 'm'") == [
+        ({"step": 1, "nested": {"pairs": ["XRP/USD"]}},)
+    ]
+    assert rows(pg_dsn, "SELECT positions FROM portfolio_snapshots") == [
+        ({"XRP/USD": {"qty": "150"}},)
+    ]

@@ -48,6 +48,7 @@ from ..records import (
     SignalStatusUpdate,
     Trade,
     canonical_json,
+    evidence,
 )
 from ..redaction import redact
 from ..runtime import BackgroundLoop
@@ -407,10 +408,12 @@ class Ledger:
 
     def record_refused(self, what: str, event: Mapping[str, Any], reason: str) -> None:
         """Keep something a caller could not record (the bot bridge's refusals) as a dead
-        letter: journaled now, moved to ``dead_letters`` by the committer, never written."""
+        letter: journaled now, moved to ``dead_letters`` by the committer, never written.
+        ``event`` is kept as it is now (see :func:`~galfriday_recorder.records.evidence`)."""
+        kept = evidence(event)
         with self._lock:
             self._admit()
-            self._push(REFUSED_KIND, {"what": what, "reason": reason, "event": event})
+            self._push(REFUSED_KIND, {"what": what, "reason": reason, "event": kept})
 
     def park(self, fill_key: str, exchange_order_id: str, payload: bytes) -> None:
         """Journal a fill that waits for its order (the loop thread writes it, at once)."""
