@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import reprlib
 import struct
 import uuid
 from collections.abc import Callable, Mapping
@@ -281,8 +282,15 @@ def _non_finite(value: Any) -> bool:
     return False
 
 
-# What a dead letter keeps of an event JSON cannot hold: the start of its repr.
+# What a dead letter keeps of an event JSON cannot hold: its repr, each string, container
+# and nesting cut short (a repr of a gigabyte string would be a gigabyte first).
 _EVIDENCE_CHARS = 65_536
+_EVIDENCE_REPR = reprlib.Repr()
+_EVIDENCE_REPR.maxlevel = 32
+_EVIDENCE_REPR.maxstring = _EVIDENCE_REPR.maxother = 4_096
+_EVIDENCE_REPR.maxlong = 1_000
+for _name in ("maxdict", "maxlist", "maxtuple", "maxset", "maxfrozenset", "maxdeque", "maxarray"):
+    setattr(_EVIDENCE_REPR, _name, 1_000)
 
 
 def evidence(event: Any) -> orjson.Fragment:
@@ -293,8 +301,8 @@ def evidence(event: Any) -> orjson.Fragment:
         return orjson.Fragment(dumps(_finite(event)))
     except (TypeError, RecursionError):
         try:
-            text = repr(event)
-        except Exception as exc:  # a hostile __repr__, or nesting too deep for it
+            text = _EVIDENCE_REPR.repr(event)
+        except Exception as exc:  # a hostile __repr__
             text = f"<{type(event).__name__}: repr failed: {type(exc).__name__}>"
         return orjson.Fragment(dumps(text[:_EVIDENCE_CHARS]))
 
