@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-import reprlib
 import struct
 import uuid
 from collections.abc import Callable, Mapping
@@ -282,26 +281,20 @@ def _non_finite(value: Any) -> bool:
     return False
 
 
-# What a dead letter keeps of an event JSON cannot hold: its repr, each string, container
-# and nesting cut short (a repr of a gigabyte string would be a gigabyte first).
+# What a dead letter keeps of an event JSON cannot hold: the start of its repr.
 _EVIDENCE_CHARS = 65_536
-_EVIDENCE_REPR = reprlib.Repr()
-_EVIDENCE_REPR.maxlevel = 32
-_EVIDENCE_REPR.maxstring = _EVIDENCE_REPR.maxother = 4_096
-_EVIDENCE_REPR.maxlong = 1_000
-for _name in ("maxdict", "maxlist", "maxtuple", "maxset", "maxfrozenset", "maxdeque", "maxarray"):
-    setattr(_EVIDENCE_REPR, _name, 1_000)
 
 
 def evidence(event: Any) -> orjson.Fragment:
     """An event kept as a caller gave it, serialised now (later changes to it are not
     kept): a NaN or infinity as its text, where JSON would hold ``null``; an event JSON
-    cannot hold at all (another type, a key not a string, nesting too deep) as its repr."""
+    cannot hold at all (another type, a key not a string, nesting too deep) as the start
+    of its repr (which, like the serialisation tried first, costs the event's size)."""
     try:
         return orjson.Fragment(dumps(_finite(event)))
-    except (TypeError, RecursionError):
+    except Exception:  # TypeError, RecursionError, or a mapping whose items() raise
         try:
-            text = _EVIDENCE_REPR.repr(event)
+            text = repr(event)
         except Exception as exc:  # a hostile __repr__
             text = f"<{type(event).__name__}: repr failed: {type(exc).__name__}>"
         return orjson.Fragment(dumps(text[:_EVIDENCE_CHARS]))

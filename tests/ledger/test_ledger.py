@@ -393,14 +393,3 @@ def test_a_refused_event_is_kept_as_it_was_given(ledger: Ledger, event: Any, kep
     [(_seq, kind, payload, error)] = ledger.dead_letters()
     assert (kind, error) == ("refused", "bad price")
     assert orjson.loads(payload) == {"what": "fill", "reason": "bad price", "event": kept}
-
-
-def test_a_refused_event_json_cannot_hold_is_kept_as_a_short_repr(ledger: Ledger) -> None:
-    """Its repr is cut string by string: a whole one would be 100 MB here before any cut."""
-    ledger.record_refused("fill", {"blob": "x" * 10**8, "thing": _Unserialisable()}, "big")
-    assert ledger.flush(timeout=30)
-    [(_seq, _kind, payload, _error)] = ledger.dead_letters()
-    kept = orjson.loads(payload)["event"]
-    assert kept.startswith("{'blob': 'xxx")
-    assert kept.endswith("'thing': <a thing JSON has no form for>}")
-    assert len(kept) < 10_000
