@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 import uuid
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -393,3 +394,26 @@ def test_a_refused_event_is_kept_as_it_was_given(ledger: Ledger, event: Any, kep
     [(_seq, kind, payload, error)] = ledger.dead_letters()
     assert (kind, error) == ("refused", "bad price")
     assert orjson.loads(payload) == {"what": "fill", "reason": "bad price", "event": kept}
+
+
+class _Hostile(Mapping[str, Any]):
+    """A mapping that cannot be read or printed."""
+
+    def __getitem__(self, key: str) -> Any:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        raise RuntimeError("no iteration")
+
+    def __len__(self) -> int:
+        return 1
+
+    def __repr__(self) -> str:
+        raise ValueError("no repr")
+
+
+def test_a_refused_event_that_cannot_be_read_is_kept_as_what_failed(ledger: Ledger) -> None:
+    ledger.record_refused("fill", _Hostile(), "unreadable")
+    assert ledger.flush(timeout=30)
+    [(_seq, _kind, payload, _error)] = ledger.dead_letters()
+    assert orjson.loads(payload)["event"] == "<_Hostile: repr failed: ValueError>"
