@@ -12,7 +12,7 @@ and filled, six log lines and a portfolio snapshot.
   third entry times each event kind's statement on its own, to show where a
   group's time goes in PostgreSQL.
 - ``ledger-commit on grown tables``: the same rounds with 10,000 finished cycles
-  already stored, beside empty tables (bounded work: the ratio stays near 1).
+  already stored, beside a fresh database (bounded work: the ratio stays near 1).
 - ``ledger-call`` group: what one ledger call costs the calling thread (no I/O
   happens there), for a plain log entry and for a fill through the order state
   machine, each beside the floor of any hand-off between threads (a lock, a
