@@ -18,7 +18,7 @@ from galfriday_recorder.errors import IllegalTransition, UnknownOrder, Validatio
 from galfriday_recorder.ledger import Ledger
 from galfriday_recorder.ledger.verify import verify
 from galfriday_recorder.migrate import migrate
-from galfriday_recorder.records import Fill, Order, Signal, Trade
+from galfriday_recorder.records import Fill, Order, PortfolioSnapshot, Signal, Trade
 
 T0 = datetime(2026, 11, 24, 10, 0, 0, tzinfo=timezone.utc)
 
@@ -150,6 +150,22 @@ def make_trade(signal: Signal | None = None, **kw: Any) -> Trade:
         )
     values.update(kw)
     return Trade(**values)
+
+
+def make_snapshot(**kw: Any) -> PortfolioSnapshot:
+    """A flat portfolio of 10,000 at ``T0``."""
+    values: dict[str, Any] = {
+        "total_equity": Decimal(10_000),
+        "available_balance": Decimal(10_000),
+        "total_exposure_pct": 0.0,
+        "daily_drawdown_pct": 0.0,
+        "weekly_drawdown_pct": 0.0,
+        "total_drawdown_pct": 0.0,
+        "positions": {},
+        "snapshot_timestamp": T0,
+    }
+    values.update(kw)
+    return PortfolioSnapshot(**values)
 
 
 def make_fill(order: Order, qty: str, price: str, **kw: Any) -> Fill:

@@ -9,7 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from ledgerkit import T0, make_order, make_signal, rows
+from ledgerkit import make_order, make_signal, make_snapshot, rows
 
 from galfriday_recorder.config import RecorderConfig
 from galfriday_recorder.ledger import Ledger
@@ -56,16 +56,7 @@ def test_two_recorders_writing_one_snapshot_instant_are_counted_and_said(
     pg_dsn: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     def snapshot(equity: str) -> PortfolioSnapshot:
-        return PortfolioSnapshot(
-            snapshot_timestamp=T0,
-            total_equity=Decimal(equity),
-            available_balance=Decimal(equity),
-            total_exposure_pct=0.0,
-            daily_drawdown_pct=0.0,
-            weekly_drawdown_pct=0.0,
-            total_drawdown_pct=0.0,
-            positions={},
-        )
+        return make_snapshot(total_equity=Decimal(equity), available_balance=Decimal(equity))
 
     first, second = (
         Ledger(RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / name, commit_interval_ms=1))

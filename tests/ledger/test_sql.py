@@ -17,6 +17,7 @@ from ledgerkit import (
     make_fill,
     make_order,
     make_signal,
+    make_snapshot,
     quick_config,
     rows,
     started,
@@ -258,24 +259,11 @@ def test_recovery_state(ledger: Ledger) -> None:
     ledger.record_order(closed)
     ledger.update_order(closed.client_order_id, "CANCELED")
     ledger.record_portfolio_snapshot(
-        PortfolioSnapshot(
-            total_equity=1,
-            available_balance=1,
-            total_exposure_pct=0,
-            daily_drawdown_pct=0,
-            weekly_drawdown_pct=0,
-            total_drawdown_pct=0,
-            positions=[],
-            snapshot_timestamp=T0,
-        )
+        make_snapshot(total_equity=1, available_balance=1, positions=[])
     )
-    later = PortfolioSnapshot(
+    later = make_snapshot(
         total_equity=2,
         available_balance=1,
-        total_exposure_pct=0,
-        daily_drawdown_pct=0,
-        weekly_drawdown_pct=0,
-        total_drawdown_pct=0,
         positions=[],
         snapshot_timestamp=T0 + timedelta(minutes=1),
     )
@@ -492,16 +480,7 @@ def test_a_dict_changed_after_its_record_was_built_changes_nothing_recorded(
     positions = {"XRP/USD": {"qty": "150"}}
     signal = make_signal(risk_check_details=details)
     entry = LogEntry(source_module="bot", log_level="INFO", message="m", context=context)
-    snapshot = PortfolioSnapshot(
-        total_equity=Decimal(10_000),
-        available_balance=Decimal(9_000),
-        total_exposure_pct=1.0,
-        daily_drawdown_pct=0.0,
-        weekly_drawdown_pct=0.0,
-        total_drawdown_pct=0.0,
-        positions=positions,
-        snapshot_timestamp=T0,
-    )
+    snapshot = make_snapshot(positions=positions)
     ledger.record_signal(signal)
     ledger.record_log(entry)
     ledger.record_portfolio_snapshot(snapshot)
