@@ -267,18 +267,21 @@ def json_object(name: str, value: Any, *, optional: bool = False) -> Any:
 def _refuse_non_finite(name: str, value: Any, data: bytes) -> None:
     """orjson writes a NaN or infinity as null: refused, not silently lost (only JSON with a
     null in it is walked)."""
-    if b"null" in data and _non_finite(value):
+    if b"null" in data and _finite(value) != value:
         raise ValidationError(name, "holds a NaN or infinity, which JSON cannot")
 
 
-def _non_finite(value: Any) -> bool:
-    if isinstance(value, float):
-        return not math.isfinite(value)
+def _finite(value: Any) -> Any:
+    """``value`` with each NaN or infinity as its text (JSON has neither): equal to
+    ``value`` when it holds none."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
     if isinstance(value, Mapping):
-        return any(_non_finite(v) for v in value.values())
+        return {k: _finite(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return any(_non_finite(v) for v in value)
-    return False
+        items = [_finite(v) for v in value]
+        return tuple(items) if isinstance(value, tuple) else items
+    return value
 
 
 # What a dead letter keeps of an event JSON cannot hold: the start of its repr.
@@ -298,16 +301,6 @@ def evidence(event: Any) -> orjson.Fragment:
         except Exception as exc:  # a hostile __repr__
             text = f"<{type(event).__name__}: repr failed: {type(exc).__name__}>"
         return orjson.Fragment(dumps(text[:_EVIDENCE_CHARS]))
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)
-    if isinstance(value, Mapping):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
 
 
 def client_order_uuid(ref: str | uuid.UUID) -> uuid.UUID:
