@@ -513,7 +513,8 @@ class Ledger:
     def _replay_journal_into_state(self) -> None:
         """Apply journaled, uncommitted events to the state machines (nothing is re-emitted)."""
         journal, after = self._writer.journal, self._writer.done_seq
-        while rows := journal.pending(after, _REPLAY_BATCH):
+        while True:
+            rows, more = journal.pending(after, _REPLAY_BATCH)
             for _seq, kind, payload in rows:
                 with contextlib.suppress(RecorderError, ValueError, KeyError, TypeError):
                     p = orjson.loads(payload)
@@ -524,6 +525,8 @@ class Ledger:
                             self._state.replay(k, event)
                     else:
                         self._state.replay(kind, p)
+            if not more:
+                return
             after = rows[-1][0]
 
     async def _resolve_held(self, rows: list[Row]) -> list[Row]:

@@ -27,7 +27,7 @@ import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,52 @@ CREATE TABLE IF NOT EXISTS meta (
 """
 
 Row = tuple[int, str, bytes]
+
+# Many rows, one SQLite statement. The stdlib module lets go of the GIL around every
+# step of a statement and must win it back after: beside a thread busy in Python, that
+# costs up to the switch interval (5 ms) per step, so a row per step made 1,000 events
+# take seconds to journal. A batch is one statement (a span of it past
+# ``_STATEMENT_BYTES``, one more: SQLite takes no value of 1 GB), its payloads one blob
+# that ``json_each`` cuts by offset; a read comes back the same way.
+_STATEMENT_BYTES = 64 * 1024 * 1024
+# ?1: a JSON array of [seq, kind, offset, length], one per row; ?2: the payloads.
+_ROWS = (
+    "json_extract(r.value, '$[0]') AS seq, json_extract(r.value, '$[1]') AS kind, "
+    "substr(?2, json_extract(r.value, '$[2]'), json_extract(r.value, '$[3]')) AS payload "
+    "FROM json_each(?1) AS r"
+)
+_APPEND = f"INSERT INTO events (seq, kind, payload) SELECT {_ROWS}"
+_REWRITE = (
+    f"UPDATE events SET kind = u.kind, payload = u.payload FROM (SELECT {_ROWS}) AS u "
+    "WHERE events.seq = u.seq"
+)
+# The rows after ?1, at most ?2 of them, while their running size stays within ?3 (the
+# first one whatever its size); and whether a row is left after those.
+_PENDING = (
+    "WITH firsts AS (SELECT seq, kind, payload FROM events WHERE seq > ?1 ORDER BY seq "
+    "LIMIT ?2), "
+    "sized AS (SELECT seq, kind, payload, sum(length(payload)) OVER (ORDER BY seq) AS upto "
+    "FROM firsts), "
+    "kept AS (SELECT * FROM sized WHERE upto <= ?3 OR upto = length(payload) ORDER BY seq) "
+    "SELECT json_group_array(seq), json_group_array(kind), json_group_array(length(payload)), "
+    "CAST(coalesce(group_concat(payload, ''), '') AS BLOB), "
+    "EXISTS (SELECT 1 FROM events WHERE seq > coalesce((SELECT max(seq) FROM kept), ?1)) "
+    "FROM kept"
+)
+
+
+def _spans(sizes: list[int]) -> Iterator[tuple[int, int]]:
+    """``[start, stop)`` spans of rows within ``_STATEMENT_BYTES`` each (one row at least)."""
+    start, total = 0, 0
+    for i, size in enumerate(sizes):
+        if i > start and total + size > _STATEMENT_BYTES:
+            yield start, i
+            start, total = i, 0
+        total += size
+    if start < len(sizes):
+        yield start, len(sizes)
+
+
 # A checkpoint is due when the WAL passes this size; it is truncated back to it after.
 _WAL_LIMIT = 16 * 1024 * 1024
 
@@ -147,7 +193,7 @@ class Journal:
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany("INSERT INTO events (seq, kind, payload) VALUES (?, ?, ?)", rows)
+            self._put(_APPEND, rows)
             if fault.ARMED:
                 fault.reached("journal-inside")
             db.execute("COMMIT")
@@ -163,23 +209,37 @@ class Journal:
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany(
-                "UPDATE events SET kind = ?, payload = ? WHERE seq = ?",
-                [(kind, payload, seq) for seq, kind, payload in rows],
-            )
+            self._put(_REWRITE, rows)
             self._dead_letter(dead)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
 
-    def pending(self, after: int, limit: int) -> list[Row]:
-        """Journaled events not yet committed, oldest first."""
-        cur = self.db.execute(
-            "SELECT seq, kind, payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-            (after, limit),
-        )
-        return cur.fetchall()
+    def _put(self, statement: str, rows: list[Row]) -> None:
+        """``rows`` through ``_APPEND`` or ``_REWRITE``: a statement a span of them."""
+        for start, stop in _spans([len(payload) for _seq, _kind, payload in rows]):
+            shape, offset = [], 1
+            for seq, kind, payload in rows[start:stop]:
+                shape.append((seq, kind, offset, len(payload)))
+                offset += len(payload)
+            joined = b"".join(payload for _seq, _kind, payload in rows[start:stop])
+            self.db.execute(statement, (orjson.dumps(shape), joined))
+
+    def pending(
+        self, after: int, limit: int, max_bytes: int = _STATEMENT_BYTES
+    ) -> tuple[list[Row], bool]:
+        """Journaled events not yet committed, oldest first: at most ``limit`` and
+        ``max_bytes`` (one event at least), and whether the journal holds more."""
+        seqs, kinds, lengths, joined, more = self.db.execute(
+            _PENDING, (after, limit, max_bytes)
+        ).fetchone()
+        rows, offset = [], 0
+        shape = zip(orjson.loads(seqs), orjson.loads(kinds), orjson.loads(lengths), strict=True)
+        for seq, kind, length in shape:
+            rows.append((seq, kind, joined[offset : offset + length]))
+            offset += length
+        return rows, bool(more)
 
     def pending_stats(self) -> tuple[int, int, int | None]:
         """(count, payload bytes, first seq) of the events still to commit."""

@@ -303,10 +303,10 @@ class Writer:
         whether they are all the journal holds: from the tail if it follows on, else from
         the journal (a start with a backlog, or a tail dropped while PostgreSQL was away)."""
         tail = self._tail
-        if tail and tail[0][0] == self.done_seq + 1:
-            rows = list(itertools.islice(tail, limit))
-        else:
-            rows = self.journal.pending(self.done_seq, limit)
+        if not (tail and tail[0][0] == self.done_seq + 1):
+            rows, more = self.journal.pending(self.done_seq, limit, _GROUP_BYTES)
+            return rows, not more
+        rows = list(itertools.islice(tail, limit))
         size = 0
         for i, row in enumerate(rows):
             size += len(row[2])
