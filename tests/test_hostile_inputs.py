@@ -402,6 +402,15 @@ def _fill(**kw: Any) -> Fill:
     return Fill(**values)
 
 
+def _shared(depth: int) -> list[Any]:
+    """A list holding one list twice, ``depth`` levels deep: 2^(depth + 1) values written
+    out, from ``depth`` objects in memory."""
+    inner: list[Any] = [1]
+    for _ in range(depth):
+        inner = [inner, inner]
+    return inner
+
+
 LEDGER_CASES: list[tuple[str, Callable[[Recorder], None], type[Exception], str]] = [
     (
         "naive-created-at",
@@ -482,6 +491,26 @@ LEDGER_CASES: list[tuple[str, Callable[[Recorder], None], type[Exception], str]]
         lambda r: r.record_signal(_signal(risk_check_details={"a\x00": 1})),
         ValidationError,
         "risk_check_details: contains a NUL",
+    ),
+    (
+        "json-of-shared-lists-40-deep",
+        lambda r: r.record_signal(_signal(risk_check_details={"levels": _shared(40)})),
+        ValidationError,
+        "risk_check_details: holds more than 1,000,000 values once shared ones are written out",
+    ),
+    (
+        "log-context-of-shared-lists",
+        lambda r: r.ledger.record_log(
+            LogEntry(source_module="bot", log_level="INFO", message="m", context={"a": _shared(60)})
+        ),
+        ValidationError,
+        "context: holds more than 1,000,000 values",
+    ),
+    (
+        "configuration-of-shared-lists",
+        lambda r: r.record_configuration({"grid": _shared(30)}),
+        ValidationError,
+        "config_content: holds more than 1,000,000 values",
     ),
     (
         "real-overflow",

@@ -14,6 +14,7 @@ __all__ = [
     "RecorderError",
     "UnknownSymbol",
     "encode_line",
+    "json_values",
 ]
 
 class RecorderError(Exception):
@@ -163,3 +164,8 @@ def encode_line(
     the measurement and field. Anything InfluxDB would not read back exactly
     raises ``InvalidPoint`` too.
     """
+
+def json_values(value: object, limit: int) -> int:
+    """How many values orjson would write for ``value`` (shared dicts, lists and tuples
+    once per place they appear), counted no further than just past ``limit``; the walk
+    costs what ``value`` holds in memory, whatever that expands to."""

@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from ._core import json_values
 from .errors import ValidationError
 
 SIDES = frozenset({"BUY", "SELL"})
@@ -254,6 +255,7 @@ def json_object(name: str, value: Any, *, optional: bool = False) -> Any:
         raise ValidationError(name, "is required")
     if not isinstance(value, (Mapping, list)):
         raise ValidationError(name, f"must be a dict or list, not {type(value).__name__}")
+    _refuse_expanding(name, value)
     try:  # one level deeper, as the journal writes it inside its record (orjson's depth limit)
         data = dumps([value])
     except TypeError as exc:
@@ -262,6 +264,23 @@ def json_object(name: str, value: Any, *, optional: bool = False) -> Any:
         raise ValidationError(name, "contains a NUL character, which JSONB cannot store")
     _refuse_non_finite(name, value, data)
     return orjson.loads(data)[0]
+
+
+# Values a JSON field may hold once written out. A few shared lists nested deep expand
+# exponentially (a list holding one list twice, 40 levels deep, is 2^41 values): orjson
+# would write them all and take every byte of memory the bot has.
+MAX_JSON_VALUES = 1_000_000
+
+
+def _expands(value: Any) -> bool:
+    return json_values(value, MAX_JSON_VALUES) > MAX_JSON_VALUES
+
+
+def _refuse_expanding(name: str, value: Any) -> None:
+    if _expands(value):
+        raise ValidationError(
+            name, f"holds more than {MAX_JSON_VALUES:,} values once shared ones are written out"
+        )
 
 
 def _refuse_non_finite(name: str, value: Any, data: bytes) -> None:
@@ -293,6 +312,10 @@ def evidence(event: Any) -> orjson.Fragment:
     kept): a NaN or infinity as its text, where JSON would hold ``null``; an event JSON
     cannot hold at all (another type, a key not a string, nesting too deep) as the start
     of its repr (which, like the serialisation tried first, costs the event's size)."""
+    if _expands(event):  # its repr would expand as much
+        return orjson.Fragment(
+            dumps(f"<{type(event).__name__}: more than {MAX_JSON_VALUES:,} values>")
+        )
     try:
         return orjson.Fragment(dumps(_finite(event)))
     except Exception:  # TypeError, RecursionError, or a mapping whose items() raise
@@ -680,6 +703,7 @@ class Configuration:
 
 def canonical_json(content: Mapping[str, Any]) -> bytes:
     """Sorted keys, no whitespace, Decimals as strings: the bytes the config hash is taken of."""
+    _refuse_expanding("config_content", content)
     try:
         data = orjson.dumps(content, default=json_default, option=orjson.OPT_SORT_KEYS)
     except TypeError as exc:

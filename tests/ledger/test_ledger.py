@@ -412,6 +412,22 @@ class _Hostile(Mapping[str, Any]):
         raise ValueError("no repr")
 
 
+def test_a_refused_event_of_shared_lists_is_kept_as_its_size_not_written_out(
+    ledger: Ledger,
+) -> None:
+    """Written out (or printed), a list holding one list twice, 40 levels deep, is 2^41
+    values: it would take every byte of memory. It is kept as what it is instead."""
+    nested: list[Any] = [1]
+    for _ in range(40):
+        nested = [nested, nested]
+    ledger.record_refused("fill", nested, "shared")
+    small: list[Any] = [[1]]
+    ledger.record_refused("fill", [small, small], "shared, small")  # written out as before
+    assert ledger.flush(timeout=30)
+    events = [orjson.loads(payload)["event"] for _s, _k, payload, _e in ledger.dead_letters()]
+    assert events == ["<list: more than 1,000,000 values>", [[[1]], [[1]]]]
+
+
 def test_a_refused_event_that_cannot_be_read_is_kept_as_what_failed(ledger: Ledger) -> None:
     ledger.record_refused("fill", _Hostile(), "unreadable")
     assert ledger.flush(timeout=30)
