@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from galfriday_recorder.ledger import journal as journal_module
-from galfriday_recorder.ledger.journal import Journal, Row
+from galfriday_recorder.ledger.journal import Journal, JournalError, Row
 
 _PAYLOADS = st.one_of(
     st.binary(min_size=1, max_size=64),  # NUL, invalid UTF-8, anything
@@ -162,3 +162,13 @@ def test_a_batch_is_a_few_statements_whatever_its_size(journal: Journal, events:
     journal.db.set_trace_callback(None)
     # BEGIN, the insert, COMMIT; the read; BEGIN, the update, COMMIT
     assert len(ran) == 7, [statement[:30] for statement in ran]
+
+
+def test_an_sqlite_too_old_for_the_journal_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 32, 3))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.32.3")
+    with pytest.raises(JournalError, match=r"needs SQLite 3\.33\.0 or later .* has 3\.32\.3"):
+        Journal(tmp_path / "journal.db").open()
+    assert not (tmp_path / "journal.db").exists()

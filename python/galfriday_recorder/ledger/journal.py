@@ -72,6 +72,7 @@ Row = tuple[int, str, bytes]
 # ``_STATEMENT_BYTES``, one more: SQLite takes no value of 1 GB), its payloads one blob
 # that ``json_each`` cuts by offset; a read comes back the same way.
 _STATEMENT_BYTES = 64 * 1024 * 1024
+_SQLITE_NEEDED = (3, 33, 0)  # UPDATE ... FROM (json_each and window functions are older)
 # ?1: a JSON array of [seq, kind, offset, length], one per row; ?2: the payloads.
 _ROWS = (
     "json_extract(r.value, '$[0]') AS seq, json_extract(r.value, '$[1]') AS kind, "
@@ -131,6 +132,11 @@ class Journal:
         self.instance = 0
 
     def open(self) -> None:
+        if sqlite3.sqlite_version_info < _SQLITE_NEEDED:
+            raise JournalError(
+                f"the journal needs SQLite {'.'.join(map(str, _SQLITE_NEEDED))} or later "
+                f"(UPDATE ... FROM); Python's sqlite3 has {sqlite3.sqlite_version}"
+            )
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = lock_exclusive(self.path)
         if fd is None:
