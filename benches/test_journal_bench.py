@@ -10,6 +10,8 @@ is its number of events.
   (``executemany``, what the journal did before), both beside a busy thread.
 - ``journal: reading``: 500 events read back (a committer's group after a restart or an
   outage), one aggregate statement against a plain ``fetchall`` of a row per step.
+- ``journal: 64 MiB read back``: from 300 rows of 1 MiB (a read stops near 64 MiB), against
+  a plain ``SELECT`` of exactly the rows kept.
 - ``ledger: acknowledged beside a busy thread``: 800 events recorded, then
   ``wait_journaled`` (the acknowledgement) and ``flush`` (PostgreSQL), with the busy
   thread and, as the baseline, without it: what a busy bot costs the ledger end to end.
@@ -36,6 +38,7 @@ from test_ledger_bench import build_cycles, recorders
 
 APPENDED = 1_000
 READ = 500
+BIG_ROW = 1024 * 1024
 ROUNDS = 3
 
 
@@ -119,6 +122,36 @@ def test_bench_journal_read_row_per_step_baseline(benchmark: Any, journal: Journ
     journal.append(_events(READ))
     select = "SELECT seq, kind, payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?"
     _timed_beside_busy_thread(benchmark, lambda: journal.db.execute(select, (0, READ)).fetchall())
+
+
+@pytest.fixture
+def big_rows(journal: Journal) -> Journal:
+    """300 rows of 1 MiB: a backlog of large events (a read keeps about 64 MiB of them)."""
+    for _ in range(6):
+        journal.append([("log", b"x" * BIG_ROW)] * 50)
+    return journal
+
+
+@pytest.mark.benchmark(group="journal: 64 MiB read back from a backlog of 1 MiB rows")
+def test_bench_journal_read_big_rows(benchmark: Any, big_rows: Journal) -> None:
+    """Bounded work: the rows' sizes are read first, then only the payloads kept (the
+    read once carried every payload of its first ``limit`` rows: 16 s for 1,000 MiB)."""
+    rows, more = benchmark.pedantic(
+        lambda: big_rows.pending(0, 500, 64 * BIG_ROW), rounds=ROUNDS, iterations=1
+    )
+    assert (len(rows), more) == (64, True)
+
+
+@pytest.mark.benchmark(group="journal: 64 MiB read back from a backlog of 1 MiB rows")
+def test_bench_journal_read_big_rows_plain_select_baseline(
+    benchmark: Any, big_rows: Journal
+) -> None:
+    """The least any read of those 64 rows costs: a plain ``SELECT`` of exactly them."""
+    select = "SELECT seq, kind, payload FROM events ORDER BY seq LIMIT 64"
+    rows = benchmark.pedantic(
+        lambda: big_rows.db.execute(select).fetchall(), rounds=ROUNDS, iterations=1
+    )
+    assert len(rows) == 64
 
 
 def _acknowledged(benchmark: Any, pg_dsn: str, tmp_path: Path, busy: bool) -> None:

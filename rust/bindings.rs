@@ -746,57 +746,6 @@ fn encode_line<'py>(
     Ok(PyBytes::new(py, &out))
 }
 
-/// Nesting past orjson's own limit (254) is not walked: orjson refuses it anyway.
-const JSON_DEPTH: u32 = 256;
-
-/// How many values orjson would write for `value` (each dict, list, tuple and
-/// scalar once per place it appears), counting no further than just past
-/// `limit`. Shared containers are counted once each (a memo by identity), so
-/// the walk costs what `value` holds in memory, while what it counts is what
-/// serialising it would cost: a list holding the same list twice, 40 levels
-/// deep, is 41 objects and 2^41 values.
-#[pyfunction]
-fn json_values(value: &Bound<'_, PyAny>, limit: u64) -> u64 {
-    expanded(value, limit, 0, &mut HashMap::new())
-}
-
-fn expanded(
-    value: &Bound<'_, PyAny>,
-    limit: u64,
-    depth: u32,
-    memo: &mut HashMap<usize, u64>,
-) -> u64 {
-    let key = value.as_ptr() as usize;
-    if let Some(&n) = memo.get(&key) {
-        return n;
-    }
-    let mut n: u64 = 1;
-    let mut add = |child: &Bound<'_, PyAny>| {
-        let contained = child.cast::<PyDict>().is_ok()
-            || child.cast::<PyList>().is_ok()
-            || child.cast::<PyTuple>().is_ok();
-        n = n.saturating_add(if contained && depth < JSON_DEPTH {
-            expanded(child, limit, depth + 1, memo)
-        } else {
-            1
-        });
-        n <= limit
-    };
-    let within = if let Ok(dict) = value.cast::<PyDict>() {
-        dict.iter().all(|(_key, v)| add(&v))
-    } else if let Ok(list) = value.cast::<PyList>() {
-        list.iter().all(|v| add(&v))
-    } else if let Ok(tuple) = value.cast::<PyTuple>() {
-        tuple.iter().all(|v| add(&v))
-    } else {
-        true
-    };
-    if within {
-        memo.insert(key, n);
-    }
-    n
-}
-
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -809,6 +758,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyBookTop>()?;
     m.add_class::<PyBookView>()?;
     m.add_function(wrap_pyfunction!(encode_line, m)?)?;
-    m.add_function(wrap_pyfunction!(json_values, m)?)?;
+    m.add_function(wrap_pyfunction!(crate::json_values::json_values, m)?)?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Hot path of galfriday-recorder: Kraken frames in, exact L2 books, metrics
-//! and InfluxDB line protocol out. Everything outside `bindings` is plain Rust,
-//! tested by `cargo test` without a Python interpreter.
+//! and InfluxDB line protocol out. Everything outside `bindings` and
+//! `json_values` (the PyO3 layer) is plain Rust, tested by `cargo test` without
+//! a Python interpreter.
 
 pub mod bars;
 pub mod book;
@@ -18,3 +19,5 @@ pub mod symbols;
 
 #[cfg(feature = "python")]
 mod bindings;
+#[cfg(feature = "python")]
+mod json_values;

@@ -166,6 +166,8 @@ def encode_line(
     """
 
 def json_values(value: object, limit: int) -> int:
-    """How many values orjson would write for ``value`` (shared dicts, lists and tuples
-    once per place they appear), counted no further than just past ``limit``; the walk
-    costs what ``value`` holds in memory, whatever that expands to."""
+    """How many values ``value`` holds once written out: each container and scalar once
+    per place it appears, as orjson writes it (dicts, lists, tuples, dataclasses, enums)
+    or a repr prints it (other mappings, sets), counted no further than just past
+    ``limit``; a container holding itself is past it. The walk costs what ``value``
+    holds in memory, at any depth, whatever that expands to."""

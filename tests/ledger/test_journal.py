@@ -11,16 +11,17 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from galfriday_recorder.ledger import journal as journal_module
-from galfriday_recorder.ledger.journal import Journal, JournalError, Row
+from galfriday_recorder.ledger.journal import Journal, JournalError, Row, encode_event
 
 _PAYLOADS = st.one_of(
-    st.binary(min_size=1, max_size=64),  # NUL, invalid UTF-8, anything
-    st.text(min_size=1, max_size=64).map(str.encode),  # escapes, astral planes
+    st.binary(max_size=64),  # empty, NUL, invalid UTF-8, anything
+    st.text(max_size=64).map(str.encode),  # escapes, astral planes
     st.sampled_from([b"\x00", b"\xff\xfe", b'{"a":"\\u0000"}', b"'); DROP TABLE events;--"]),
     st.integers(1, 3000).map(lambda n: b"x" * n),  # past the tiny budgets below
 )
@@ -122,6 +123,23 @@ def test_a_rewrite_replaces_what_it_names_and_nothing_else(
         assert _read_all(j, 0, 1000, 64 * 1024 * 1024) == sorted(expected.values())
     finally:
         j.close()
+
+
+def test_a_batch_of_empty_payloads_is_stored_empty(journal: Journal) -> None:
+    """``substr`` of an empty blob is NULL: a batch of nothing but empty payloads (one
+    empty blob for the statement) must still store each as empty, not fail NOT NULL."""
+    first, last = journal.append([("a", b""), ("b", b"")])
+    journal.rewrite([(first, "c", b"")], [])
+    assert journal.pending(0, 10) == ([(first, "c", b""), (last, "b", b"")], False)
+
+
+def test_an_event_past_256_mib_is_journaled_as_poison() -> None:
+    """Beside the 64 MiB a read may hold, a longer row would pass SQLite's 1e9-byte value
+    limit, and every read and append after it would fail."""
+    kind, payload = encode_event("log", {"message": "x" * (256 * 1024 * 1024)})
+    assert kind == "poison"
+    assert len(payload) < 20_000
+    assert orjson.loads(payload)["error"].endswith("bytes, past a journal row's limit")
 
 
 def test_an_empty_journal_reads_as_nothing_more(journal: Journal) -> None:

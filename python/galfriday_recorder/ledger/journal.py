@@ -76,7 +76,8 @@ _SQLITE_NEEDED = (3, 33, 0)  # UPDATE ... FROM (json_each and window functions a
 # ?1: a JSON array of [seq, kind, offset, length], one per row; ?2: the payloads.
 _ROWS = (
     "json_extract(r.value, '$[0]') AS seq, json_extract(r.value, '$[1]') AS kind, "
-    "substr(?2, json_extract(r.value, '$[2]'), json_extract(r.value, '$[3]')) AS payload "
+    "coalesce(substr(?2, json_extract(r.value, '$[2]'), json_extract(r.value, '$[3]')), x'') "
+    "AS payload "
     "FROM json_each(?1) AS r"
 )
 _APPEND = f"INSERT INTO events (seq, kind, payload) SELECT {_ROWS}"
@@ -85,13 +86,15 @@ _REWRITE = (
     "WHERE events.seq = u.seq"
 )
 # The rows after ?1, at most ?2 of them, while their running size stays within ?3 (the
-# first one whatever its size); and whether a row is left after those.
+# first one whatever its size); and whether a row is left after those. The sizes come
+# first, alone (``length`` reads no payload): only the payloads kept are read.
 _PENDING = (
-    "WITH firsts AS (SELECT seq, kind, payload FROM events WHERE seq > ?1 ORDER BY seq "
-    "LIMIT ?2), "
-    "sized AS (SELECT seq, kind, payload, sum(length(payload)) OVER (ORDER BY seq) AS upto "
-    "FROM firsts), "
-    "kept AS (SELECT * FROM sized WHERE upto <= ?3 OR upto = length(payload) ORDER BY seq) "
+    "WITH firsts AS MATERIALIZED (SELECT seq, length(payload) AS size FROM events "
+    "WHERE seq > ?1 ORDER BY seq LIMIT ?2), "
+    "kept AS (SELECT e.seq, e.kind, e.payload FROM (SELECT seq, "
+    "sum(size) OVER (ORDER BY seq) AS upto, row_number() OVER (ORDER BY seq) AS i "
+    "FROM firsts) AS f JOIN events AS e USING (seq) WHERE f.upto <= ?3 OR f.i = 1 "
+    "ORDER BY e.seq) "
     "SELECT json_group_array(seq), json_group_array(kind), json_group_array(length(payload)), "
     "CAST(coalesce(group_concat(payload, ''), '') AS BLOB), "
     "EXISTS (SELECT 1 FROM events WHERE seq > coalesce((SELECT max(seq) FROM kept), ?1)) "
@@ -326,9 +329,11 @@ class Journal:
         return total
 
 
-# SQLite's default SQLITE_MAX_LENGTH: a longer row fails every append, and the journaler
-# would retry it for ever with everything after it waiting.
-_MAX_ROW_BYTES = 1_000_000_000
+# A longer event is poison. SQLite refuses a row near its 1e9-byte SQLITE_MAX_LENGTH, and
+# the journaler would retry it for ever with everything after it waiting; a read puts
+# one row beside up to 64 MiB of others (``pending``) in one value; and PostgreSQL takes
+# no JSONB string past 256 MiB, so nothing longer could be stored there anyway.
+_MAX_ROW_BYTES = 256 * 1024 * 1024
 _POISON_CHARS = 10_000  # of the event, kept in the dead letter
 
 
