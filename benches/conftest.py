@@ -1,3 +1,3 @@
 """Benchmarks run against the same real servers as the tests."""
 
-pytest_plugins = ["tests.conftest"]
+pytest_plugins = ["tests.conftest", "tests.ledger.conftest"]

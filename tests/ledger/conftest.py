@@ -9,6 +9,7 @@ import pytest
 
 from galfriday_recorder.config import RecorderConfig
 from galfriday_recorder.ledger import Ledger
+from galfriday_recorder.ledger.journal import Journal
 
 
 @pytest.fixture
@@ -22,3 +23,11 @@ def ledger(ledger_config: RecorderConfig) -> Iterator[Ledger]:
     led.start()
     yield led
     led.close(timeout=30)
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    j = Journal(tmp_path / "journal.db")
+    j.open()
+    yield j
+    j.close()

@@ -8,7 +8,6 @@ Python costs up to 5 ms a step, so a statement a row made 1,000 events take seco
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -27,14 +26,6 @@ _PAYLOADS = st.one_of(
 )
 _KINDS = st.sampled_from(["fill", "log", "group", "poison", "é", ""])  # the ledger's own names
 _BATCHES = st.lists(st.lists(st.tuples(_KINDS, _PAYLOADS), min_size=1, max_size=40), max_size=5)
-
-
-@pytest.fixture
-def journal(tmp_path: Path) -> Iterator[Journal]:
-    j = Journal(tmp_path / "journal.db")
-    j.open()
-    yield j
-    j.close()
 
 
 def _read_all(j: Journal, after: int, limit: int, max_bytes: int) -> list[Row]:
