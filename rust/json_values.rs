@@ -36,7 +36,9 @@ pub fn json_values(value: &Bound<'_, PyAny>, limit: u64) -> u64 {
     let mut total: u64 = 1;
     while let Some((_key, items, n)) = stack.last_mut() {
         let Some(child) = items.next() else {
-            let (key, _items, n) = stack.pop().expect("the loop holds a frame");
+            let Some((key, _items, n)) = stack.pop() else {
+                break;
+            };
             if let Some(key) = key {
                 walk.on_stack.remove(&key);
                 walk.memo.insert(key, n);
