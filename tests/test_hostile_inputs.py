@@ -403,8 +403,8 @@ def _fill(**kw: Any) -> Fill:
 
 
 def _shared(depth: int) -> list[Any]:
-    """A list holding one list twice, ``depth`` levels deep: 2^(depth + 1) values written
-    out, from ``depth`` objects in memory."""
+    """A list holding one list twice, ``depth`` levels deep: 3 * 2^depth - 1 values written
+    out, from ``depth + 1`` lists in memory."""
     inner: list[Any] = [1]
     for _ in range(depth):
         inner = [inner, inner]
