@@ -50,6 +50,7 @@ from galfriday_recorder.config import RecorderConfig
 from galfriday_recorder.lab.synth import RoundTrip
 from galfriday_recorder.ledger import KIND_ORDER, STATEMENTS, Bulk, Ledger, encode_event
 from galfriday_recorder.ledger.fold import fold
+from galfriday_recorder.ledger.sql import SESSION
 from galfriday_recorder.ledger.state import LedgerState, Out
 from galfriday_recorder.records import (
     Fill,
@@ -273,6 +274,7 @@ def test_bench_ledger_server_time_per_kind(benchmark: Any, pg_dsn: str, folded: 
     wal = 0
     group = RecorderConfig().commit_max_events
     conn = psycopg.connect(pg_dsn)
+    conn.execute(SESSION)  # the committer's planner settings
 
     def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
         cycles = build_cycles(CYCLES_PER_ROUND, start=next(rounds) * CYCLES_PER_ROUND)

@@ -50,7 +50,7 @@ class RecorderConfig:
     data_dir: Path = Path(".galfriday")
     journal_max_bytes: int = 512 * 1024 * 1024
     commit_interval_ms: float = 5.0
-    commit_max_events: int = 500
+    commit_max_events: int = 2000
     # A fill whose order has not been seen yet waits this long, then is dead-lettered.
     orphan_fill_timeout_s: float = 30.0
 

@@ -224,6 +224,40 @@ def test_a_backlog_is_committed_in_groups_of_bounded_bytes(
     assert sorted(m for (m,) in stored) == [f"{i:04d}" for i in range(20)]
 
 
+def test_a_flush_does_not_wait_for_the_group_to_grow(pg_dsn: str, tmp_path: Path) -> None:
+    """The committer lets a small group grow for ``commit_interval_ms``; a caller waiting in
+    ``flush()`` would gain nothing from that wait, so its group goes at once (here the
+    interval is a minute and the flush is given ten seconds). Without a flush, the
+    group still waits."""
+    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=60_000)
+    ledger = started(config)
+    try:
+        for round_ in range(3):  # each flush hurries its own group, not only the first
+            ledger.record_log(LogEntry(source_module="t", log_level="INFO", message=f"{round_}"))
+            assert ledger.flush(timeout=10)
+        ledger.record_log(LogEntry(source_module="t", log_level="INFO", message="later"))
+        assert ledger.wait_journaled(10)
+        time.sleep(0.5)
+        assert ledger.stats()["committed"] == 3
+    finally:
+        closed = ledger.close(timeout=10)
+    assert closed  # close flushes: that group goes now too
+    stored = rows(pg_dsn, "SELECT message FROM system_logs WHERE source_module = 't'")
+    assert sorted(m for (m,) in stored) == ["0", "1", "2", "later"]
+
+
+def test_close_right_after_a_flush_stops_the_writer(tmp_path: Path) -> None:
+    """A flush wakes the committer as ``close()`` cancels it: on Python 3.11,
+    ``asyncio.wait_for`` lost that cancellation when the two met, and the writer ran on
+    (``close()`` raised ``TimeoutError`` after 10 s). Several times: the two must meet."""
+    for attempt in range(5):
+        config = RecorderConfig(pg_dsn=UNREACHABLE, data_dir=tmp_path / f"data{attempt}")
+        ledger = started(config)
+        ledger.record_log(LogEntry(source_module="t", log_level="INFO", message="m"))
+        assert ledger.wait_journaled(10)
+        assert not ledger.close(timeout=0)  # PostgreSQL unreachable: not committed
+
+
 _CHILD = textwrap.dedent("""
     import sys, uuid
     from pathlib import Path

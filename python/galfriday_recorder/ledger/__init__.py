@@ -121,9 +121,18 @@ class Ledger:
         """
         if not self._started:
             return self._writer.pending_events == 0
-        if self._wait(self._writer.done_cond, lambda w, target: w.done_seq >= target, timeout):
-            return True
         w = self._writer
+        with w.done_cond:
+            w.flushing += 1
+        try:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nothing to hurry
+                assert w.wake_soon is not None
+                w.wake_soon(w.hurry)
+            if self._wait(w.done_cond, lambda w, target: w.done_seq >= target, timeout):
+                return True
+        finally:
+            with w.done_cond:
+                w.flushing -= 1
         log.warning(
             "ledger flush timed out: %d event(s) not yet in PostgreSQL (%d held for its state, "
             "%d not yet journaled); PostgreSQL %s",

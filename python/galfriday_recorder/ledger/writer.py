@@ -36,7 +36,7 @@ from ..records import LogEntry, dumps
 from ..redaction import redact
 from . import fault, fold
 from .journal import Journal, Row, encode_event, expand
-from .sql import KIND_ORDER, REFUSED, dead_letter_log, write
+from .sql import KIND_ORDER, REFUSED, SESSION, dead_letter_log, write
 from .state import SOURCE
 
 log = logging.getLogger("galfriday_recorder.ledger")
@@ -112,6 +112,8 @@ class Writer:
         self.wake_soon: Callable[..., Any] | None = None
         self._work: asyncio.Event | None = None
         self._journaled: asyncio.Event | None = None
+        self._hurry: asyncio.Event | None = None
+        self.flushing = 0  # callers waiting in flush(), counted under done_cond
         self._tasks: list[asyncio.Task[None]] = []
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._checkpoint: asyncio.Future[None] | None = None
@@ -128,6 +130,7 @@ class Writer:
         self._work = asyncio.Event()
         self._journaled = asyncio.Event()
         self._journaled.set()  # replay whatever the journal holds
+        self._hurry = asyncio.Event()
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._journal_loop()),
@@ -151,6 +154,11 @@ class Writer:
     def wake(self) -> None:
         assert self._work is not None
         self._work.set()
+
+    def hurry(self) -> None:
+        """A flush waits: the group being gathered goes now."""
+        assert self._hurry is not None
+        self._hurry.set()
 
     # -- journal -------------------------------------------------------------------------
 
@@ -215,14 +223,22 @@ class Writer:
 
     async def _commit_loop(self) -> None:
         assert self._journaled is not None
+        assert self._hurry is not None
         interval = self._config.commit_interval_ms / 1000
         limit = self._config.commit_max_events
         while True:
             if self.done_seq >= self.journal.last_seq:
                 self._journaled.clear()
                 await self._journaled.wait()
-            if self.journal.last_seq - self.done_seq < limit:
-                await asyncio.sleep(interval)  # let the group grow
+            if self.journal.last_seq - self.done_seq < limit and not self.flushing:
+                # Let the group grow, unless a flush is waiting for it. (Not wait_for: on
+                # Python 3.11 it can swallow a cancellation that meets the event being set.)
+                self._hurry.clear()
+                timer = asyncio.get_running_loop().call_later(interval, self._hurry.set)
+                try:
+                    await self._hurry.wait()
+                finally:
+                    timer.cancel()
             conn = await self._connection()
             high = self.journal.last_seq
             rows, everything = self._pending(limit)  # everything: the journal up to ``high``
@@ -333,9 +349,15 @@ class Writer:
         delay = BACKOFF_START
         while self._conn is None or self._conn.closed:
             try:
-                self._conn = await psycopg.AsyncConnection.connect(
+                conn = await psycopg.AsyncConnection.connect(
                     self._config.pg_conninfo, autocommit=True, connect_timeout=5
                 )
+                try:
+                    await conn.execute(SESSION)
+                except psycopg.Error:
+                    await conn.close()
+                    raise
+                self._conn = conn
             except psycopg.Error as exc:
                 self.pg_connected = 0
                 self.pg_errors += 1
