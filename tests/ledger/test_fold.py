@@ -92,9 +92,8 @@ def _events(
 async def _commit(conn: psycopg.AsyncConnection[Any], group: list[Row], *, folded: bool) -> None:
     ordered = sorted(fold(group) if folded else group, key=lambda r: KIND_ORDER[r[1]])
     async with conn.transaction():
-        cur = conn.cursor()
         for kind, same in itertools.groupby(ordered, key=lambda r: r[1]):
-            await write(cur, kind, [(s, p) for s, _k, p in same], INSTANCE)
+            await write(conn, kind, [(s, p) for s, _k, p in same], INSTANCE)
 
 
 async def _rows(conn: psycopg.AsyncConnection[Any]) -> list[tuple[Any, ...]]:
@@ -187,9 +186,9 @@ def test_a_folded_group_updates_no_row(pg_dsn: str) -> None:
             await _reset(conn)
             ordered = sorted(fold(events) if folded else events, key=lambda r: KIND_ORDER[r[1]])
             async with conn.transaction():
-                cur = conn.cursor()
                 for kind, same in itertools.groupby(ordered, key=lambda r: r[1]):
-                    await write(cur, kind, [(s, p) for s, _k, p in same], INSTANCE)
+                    await write(conn, kind, [(s, p) for s, _k, p in same], INSTANCE)
+                cur = conn.cursor()
                 await cur.execute(
                     "SELECT pg_stat_get_xact_tuples_updated('orders'::regclass), "
                     "pg_stat_get_xact_tuples_updated('signals'::regclass)"

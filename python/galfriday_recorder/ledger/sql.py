@@ -349,26 +349,32 @@ REFUSED = (
 
 
 async def write(
-    cur: psycopg.AsyncCursor[Any], kind: str, events: list[Event], instance: str
-) -> list[Any]:
+    conn: psycopg.AsyncConnection[Any], kind: str, events: list[Event], instance: str
+) -> psycopg.AsyncCursor[Any] | None:
     """Send one kind's events: one bulk statement, or (configurations) row by row in order.
     Signals and orders are written as ``instance``'s.
 
-    Returns the keys of rows that replaced different content (snapshots).
+    Returns the cursor of a statement whose rows name the rows that replaced different
+    content (snapshots), for :func:`replaced` once the group is sent: reading it sooner
+    would wait in the middle of a pipeline for every statement before it.
     """
     handler = STATEMENTS.get(kind)
     if handler is None:
         raise Poison(f"unknown or unserialisable event kind {kind!r}: {events[0][1][:200]!r}")
+    cur = conn.cursor()
     if isinstance(handler, Bulk):
         await cur.execute(handler.sql, handler.params(events, instance))
-        if handler.reports_replaced:
-            return [key for key, replaced in await cur.fetchall() if replaced]
-        return []
+        return cur if handler.reports_replaced else None
     for seq, payload in events:
         decoded = orjson.loads(payload)
         for sql, params in handler:
             await cur.execute(sql, params(seq, decoded))
-    return []
+    return None
+
+
+async def replaced(reports: list[psycopg.AsyncCursor[Any]]) -> list[Any]:
+    """The keys of rows that replaced different content, from :func:`write`'s cursors."""
+    return [key for cur in reports for key, changed in await cur.fetchall() if changed]
 
 
 STORED_FILLS = "SELECT exchange, fill_id FROM fills WHERE fill_id = ANY(%s)"

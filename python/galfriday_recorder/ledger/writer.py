@@ -36,7 +36,7 @@ from ..records import LogEntry, dumps
 from ..redaction import redact
 from . import fault, fold
 from .journal import Journal, Row, encode_event, expand
-from .sql import KIND_ORDER, REFUSED, SESSION, dead_letter_log, write
+from .sql import KIND_ORDER, REFUSED, SESSION, dead_letter_log, replaced, write
 from .state import SOURCE
 
 log = logging.getLogger("galfriday_recorder.ledger")
@@ -113,6 +113,9 @@ class Writer:
         self._work: asyncio.Event | None = None
         self._journaled: asyncio.Event | None = None
         self._hurry: asyncio.Event | None = None
+        # Clear while the committer sends a group: a journal batch holds the loop for
+        # milliseconds, and between two of a group's statements PostgreSQL would wait idle.
+        self._line_free: asyncio.Event | None = None
         self.flushing = 0  # callers waiting in flush(), counted under done_cond
         self._tasks: list[asyncio.Task[None]] = []
         self._conn: psycopg.AsyncConnection[Any] | None = None
@@ -131,6 +134,8 @@ class Writer:
         self._journaled = asyncio.Event()
         self._journaled.set()  # replay whatever the journal holds
         self._hurry = asyncio.Event()
+        self._line_free = asyncio.Event()
+        self._line_free.set()
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._journal_loop()),
@@ -164,6 +169,7 @@ class Writer:
 
     async def _journal_loop(self) -> None:
         assert self._work is not None
+        assert self._line_free is not None
         delay = BACKOFF_START
         while True:
             if not self.queue:
@@ -172,6 +178,7 @@ class Writer:
                     await self._work.wait()
                 self._work.clear()
                 self.parked = False
+            await self._line_free.wait()
             try:
                 self._journal_batch()
                 delay = BACKOFF_START
@@ -226,11 +233,15 @@ class Writer:
         assert self._hurry is not None
         interval = self._config.commit_interval_ms / 1000
         limit = self._config.commit_max_events
+        # A group smaller than this waits commit_interval_ms to grow. A journal batch's
+        # worth means the callers are in a burst: waiting would only let the journaler's
+        # next batch hold the loop first while PostgreSQL sits idle.
+        grown = min(limit, _JOURNAL_BATCH)
         while True:
             if self.done_seq >= self.journal.last_seq:
                 self._journaled.clear()
                 await self._journaled.wait()
-            if self.journal.last_seq - self.done_seq < limit and not self.flushing:
+            if self.journal.last_seq - self.done_seq < grown and not self.flushing:
                 # Let the group grow, unless a flush is waiting for it. (Not wait_for: on
                 # Python 3.11 it can swallow a cancellation that meets the event being set.)
                 self._hurry.clear()
@@ -403,14 +414,21 @@ class Writer:
         started = time.perf_counter()
         try:
             ordered = sorted(fold.fold(rows), key=lambda r: KIND_ORDER.get(r[1], -1))
-            replaced: list[Any] = []
-            async with conn.transaction(), conn.pipeline():
-                cur = conn.cursor()
-                for kind, group in itertools.groupby(ordered, key=lambda r: r[1]):
-                    replaced += await write(
-                        cur, kind, [(s, p) for s, _k, p in group], self._config.instance_name
-                    )
-            self._replaced(replaced)
+            reports: list[psycopg.AsyncCursor[Any]] = []
+            line = self._line_free
+            assert line is not None
+            line.clear()
+            try:
+                async with conn.transaction(), conn.pipeline():
+                    for kind, group in itertools.groupby(ordered, key=lambda r: r[1]):
+                        events = [(s, p) for s, _k, p in group]
+                        report = await write(conn, kind, events, self._config.instance_name)
+                        if report is not None:
+                            reports.append(report)
+                    line.set()  # all sent: the journal goes on while they run
+            finally:
+                line.set()
+            self._replaced(await replaced(reports))
             dead: list[tuple[Row, str]] = []
         except REFUSED as exc:
             if conn.broken:
@@ -426,15 +444,16 @@ class Writer:
         self, conn: psycopg.AsyncConnection[Any], rows: list[Row]
     ) -> list[tuple[Row, str]]:
         dead: list[tuple[Row, str]] = []
-        replaced: list[Any] = []
+        instants: list[Any] = []
         async with conn.transaction():
             for row in rows:
                 seq, kind, payload = row
                 try:
                     async with conn.transaction():
-                        replaced += await write(
-                            conn.cursor(), kind, [(seq, payload)], self._config.instance_name
-                        )
+                        events = [(seq, payload)]
+                        report = await write(conn, kind, events, self._config.instance_name)
+                        if report is not None:
+                            instants += await replaced([report])
                 except REFUSED as exc:
                     if _transient(exc):  # another process won a race: retry the group
                         raise
@@ -447,12 +466,12 @@ class Writer:
                         reason,
                     )
                     await write(
-                        conn.cursor(),
+                        conn,
                         "log",
                         [(seq, dumps(dead_letter_log(self.journal.instance, seq, kind, reason)))],
                         self._config.instance_name,
                     )
-        self._replaced(replaced)
+        self._replaced(instants)
         return dead
 
     def _replaced(self, instants: list[Any]) -> None:
