@@ -246,6 +246,29 @@ def test_a_flush_does_not_wait_for_the_group_to_grow(pg_dsn: str, tmp_path: Path
     assert sorted(m for (m,) in stored) == ["0", "1", "2", "later"]
 
 
+def test_a_journal_batch_worth_of_events_goes_without_waiting_to_grow(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    """A group waits ``commit_interval_ms`` to grow only while it is smaller than one
+    journal batch: a batch's worth means a burst, and its first group goes while the
+    callers still record (here the interval is a minute, and no one flushes)."""
+    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_interval_ms=60_000)
+    ledger = started(config)
+    try:
+        for i in range(writer._JOURNAL_BATCH * 3 // 2):
+            ledger.record_log(LogEntry(source_module="t", log_level="INFO", message=f"{i}"))
+        deadline = time.monotonic() + 20
+        while ledger.stats()["committed"] < writer._JOURNAL_BATCH and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert ledger.stats()["committed"] >= writer._JOURNAL_BATCH
+    finally:
+        closed = ledger.close(timeout=10)
+    assert closed
+    assert rows(pg_dsn, "SELECT count(*) FROM system_logs WHERE source_module = 't'") == [
+        (writer._JOURNAL_BATCH * 3 // 2,)
+    ]
+
+
 def test_close_right_after_a_flush_stops_the_writer(tmp_path: Path) -> None:
     """A flush wakes the committer as ``close()`` cancels it: on Python 3.11,
     ``asyncio.wait_for`` lost that cancellation when the two met, and the writer ran on

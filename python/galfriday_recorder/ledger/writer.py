@@ -113,10 +113,11 @@ class Writer:
         self._work: asyncio.Event | None = None
         self._journaled: asyncio.Event | None = None
         self._hurry: asyncio.Event | None = None
-        # Clear while the committer sends a group: a journal batch holds the loop for
-        # milliseconds, and between two of a group's statements PostgreSQL would wait idle.
-        self._line_free: asyncio.Event | None = None
         self.flushing = 0  # callers waiting in flush(), counted under done_cond
+        # A group smaller than this waits commit_interval_ms to grow. A journal batch's
+        # worth means the callers are in a burst: waiting would only let the journaler's
+        # next batch hold the loop first while PostgreSQL sits idle.
+        self._grown = min(config.commit_max_events, _JOURNAL_BATCH)
         self._tasks: list[asyncio.Task[None]] = []
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._checkpoint: asyncio.Future[None] | None = None
@@ -134,8 +135,6 @@ class Writer:
         self._journaled = asyncio.Event()
         self._journaled.set()  # replay whatever the journal holds
         self._hurry = asyncio.Event()
-        self._line_free = asyncio.Event()
-        self._line_free.set()
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._journal_loop()),
@@ -169,7 +168,6 @@ class Writer:
 
     async def _journal_loop(self) -> None:
         assert self._work is not None
-        assert self._line_free is not None
         delay = BACKOFF_START
         while True:
             if not self.queue:
@@ -178,7 +176,6 @@ class Writer:
                     await self._work.wait()
                 self._work.clear()
                 self.parked = False
-            await self._line_free.wait()
             try:
                 self._journal_batch()
                 delay = BACKOFF_START
@@ -224,7 +221,10 @@ class Writer:
         self.pending_bytes += sum(len(payload) for _kind, payload in rows)
         self.pending_events += len(rows)
         assert self._journaled is not None
+        assert self._hurry is not None
         self._journaled.set()
+        if self.journal.last_seq - self.done_seq >= self._grown:
+            self._hurry.set()  # the group the committer lets grow has grown
 
     # -- commit --------------------------------------------------------------------------
 
@@ -233,15 +233,11 @@ class Writer:
         assert self._hurry is not None
         interval = self._config.commit_interval_ms / 1000
         limit = self._config.commit_max_events
-        # A group smaller than this waits commit_interval_ms to grow. A journal batch's
-        # worth means the callers are in a burst: waiting would only let the journaler's
-        # next batch hold the loop first while PostgreSQL sits idle.
-        grown = min(limit, _JOURNAL_BATCH)
         while True:
             if self.done_seq >= self.journal.last_seq:
                 self._journaled.clear()
                 await self._journaled.wait()
-            if self.journal.last_seq - self.done_seq < grown and not self.flushing:
+            if self.journal.last_seq - self.done_seq < self._grown and not self.flushing:
                 # Let the group grow, unless a flush is waiting for it. (Not wait_for: on
                 # Python 3.11 it can swallow a cancellation that meets the event being set.)
                 self._hurry.clear()
@@ -415,19 +411,12 @@ class Writer:
         try:
             ordered = sorted(fold.fold(rows), key=lambda r: KIND_ORDER.get(r[1], -1))
             reports: list[psycopg.AsyncCursor[Any]] = []
-            line = self._line_free
-            assert line is not None
-            line.clear()
-            try:
-                async with conn.transaction(), conn.pipeline():
-                    for kind, group in itertools.groupby(ordered, key=lambda r: r[1]):
-                        events = [(s, p) for s, _k, p in group]
-                        report = await write(conn, kind, events, self._config.instance_name)
-                        if report is not None:
-                            reports.append(report)
-                    line.set()  # all sent: the journal goes on while they run
-            finally:
-                line.set()
+            async with conn.transaction(), conn.pipeline():
+                for kind, group in itertools.groupby(ordered, key=lambda r: r[1]):
+                    events = [(s, p) for s, _k, p in group]
+                    report = await write(conn, kind, events, self._config.instance_name)
+                    if report is not None:
+                        reports.append(report)
             self._replaced(await replaced(reports))
             dead: list[tuple[Row, str]] = []
         except REFUSED as exc:
