@@ -3,10 +3,11 @@
 1. the *journaler* drains the deque into the SQLite journal, one transaction
    per batch, which is the acknowledgement point (see :mod:`.journal`);
 2. the *committer* reads journaled events in order and writes them to
-   PostgreSQL in group transactions (every ``commit_interval_ms`` or
-   ``commit_max_events``, whichever first), one pipelined statement per event
-   kind that takes the journal payloads as they are (see :class:`.sql.Bulk`),
-   then deletes them from the journal.
+   PostgreSQL in group transactions of at most ``commit_max_events`` (a group
+   smaller than a journal batch waits up to ``commit_interval_ms`` to grow, unless
+   a flush waits for it), one pipelined statement per event kind that takes the
+   journal payloads as they are (see :class:`.sql.Bulk`), then deletes them from
+   the journal.
 
 A batch PostgreSQL refuses with a data or integrity error is retried event by
 event under savepoints: the offending event moves to the journal's
@@ -160,7 +161,7 @@ class Writer:
         self._work.set()
 
     def hurry(self) -> None:
-        """A flush waits: the group being gathered goes now."""
+        """The group being gathered goes now (a flush waits for it)."""
         assert self._hurry is not None
         self._hurry.set()
 
