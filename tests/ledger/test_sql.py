@@ -447,7 +447,7 @@ def test_a_group_reads_only_its_own_rows_whatever_the_tables_hold(
     """Bounded work: verdicts, order updates, fills and derived trades find their rows by
     key. With 10,000 finished cycles stored, the planner read the signals table whole
     for each group's verdicts and derived trades (980,690 rows over 1,500 cycles); with
-    a few hundred to a few thousand, it read it whole at the default cost of a random
+    a few hundred to about a thousand, it read it whole at the default cost of a random
     page, testing each row against every key of the group."""
     store_finished_cycles(pg_dsn, stored)
     before = _rows_scanned(pg_dsn)

@@ -278,7 +278,7 @@ _CONFIG: tuple[Statement, ...] = (
 )
 # The committer's session. Its updates find their rows by key (``= ANY(...)`` over the
 # group's keys, above); at the default cost of a random page (4, a spinning disk's) the
-# planner reads a table of up to a few thousand rows whole instead, testing every row
+# planner reads a table of up to about a thousand rows whole instead, testing every row
 # against every key of the group: an order-update statement of 100 keys took 2.4 ms on
 # 200 orders and 14.5 ms for 500 keys on 1,000, against 0.6 ms and 2.2 ms through the index.
 # 1.1 is the usual figure for SSDs and for tables held in memory, as a ledger's are.
