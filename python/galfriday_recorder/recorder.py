@@ -45,9 +45,9 @@ from .records import (
     PortfolioSnapshot,
     Signal,
     Trade,
-    canonical_json,
     client_order_uuid,
     dumps,
+    refuse_expanding,
     utcnow,
 )
 from .redaction import redact
@@ -418,7 +418,7 @@ class Recorder:
         """Store the bot's configuration with secret-looking keys masked; return its hash."""
         if not isinstance(content, Mapping):
             return self.ledger.record_configuration(content)  # refused there, naming the field
-        canonical_json(content)  # refused as the ledger would, before redacting walks it all
+        refuse_expanding("config_content", content)  # before redacting walks it all
         return self.ledger.record_configuration(redact_mapping(content))
 
     # -- the bot's own shapes (see bridge.py for its events) ---------------------------

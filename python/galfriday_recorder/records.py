@@ -255,7 +255,7 @@ def json_object(name: str, value: Any, *, optional: bool = False) -> Any:
         raise ValidationError(name, "is required")
     if not isinstance(value, (Mapping, list)):
         raise ValidationError(name, f"must be a dict or list, not {type(value).__name__}")
-    _refuse_expanding(name, value)
+    refuse_expanding(name, value)
     try:  # one level deeper, as the journal writes it inside its record (orjson's depth limit)
         data = dumps([value])
     except TypeError as exc:
@@ -276,7 +276,9 @@ def _expands(value: Any) -> bool:
     return json_values(value, MAX_JSON_VALUES) > MAX_JSON_VALUES
 
 
-def _refuse_expanding(name: str, value: Any) -> None:
+def refuse_expanding(name: str, value: Any) -> None:
+    """``ValidationError`` naming ``name`` if ``value`` would expand past the limit (or holds
+    itself), before anything walks it whole."""
     if _expands(value):
         raise ValidationError(
             name, f"holds more than {MAX_JSON_VALUES:,} values once shared ones are written out"
@@ -703,7 +705,7 @@ class Configuration:
 
 def canonical_json(content: Mapping[str, Any]) -> bytes:
     """Sorted keys, no whitespace, Decimals as strings: the bytes the config hash is taken of."""
-    _refuse_expanding("config_content", content)
+    refuse_expanding("config_content", content)
     try:
         data = orjson.dumps(content, default=json_default, option=orjson.OPT_SORT_KEYS)
     except TypeError as exc:

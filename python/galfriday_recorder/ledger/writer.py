@@ -161,7 +161,7 @@ class Writer:
         self._work.set()
 
     def hurry(self) -> None:
-        """The group being gathered goes now (a flush waits for it)."""
+        """The group being gathered goes now (a flush waits for it, or it has grown)."""
         assert self._hurry is not None
         self._hurry.set()
 
@@ -222,10 +222,9 @@ class Writer:
         self.pending_bytes += sum(len(payload) for _kind, payload in rows)
         self.pending_events += len(rows)
         assert self._journaled is not None
-        assert self._hurry is not None
         self._journaled.set()
         if self.journal.last_seq - self.done_seq >= self._grown:
-            self._hurry.set()  # the group the committer lets grow has grown
+            self.hurry()  # the group the committer lets grow has grown
 
     # -- commit --------------------------------------------------------------------------
 
