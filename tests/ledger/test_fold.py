@@ -23,7 +23,7 @@ from ledgerkit import T0, make_order, make_signal
 from galfriday_recorder.ledger import KIND_ORDER
 from galfriday_recorder.ledger.fold import fold
 from galfriday_recorder.ledger.journal import Row, encode_event
-from galfriday_recorder.ledger.sql import write
+from galfriday_recorder.ledger.sql import group_query, send_group, write
 from galfriday_recorder.records import ORDER_STATUSES, OrderUpdate, SignalStatusUpdate
 
 INSTANCE = "fold-test"
@@ -90,10 +90,18 @@ def _events(
 
 
 async def _commit(conn: psycopg.AsyncConnection[Any], group: list[Row], *, folded: bool) -> None:
+    """Folded: as the committer sends a group, one query; else statement by statement."""
     ordered = sorted(fold(group) if folded else group, key=lambda r: KIND_ORDER[r[1]])
+    kinds = [
+        (kind, [(s, p) for s, _k, p in same])
+        for kind, same in itertools.groupby(ordered, key=lambda r: r[1])
+    ]
+    if folded:
+        await send_group(conn, group_query(conn, kinds, INSTANCE))
+        return
     async with conn.transaction():
-        for kind, same in itertools.groupby(ordered, key=lambda r: r[1]):
-            await write(conn, kind, [(s, p) for s, _k, p in same], INSTANCE)
+        for kind, events in kinds:
+            await write(conn, kind, events, INSTANCE)
 
 
 async def _rows(conn: psycopg.AsyncConnection[Any]) -> list[tuple[Any, ...]]:

@@ -7,13 +7,15 @@ import uuid
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import orjson
 import psycopg
 import pytest
-from ledgerkit import T0, make_fill, make_order, make_signal, rows
+from ledgerkit import T0, make_fill, make_order, make_signal, rows, started
 
+from galfriday_recorder.config import RecorderConfig
 from galfriday_recorder.errors import IllegalTransition, UnknownOrder, ValidationError
 from galfriday_recorder.ledger import Ledger
 from galfriday_recorder.records import LogEntry, PortfolioSnapshot
@@ -342,6 +344,35 @@ def test_a_trigger_refusing_an_event_dead_letters_it_and_the_rest_commits(
     assert reason in message
     stats = ledger.stats()
     assert (stats["dead_letters"], stats["commit_conflicts_retried"]) == (1, 0)
+
+
+def test_a_backlog_goes_in_groups_made_ahead_each_event_once(pg_dsn: str, tmp_path: Path) -> None:
+    """A backlog's groups go back to back, each made while the one before it is in
+    PostgreSQL (here another session holds the signals table while the callers record):
+    a refused event in a later group costs only itself, the group after it is made again,
+    and every other event is stored once."""
+    _trigger_on_signals(pg_dsn, "IF NEW.strategy_id = 'poison' THEN RAISE 'no'; END IF;")
+    config = RecorderConfig(pg_dsn=pg_dsn, data_dir=tmp_path / "data", commit_max_events=40)
+    ledger = started(config)
+    signals = [make_signal(strategy_id="poison" if i == 150 else "s") for i in range(300)]
+    try:
+        assert ledger.flush(timeout=30)  # connected and state read, before the lock
+        with psycopg.connect(pg_dsn) as blocker:
+            blocker.execute("LOCK TABLE signals IN ACCESS EXCLUSIVE MODE")
+            for i, signal in enumerate(signals):
+                ledger.record_signal(signal)
+                ledger.record_log(LogEntry(source_module="t", log_level="INFO", message=str(i)))
+            assert ledger.wait_journaled(10)
+        assert ledger.flush(timeout=60)
+        stats = ledger.stats()
+    finally:
+        ledger.close(timeout=10)
+    stored = sorted(r[0] for r in rows(pg_dsn, "SELECT signal_id FROM signals"))
+    assert stored == sorted(s.signal_id for s in signals if s.strategy_id != "poison")
+    logged = rows(pg_dsn, "SELECT message FROM system_logs WHERE source_module = 't'")
+    assert sorted(int(m) for (m,) in logged) == list(range(300))
+    assert (stats["dead_letters"], stats["committed"]) == (1, 599)
+    assert stats["commit_batches"] >= 600 // 40
 
 
 @pytest.mark.parametrize("code", ["serialization_failure", "deadlock_detected"])

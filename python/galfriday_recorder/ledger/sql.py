@@ -348,33 +348,74 @@ REFUSED = (
 )
 
 
-async def write(
-    conn: psycopg.AsyncConnection[Any], kind: str, events: list[Event], instance: str
-) -> psycopg.AsyncCursor[Any] | None:
-    """Send one kind's events: one bulk statement, or (configurations) row by row in order.
-    Signals and orders are written as ``instance``'s.
-
-    Returns the cursor of a statement whose rows name the rows that replaced different
-    content (snapshots), for :func:`replaced` once the group is sent: reading it sooner
-    would wait in the middle of a pipeline for every statement before it.
-    """
+def _statements(kind: str, events: list[Event], instance: str) -> list[tuple[str, Params, bool]]:
+    """One kind's events as statements: (SQL, parameters, whether its rows name the rows
+    that replaced different content, as snapshots' do). Signals and orders are written as
+    ``instance``'s."""
     handler = STATEMENTS.get(kind)
     if handler is None:
         raise Poison(f"unknown or unserialisable event kind {kind!r}: {events[0][1][:200]!r}")
-    cur = conn.cursor()
     if isinstance(handler, Bulk):
-        await cur.execute(handler.sql, handler.params(events, instance))
-        return cur if handler.reports_replaced else None
-    for seq, payload in events:
+        return [(handler.sql, handler.params(events, instance), handler.reports_replaced)]
+    out: list[tuple[str, Params, bool]] = []
+    for seq, payload in events:  # configurations and repairs: row by row, in order
         decoded = orjson.loads(payload)
-        for sql, params in handler:
-            await cur.execute(sql, params(seq, decoded))
-    return None
+        out.extend((sql, params(seq, decoded), False) for sql, params in handler)
+    return out
 
 
-async def replaced(reports: list[psycopg.AsyncCursor[Any]]) -> list[Any]:
-    """The keys of rows that replaced different content, from :func:`write`'s cursors."""
-    return [key for cur in reports for key, changed in await cur.fetchall() if changed]
+def _replaced(rows: list[Any]) -> list[Any]:
+    return [key for key, changed in rows if changed]
+
+
+async def write(
+    conn: psycopg.AsyncConnection[Any], kind: str, events: list[Event], instance: str
+) -> list[Any]:
+    """Send one kind's events, a statement at a time; return the keys of the rows that
+    replaced different content (snapshots)."""
+    out: list[Any] = []
+    async with conn.cursor() as cur:
+        for sql, params, reports in _statements(kind, events, instance):
+            await cur.execute(sql, params)
+            if reports:
+                out += _replaced(await cur.fetchall())
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupQuery:
+    """A group's statements, kind by kind, as one query with its parameters bound: one
+    transaction (the server runs a query of several statements as one) and one message
+    each way. Sent a statement at a time, even pipelined, each statement waited for the
+    socket, and with callers recording flat out each such wait took up to the
+    interpreter's switch interval (5 ms) to get the GIL back. Binding on this side (a
+    client cursor) is the only way to send several statements in one; made before it is
+    sent, the query can be made while the group before it is in PostgreSQL."""
+
+    text: str
+    reports: tuple[bool, ...]  # per statement: its rows name rows that replaced others
+
+
+def group_query(
+    conn: psycopg.AsyncConnection[Any], kinds: list[tuple[str, list[Event]]], instance: str
+) -> GroupQuery:
+    parts = [part for kind, events in kinds for part in _statements(kind, events, instance)]
+    text = psycopg.AsyncClientCursor(conn).mogrify(
+        ";".join(sql for sql, _p, _r in parts), [v for part in parts for v in part[1]]
+    )
+    return GroupQuery(text, tuple(reports for _s, _p, reports in parts))
+
+
+async def send_group(conn: psycopg.AsyncConnection[Any], query: GroupQuery) -> list[Any]:
+    """Run a :func:`group_query`; return what :func:`write` returns."""
+    out: list[Any] = []
+    async with psycopg.AsyncClientCursor(conn) as cur:
+        await cur.execute(query.text)
+        for reports in query.reports:
+            if reports:
+                out += _replaced(await cur.fetchall())
+            cur.nextset()
+    return out
 
 
 STORED_FILLS = "SELECT exchange, fill_id FROM fills WHERE fill_id = ANY(%s)"

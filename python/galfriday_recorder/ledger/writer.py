@@ -5,9 +5,10 @@
 2. the *committer* reads journaled events in order and writes them to
    PostgreSQL in group transactions of at most ``commit_max_events`` (a group
    smaller than a journal batch waits up to ``commit_interval_ms`` to grow, unless
-   a flush waits for it), one pipelined statement per event kind that takes the
-   journal payloads as they are (see :class:`.sql.Bulk`), then deletes them from
-   the journal.
+   a flush waits for it), then deletes them from the journal. A group is one query
+   (:class:`.sql.GroupQuery`): a statement per event kind that takes the journal
+   payloads as they are (:class:`.sql.Bulk`). The next group is made while one is
+   in PostgreSQL, so a backlog's groups follow each other with little between them.
 
 A batch PostgreSQL refuses with a data or integrity error is retried event by
 event under savepoints: the offending event moves to the journal's
@@ -37,7 +38,16 @@ from ..records import LogEntry, dumps
 from ..redaction import redact
 from . import fault, fold
 from .journal import Journal, Row, encode_event, expand
-from .sql import KIND_ORDER, REFUSED, SESSION, dead_letter_log, replaced, write
+from .sql import (
+    KIND_ORDER,
+    REFUSED,
+    SESSION,
+    GroupQuery,
+    dead_letter_log,
+    group_query,
+    send_group,
+    write,
+)
 from .state import SOURCE
 
 log = logging.getLogger("galfriday_recorder.ledger")
@@ -62,6 +72,40 @@ Queued = tuple[str, Any, float]
 # Resolves the held rows of a group once PostgreSQL's state is in: the rows as they are
 # to be committed, same seqs (reading PostgreSQL on a worker thread as it needs).
 Resolver = Callable[[list[Row]], Awaitable[list[Row]]]
+
+
+Dead = tuple[Row, str]  # a refused event and why
+
+
+class _Group:
+    """One group commit: the journal rows it settles and, once made, its query."""
+
+    def __init__(
+        self, conn: psycopg.AsyncConnection[Any], rows: list[Row], everything: bool, high: int
+    ) -> None:
+        self.conn = conn
+        self.rows = rows  # resolved held rows included
+        self.everything = everything  # the journal held nothing more up to ``high``
+        self.high = high
+        self.live = expand([row for row in rows if row[1] != NOTHING])
+        self.refused: list[Dead] = [
+            (row, str(orjson.loads(row[2])["reason"]))
+            for row in self.live
+            if row[1] == REFUSED_KIND
+        ]
+        self.sent = [r for r in self.live if r[1] != REFUSED_KIND] if self.refused else self.live
+        self.query: GroupQuery | None = None
+
+    def made(self, instance: str) -> _Group:
+        """With its query made: folded, kind by kind (:data:`.sql.KIND_ORDER`)."""
+        if self.query is None:
+            ordered = sorted(fold.fold(self.sent), key=lambda r: KIND_ORDER.get(r[1], -1))
+            kinds = [
+                (kind, [(s, p) for s, _k, p in same])
+                for kind, same in itertools.groupby(ordered, key=lambda r: r[1])
+            ]
+            self.query = group_query(self.conn, kinds, instance)
+        return self
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -121,6 +165,7 @@ class Writer:
         self._grown = min(config.commit_max_events, _JOURNAL_BATCH)
         self._tasks: list[asyncio.Task[None]] = []
         self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._next: _Group | None = None  # made while the group before it was sent
         self._checkpoint: asyncio.Future[None] | None = None
 
     def open(self) -> None:
@@ -247,24 +292,27 @@ class Writer:
                 finally:
                     timer.cancel()
             conn = await self._connection()
-            high = self.journal.last_seq
-            rows, everything = self._pending(limit)  # everything: the journal up to ``high``
-            first_held = next((i for i, row in enumerate(rows) if row[1] == HELD), None)
-            if first_held is not None and (first_held > 0 or not self._state_loaded()):
-                # What came before a held event is in PostgreSQL before it is resolved
-                # (it may read it); the rest waits for PostgreSQL's state.
-                rows, everything = rows[:first_held], False
-                if not rows:
-                    await asyncio.sleep(BACKOFF_CAP)
-                    continue
+            group = self._made_ahead(conn)
+            if group is None:
+                high = self.journal.last_seq
+                rows, everything = self._pending(self.done_seq, limit)
+                first_held = next((i for i, row in enumerate(rows) if row[1] == HELD), None)
+                if first_held is not None and (first_held > 0 or not self._state_loaded()):
+                    # What came before a held event is in PostgreSQL before it is resolved
+                    # (it may read it); the rest waits for PostgreSQL's state.
+                    rows, everything = rows[:first_held], False
+                    if not rows:
+                        await asyncio.sleep(BACKOFF_CAP)
+                        continue
             try:
-                if first_held == 0:
-                    rows = await self._resolve(rows)
-                    self._retail(rows)
-                live = expand([row for row in rows if row[1] != NOTHING])
+                if group is None:
+                    if first_held == 0:
+                        rows = await self._resolve(rows)
+                        self._retail(rows)
+                    group = _Group(conn, rows, everything, high)
                 if fault.ARMED:
                     fault.reached("commit")
-                dead = await self._commit(conn, live) if live else []
+                dead = await self._commit(conn, group)
                 if fault.ARMED:
                     fault.reached("committed")
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
@@ -290,7 +338,8 @@ class Writer:
                 await self._disconnected(exc)
                 await asyncio.sleep(BACKOFF_CAP)
                 continue
-            done = high if everything else rows[-1][0]
+            rows = group.rows
+            done = group.high if group.everything else rows[-1][0]
             if rows:
                 forget = functools.partial(self.journal.done, rows[-1][0], dead)
                 await self.until_journaled("forget", forget)
@@ -300,7 +349,7 @@ class Writer:
                     tail.popleft()
             self.pending_events -= len(rows)
             self.pending_bytes -= sum(len(r[2]) for r in rows)
-            self.committed += len(live) - len(dead)
+            self.committed += len(group.live) - len(dead)
             self.dead += len(dead)
             with self.done_cond:
                 self.done_seq = done
@@ -321,15 +370,17 @@ class Writer:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_CAP)
 
-    def _pending(self, limit: int) -> tuple[list[Row], bool]:
-        """The next rows to commit, at most ``limit`` and about ``_GROUP_BYTES``, and
-        whether they are all the journal holds: from the tail if it follows on, else from
-        the journal (a start with a backlog, or a tail dropped while PostgreSQL was away)."""
+    def _pending(self, after: int, limit: int) -> tuple[list[Row], bool]:
+        """The rows to commit after seq ``after``, at most ``limit`` and about
+        ``_GROUP_BYTES``, and whether they are all the journal holds: from the tail if it
+        follows on, else from the journal (a start with a backlog, or a tail dropped while
+        PostgreSQL was away)."""
         tail = self._tail
         if not (tail and tail[0][0] == self.done_seq + 1):
-            rows, more = self.journal.pending(self.done_seq, limit, _GROUP_BYTES)
+            rows, more = self.journal.pending(after, limit, _GROUP_BYTES)
             return rows, not more
-        rows = list(itertools.islice(tail, limit))
+        skip = after - self.done_seq
+        rows = list(itertools.islice(tail, skip, skip + limit))
         size = 0
         for i, row in enumerate(rows):
             size += len(row[2])
@@ -393,46 +444,69 @@ class Writer:
                 await self._conn.close()
             self._conn = None
 
-    async def _commit(
-        self, conn: psycopg.AsyncConnection[Any], rows: list[Row]
-    ) -> list[tuple[Row, str]]:
+    def _made_ahead(self, conn: psycopg.AsyncConnection[Any]) -> _Group | None:
+        """The group made while the one before it was in PostgreSQL, if it is still the
+        one to send: it follows on, and it is a full group, or nothing came since."""
+        group, self._next = self._next, None
+        if group is None or group.conn is not conn or group.rows[0][0] != self.done_seq + 1:
+            return None
+        small = group.everything and len(group.rows) < self._grown
+        if small and group.high != self.journal.last_seq:  # more came: one larger group
+            return None
+        return group
+
+    def _make_next(self, group: _Group, made: list[_Group]) -> None:
+        """Make the group after ``group`` (into ``made``) while ``group`` is in PostgreSQL;
+        none if it starts with a held event (resolved only once ``group`` is committed) or
+        cannot be made here (the loop makes it again, where a refusal is handled)."""
+        with contextlib.suppress(Exception):
+            high = self.journal.last_seq
+            rows, everything = self._pending(group.rows[-1][0], self._config.commit_max_events)
+            first_held = next((i for i, row in enumerate(rows) if row[1] == HELD), None)
+            if first_held is not None:
+                rows, everything = rows[:first_held], False
+            if rows:
+                made.append(
+                    _Group(group.conn, rows, everything, high).made(self._config.instance_name)
+                )
+
+    async def _commit(self, conn: psycopg.AsyncConnection[Any], group: _Group) -> list[Dead]:
         """Commit one group; on a refused event fall back to one savepoint per event.
 
+        While the group is in PostgreSQL the next one is made (:meth:`_make_next`).
         ``refused`` rows (``Ledger.record_refused``) are dead letters from the start.
         """
-        refused = [
-            (row, str(orjson.loads(row[2])["reason"])) for row in rows if row[1] == REFUSED_KIND
-        ]
-        if refused:
-            rows = [row for row in rows if row[1] != REFUSED_KIND]
-            if not rows:
-                return refused
+        if not group.sent:
+            return group.refused
         started = time.perf_counter()
+        made: list[_Group] = []
         try:
-            ordered = sorted(fold.fold(rows), key=lambda r: KIND_ORDER.get(r[1], -1))
-            reports: list[psycopg.AsyncCursor[Any]] = []
-            async with conn.transaction(), conn.pipeline():
-                for kind, group in itertools.groupby(ordered, key=lambda r: r[1]):
-                    events = [(s, p) for s, _k, p in group]
-                    report = await write(conn, kind, events, self._config.instance_name)
-                    if report is not None:
-                        reports.append(report)
-            self._replaced(await replaced(reports))
-            dead: list[tuple[Row, str]] = []
+            query = group.made(self._config.instance_name).query
+            assert query is not None
+            # Runs once the query is sent: the send below starts at once and yields only to
+            # wait for the socket or the results (a task would start after whatever else is
+            # ready, such as the journaler's next batch).
+            making = asyncio.get_running_loop().call_soon(self._make_next, group, made)
+            try:
+                self._replaced(await send_group(conn, query))
+            finally:
+                making.cancel()
+            self._next = made[0] if made else None
+            dead: list[Dead] = []
         except REFUSED as exc:
             if conn.broken:
                 raise psycopg.OperationalError("connection lost during commit") from None
             if _transient(exc):
                 raise
-            dead = await self._commit_one_by_one(conn, rows)
+            dead = await self._commit_one_by_one(conn, group.sent)
         self.latencies.append((time.perf_counter() - started) * 1000)
         self.batches += 1
-        return dead + refused
+        return dead + group.refused
 
     async def _commit_one_by_one(
         self, conn: psycopg.AsyncConnection[Any], rows: list[Row]
-    ) -> list[tuple[Row, str]]:
-        dead: list[tuple[Row, str]] = []
+    ) -> list[Dead]:
+        dead: list[Dead] = []
         instants: list[Any] = []
         async with conn.transaction():
             for row in rows:
@@ -440,9 +514,7 @@ class Writer:
                 try:
                     async with conn.transaction():
                         events = [(seq, payload)]
-                        report = await write(conn, kind, events, self._config.instance_name)
-                        if report is not None:
-                            instants += await replaced([report])
+                        instants += await write(conn, kind, events, self._config.instance_name)
                 except REFUSED as exc:
                     if _transient(exc):  # another process won a race: retry the group
                         raise
