@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -13,6 +14,8 @@ from pathlib import Path
 import orjson
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from ledgerkit import (
     T0,
     make_fill,
@@ -25,7 +28,10 @@ from ledgerkit import (
     store_finished_cycles,
 )
 
+from galfriday_recorder.errors import ValidationError
 from galfriday_recorder.ledger import Ledger
+from galfriday_recorder.ledger.journal import encode_event
+from galfriday_recorder.ledger.sql import group_query, send_group
 from galfriday_recorder.records import LogEntry, PortfolioSnapshot, Trade
 
 
@@ -502,3 +508,52 @@ def test_a_dict_changed_after_its_record_was_built_changes_nothing_recorded(
     assert rows(pg_dsn, "SELECT positions FROM portfolio_snapshots") == [
         ({"XRP/USD": {"qty": "150"}},)
     ]
+
+
+# Weighted toward what quoting a value into a query could get wrong.
+_QUOTED_TEXT = st.lists(
+    st.one_of(
+        st.sampled_from(
+            ("'", "''", "\\", "\\'", "%", "%s", "%%", "%(x)s", ";", '"', "$$", "E'", "\n")
+        ),
+        st.sampled_from(("\x00", "\x01", "\x7f", "é", "\U0001d11e", "\\u0000", "*/", "--")),
+        st.characters(exclude_categories=["Cs"]),
+    ),
+    max_size=20,
+).map("".join)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(texts=st.lists(_QUOTED_TEXT, min_size=1, max_size=6))
+def test_text_bound_into_a_group_query_reads_back_identical(pg_dsn: str, texts: list[str]) -> None:
+    """A group's parameters are quoted into its query on this side (``sql.GroupQuery``):
+    quotes, backslashes, placeholders, comments and any character either are refused at
+    the call (a NUL) or read back identical, as a message and as a JSONB key and value.
+    The query goes as the committer sends it, without the committer's fallback (event by
+    event, the server binding the parameters) to hide a misquoted one."""
+    entries = []
+    for text in texts:
+        if "\x00" in text:
+            with pytest.raises(ValidationError, match="NUL"):
+                LogEntry(source_module="quoting", log_level="INFO", message=text)
+            continue
+        context = {text: [text]}
+        entries.append(LogEntry(source_module="q", log_level="INFO", message=text, context=context))
+    events = [(seq, encode_event("log", entry)[1]) for seq, entry in enumerate(entries, 1)]
+
+    async def send() -> None:
+        async with await psycopg.AsyncConnection.connect(pg_dsn, autocommit=True) as conn:
+            await send_group(conn, group_query(conn, [("log", events)], "quoting-test"))
+
+    if events:
+        asyncio.run(send())
+    stored = rows(
+        pg_dsn,
+        "SELECT log_id, message, context FROM system_logs WHERE log_id = ANY(%s)",
+        [e.log_id for e in entries],
+    )
+    assert {log_id: (message, context) for log_id, message, context in stored} == {
+        e.log_id: (e.message, e.context) for e in entries
+    }
