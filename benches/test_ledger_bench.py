@@ -13,6 +13,8 @@ and filled, six log lines and a portfolio snapshot.
   group's time goes in PostgreSQL.
 - ``ledger-commit on grown tables``: the same rounds with 10,000 finished cycles
   already stored, beside a fresh database (bounded work: the ratio stays near 1).
+- ``ledger-catch-up``: a backlog of 1,000 cycles committed back to back once another
+  session releases the signals table it held while they were recorded.
 - ``ledger-call`` group: what one ledger call costs the calling thread (no I/O
   happens there), for a plain log entry and for a fill through the order state
   machine, each beside the floor of any hand-off between threads (a lock, a
@@ -203,7 +205,7 @@ def test_bench_ledger_catch_up(benchmark: Any, ledger: Ledger, pg_dsn: str) -> N
     (the first group waits on the lock, the rest in the journal), and the time runs from
     the lock's release to the flush. Here the committer's work between groups is all
     that stands between PostgreSQL and the next group; the saturated benchmark's rounds
-    are its baseline."""
+    add the callers' phase to it."""
     rec = recorders(ledger)
     rounds = iter(range(ROUNDS + 1))
     timings: list[float] = []
