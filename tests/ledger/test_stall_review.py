@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from ledgerkit import make_order, make_signal, make_trade, quick_config, rows, started
 
 from galfriday_recorder.errors import RecorderError
-from galfriday_recorder.ledger import Ledger
+from galfriday_recorder.ledger import Ledger, journal
 from galfriday_recorder.records import (
     EXIT_REASONS,
     LOG_LEVELS,
@@ -743,6 +743,25 @@ def test_a_jsonb_value_past_the_server_limit_stalls_nothing(
     [(_seq, kind, payload, _error)] = hostile_ledger.dead_letters()
     assert kind == "poison"
     assert orjson.loads(payload)["error"].endswith("bytes, past a journal row's limit")
+
+
+def test_the_largest_event_quoted_into_a_group_query_is_stored(
+    hostile_ledger: Ledger, pg_dsn: str
+) -> None:
+    """The worst case of binding a group on this side: one event just under the journal's
+    row cap, all backslashes (each one two bytes of JSON, each of those doubled in the
+    query's literal): a query near 512 MiB, which PostgreSQL takes (its limit is 1 GiB).
+    Stored whole, and nothing after it stalls."""
+    n = (journal._MAX_ROW_BYTES - 4096) // 2
+    entry = LogEntry(source_module="stall-review", log_level="INFO", message="\\" * n)
+    assert stored(hostile_ledger, pg_dsn, lambda: hostile_ledger.record_log(entry))
+    got = one_row(
+        pg_dsn,
+        "SELECT length(message), message = repeat(E'\\\\', %s) FROM system_logs "
+        "WHERE source_module = 'stall-review' AND message <> 'plain'",
+        n,
+    )
+    assert got == (n, True)
 
 
 def test_a_trade_for_a_signal_postgres_lacks_is_dead_lettered_and_stalls_nothing(

@@ -25,6 +25,7 @@ import contextlib
 import functools
 import itertools
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -58,7 +59,9 @@ _JOURNAL_BATCH = 1_000
 _TAIL_ROWS = 20_000
 _CHECKPOINT_BYTES = 4 * 1024 * 1024
 # A group's payloads stop near this (one event at least): PostgreSQL takes no message
-# of 1 GiB or more, and a group past it would break the connection on every retry.
+# of 1 GiB or more, and a group past it would break the connection on every retry. Bound
+# into the group's query a payload at most doubles (quotes and backslashes), so one event
+# at the journal's row cap (256 MiB) makes a query of at most about 512 MiB.
 _GROUP_BYTES = 64 * 1024 * 1024
 BACKOFF_START, BACKOFF_CAP = 0.05, 2.0
 _LATENCY_SAMPLES = 4096
@@ -459,7 +462,7 @@ class Writer:
         """Make the group after ``group`` (into ``made``) while ``group`` is in PostgreSQL;
         none if it starts with a held event (resolved only once ``group`` is committed) or
         cannot be made here (the loop makes it again, where a refusal is handled)."""
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(*REFUSED, sqlite3.Error):  # anything else: the loop says it
             high = self.journal.last_seq
             rows, everything = self._pending(group.rows[-1][0], self._config.commit_max_events)
             first_held = next((i for i, row in enumerate(rows) if row[1] == HELD), None)
