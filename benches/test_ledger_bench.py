@@ -30,6 +30,7 @@ and filled, six log lines and a portfolio snapshot.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import itertools
 import statistics
 import sys
@@ -196,16 +197,31 @@ def test_bench_ledger_group_commit_on_grown_tables(
 
 
 BACKLOG_CYCLES = 1_000  # 17,000 events: groups back to back, all from the journal's tail
+REFUSED_LOG = "refused by a trigger"
 
 
 @pytest.mark.benchmark(group="ledger-catch-up")
-def test_bench_ledger_catch_up(benchmark: Any, ledger: Ledger, pg_dsn: str) -> None:
+@pytest.mark.parametrize("refused", [0, 1], ids=["none_baseline", "one_refused"])
+def test_bench_ledger_catch_up(benchmark: Any, ledger: Ledger, pg_dsn: str, refused: int) -> None:
     """A backlog committed back to back, as after PostgreSQL comes back: another session
     holds the signals table locked while the callers record ``BACKLOG_CYCLES`` cycles
     (the first group waits on the lock, the rest in the journal), and the time runs from
     the lock's release to the flush. Here the committer's work between groups is all
     that stands between PostgreSQL and the next group; the saturated benchmark's rounds
-    add the callers' phase to it."""
+    add the callers' phase to it.
+
+    Bounded work: with ``one_refused``, a log entry in the middle of the backlog is
+    refused by a trigger (on both sides, so both pay its calls): its group is settled in
+    halves, and the ratio to the baseline is what finding it costs."""
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"IF NEW.message = '{REFUSED_LOG}' THEN RAISE 'refused'; END IF; RETURN NEW; END $$"
+        )
+        conn.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON system_logs FOR EACH ROW "
+            "EXECUTE FUNCTION refuse()"
+        )
     rec = recorders(ledger)
     rounds = iter(range(ROUNDS + 1))
     timings: list[float] = []
@@ -214,8 +230,11 @@ def test_bench_ledger_catch_up(benchmark: Any, ledger: Ledger, pg_dsn: str) -> N
     def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
         blocker.execute("LOCK TABLE signals IN ACCESS EXCLUSIVE MODE")  # opens a transaction
         cycles = build_cycles(BACKLOG_CYCLES, start=1_000_000 + next(rounds) * BACKLOG_CYCLES)
-        for cycle in cycles:
-            for kind, arg in cycle:
+        for i, cycle in enumerate(cycles):
+            for j, (kind, arg) in enumerate(cycle):
+                if refused and (i, j) == (BACKLOG_CYCLES // 2, 1):  # "signal proposed"
+                    arg = dataclasses.replace(arg, message=REFUSED_LOG)
+                    refused_now.append(arg)
                 rec[kind](arg)
         assert ledger.wait_journaled(timeout=120)
         return (), {}
@@ -226,10 +245,12 @@ def test_bench_ledger_catch_up(benchmark: Any, ledger: Ledger, pg_dsn: str) -> N
         assert ledger.flush(timeout=300)
         timings.append(time.perf_counter() - started)
 
+    refused_now: list[LogEntry] = []
     with blocker:
         benchmark.pedantic(run, setup=setup, rounds=ROUNDS, iterations=1)
     stats = ledger.stats()
-    assert stats["committed"] == stats["accepted"]
+    assert stats["dead_letters"] == len(refused_now) == refused * len(timings)
+    assert stats["committed"] + stats["dead_letters"] == stats["accepted"]
     events_per_round = BACKLOG_CYCLES * (EVENTS_PER_CYCLE + 1)
     rate = events_per_round * len(timings) / sum(timings)
     benchmark.extra_info.update(

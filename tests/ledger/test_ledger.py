@@ -13,6 +13,8 @@ from typing import Any
 import orjson
 import psycopg
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from ledgerkit import T0, make_fill, make_order, make_signal, rows, started
 
 from galfriday_recorder.config import RecorderConfig
@@ -373,6 +375,83 @@ def test_a_backlog_goes_in_groups_made_ahead_each_event_once(pg_dsn: str, tmp_pa
     assert sorted(int(m) for (m,) in logged) == list(range(300))
     assert (stats["dead_letters"], stats["committed"]) == (1, 599)
     assert stats["commit_batches"] >= 600 // 40
+
+
+BACKLOG = 120  # signals, each with a log and every third with its entry order
+
+
+def _poisoned_positions() -> st.SearchStrategy[list[int]]:
+    """Which signals the trigger refuses, weighted toward the edges of a group's halves."""
+    edges = [0, 1, BACKLOG // 2 - 1, BACKLOG // 2, BACKLOG - 1]
+    return st.one_of(
+        st.lists(st.sampled_from(edges), min_size=1, unique=True),
+        st.lists(st.integers(0, BACKLOG - 1), min_size=1, max_size=8, unique=True),
+        st.integers(0, BACKLOG - 2).map(lambda i: [i, i + 1]),
+        st.just(list(range(BACKLOG))),
+    )
+
+
+def test_refused_events_cost_only_themselves_wherever_they_are(pg_dsn: str, tmp_path: Path) -> None:
+    """A group PostgreSQL refuses is settled in parts: wherever the refused events are
+    (first, last, at a half's edge, side by side, every one), exactly they and what depends
+    on them (an order of a refused signal) are dead-lettered, with a system_logs row each,
+    and every other event is stored once."""
+    _trigger_on_signals(pg_dsn, "IF NEW.strategy_id = 'poison' THEN RAISE 'no'; END IF;")
+
+    @settings(max_examples=12, deadline=None, database=None)
+    @given(poisoned=_poisoned_positions())
+    def example(poisoned: list[int]) -> None:
+        data = tmp_path / uuid.uuid4().hex
+        ledger = started(RecorderConfig(pg_dsn=pg_dsn, data_dir=data))
+        signals = [
+            make_signal(strategy_id="poison" if i in poisoned else "s") for i in range(BACKLOG)
+        ]
+        orders = {i: make_order(signals[i]) for i in range(0, BACKLOG, 3)}
+        tag = uuid.uuid4().hex
+        try:
+            assert ledger.flush(timeout=30)  # connected and state read, before the lock
+            with psycopg.connect(pg_dsn) as blocker:  # the backlog goes in one group
+                blocker.execute("LOCK TABLE signals IN ACCESS EXCLUSIVE MODE")
+                for i, signal in enumerate(signals):
+                    ledger.record_signal(signal)
+                    ledger.record_log(LogEntry(source_module=tag, log_level="INFO", message=str(i)))
+                    if i in orders:
+                        ledger.record_order(orders[i])
+                assert ledger.wait_journaled(10)
+            assert ledger.flush(timeout=60)
+            letters = ledger.dead_letters()
+        finally:
+            ledger.close(timeout=10)
+        ids = [s.signal_id for s in signals]
+        stored = rows(pg_dsn, "SELECT signal_id FROM signals WHERE signal_id = ANY(%s)", ids)
+        assert sorted(sid for (sid,) in stored) == sorted(
+            s.signal_id for i, s in enumerate(signals) if i not in poisoned
+        )
+        cids = [o.client_order_id for o in orders.values()]
+        placed = rows(
+            pg_dsn, "SELECT client_order_id FROM orders WHERE client_order_id = ANY(%s)", cids
+        )
+        assert sorted(cid for (cid,) in placed) == sorted(
+            o.client_order_id for i, o in orders.items() if i not in poisoned
+        )
+        logged = rows(pg_dsn, "SELECT message FROM system_logs WHERE source_module = %s", tag)
+        assert sorted(int(m) for (m,) in logged) == list(range(BACKLOG))
+        refused = {str(signals[i].signal_id): "signal" for i in poisoned} | {
+            str(orders[i].client_order_id): "order" for i in poisoned if i in orders
+        }
+        kept = {}
+        for _seq, kind, payload, _error in letters:
+            event = orjson.loads(payload)
+            kept[event.get("signal_id") if kind == "signal" else event["client_order_id"]] = kind
+        assert kept == refused
+        said = rows(
+            pg_dsn,
+            "SELECT count(*) FROM system_logs WHERE context->>'journal_seq' = ANY(%s)",
+            [str(seq) for seq, _k, _p, _e in letters],
+        )
+        assert said == [(len(letters),)]
+
+    example()
 
 
 @pytest.mark.parametrize("code", ["serialization_failure", "deadlock_detected"])
