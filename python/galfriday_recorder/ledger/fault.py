@@ -5,8 +5,9 @@ process the n-th time the writer reaches ``step``, so crash tests can stop a
 recording child exactly there. Steps: ``journal-inside`` (events written,
 journal transaction not committed), ``journaled`` (after the journal commit),
 ``commit`` (before the PostgreSQL transaction), ``committed`` (after it,
-before the journal forgets the events). Unset, :data:`ARMED` is false and
-the call sites cost one global read.
+before the journal forgets the events), ``settled`` (a part of a refused group
+written under its savepoint, the group's transaction still open). Unset,
+:data:`ARMED` is false and the call sites cost one global read.
 """
 
 from __future__ import annotations

@@ -542,6 +542,8 @@ class Writer:
                     instants += await write(conn, kind, [(seq, payload)], instance)
                 else:
                     instants += await send_group(conn, _query(conn, rows, instance))
+            if fault.ARMED:
+                fault.reached("settled")
         except REFUSED as exc:
             if _transient(exc):  # another process won a race: retry the group
                 raise
