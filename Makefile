@@ -89,6 +89,14 @@ lint: setup
 	$(VENV)/bin/ruff check python tests benches scripts
 	$(VENV)/bin/ruff format --check python tests benches scripts
 	$(VENV)/bin/mypy
+# Tests, benches, scripts: one run per directory, as their modules import each other as
+# top-level modules and two conftest.py would clash in one run. MYPYPATH: what the
+# benches and tests/test_bench_check.py put on sys.path.
+	set -e; export MYPYPATH=benches:tests/bot:tests/ledger:tests/market; \
+	$(VENV)/bin/mypy tests/*.py; \
+	for dir in tests/bot tests/faults tests/ledger tests/market tests/series benches scripts; do \
+	  $(VENV)/bin/mypy $$dir; \
+	done
 	$(PY) -m mypy.stubtest galfriday_recorder._core --allowlist .stubtest-allowlist --ignore-unused-allowlist
 
 FUZZ_SECONDS ?= 600

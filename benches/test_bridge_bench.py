@@ -129,7 +129,7 @@ def _cycle(n: int) -> list[Any]:
     ]
 
 
-async def _loop_lag(subscribe: Callable[[PubSub], None]) -> tuple[list[float], int]:
+async def _loop_lag(subscribe: Callable[[PubSub], object]) -> tuple[list[float], int]:
     bus = PubSub()
     subscribe(bus)
     cycles = [_cycle(n) for n in range(int(SECONDS / TICK_S))]
@@ -161,7 +161,7 @@ async def _loop_lag(subscribe: Callable[[PubSub], None]) -> tuple[list[float], i
     return lateness, sent
 
 
-def _run(benchmark: Any, subscribe: Callable[[PubSub], None]) -> None:
+def _run(benchmark: Any, subscribe: Callable[[PubSub], object]) -> None:
     got: dict[str, Any] = {}
 
     def once() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -60,7 +61,7 @@ def test_env_types_are_coerced() -> None:
         ({"data_dir": "a\x00b"}, "data_dir holds a NUL byte"),
     ],
 )
-def test_bad_values_get_clear_errors(overrides: dict[str, object], message: str) -> None:
+def test_bad_values_get_clear_errors(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         RecorderConfig.load(env={}, **overrides)
 
@@ -177,7 +178,7 @@ def test_from_mapping_refuses_unknown_keys_and_non_mappings() -> None:
 
 
 def test_secret_looking_keys_are_masked_anywhere() -> None:
-    content = {
+    content: dict[str, Any] = {
         "exchange": {"api_key": "K", "API_SECRET": "S", "name": "kraken"},
         "database": {"connection_string": "postgresql://u:hunter2@db/gf", "password": "pw"},
         "services": [{"auth_token": "t"}, {"private_key": "p"}, "postgresql://a:b@h/d"],

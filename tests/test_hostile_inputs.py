@@ -411,7 +411,7 @@ def _shared(depth: int) -> list[Any]:
     return inner
 
 
-LEDGER_CASES: list[tuple[str, Callable[[Recorder], None], type[Exception], str]] = [
+LEDGER_CASES: list[tuple[str, Callable[[Recorder], object], type[Exception], str]] = [
     (
         "naive-created-at",
         lambda r: r.record_signal(_signal(created_at=datetime(2026, 1, 1))),
@@ -538,7 +538,7 @@ LEDGER_CASES: list[tuple[str, Callable[[Recorder], None], type[Exception], str]]
     [pytest.param(*case[1:], id=case[0]) for case in LEDGER_CASES],
 )
 def test_hostile_ledger_event(
-    env: Env, call: Callable[[Recorder], None], error: type[Exception], fragment: str
+    env: Env, call: Callable[[Recorder], object], error: type[Exception], fragment: str
 ) -> None:
     rec = env.rec
     before = rec.stats()["ledger_accepted"]

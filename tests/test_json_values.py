@@ -81,6 +81,7 @@ def _bomb(depth: int) -> list[Any]:
 def _wrapped(value: Any, levels: int) -> list[Any]:
     for _ in range(levels):
         value = [value]
+    assert isinstance(value, list)
     return value
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
+from typing import TypedDict
 
 import pytest
 
@@ -32,12 +34,20 @@ def test_fields_of_the_top_levels() -> None:
     }
 
 
+class _Options(TypedDict):
+    """The keyword arguments of ``l2_fields``."""
+
+    is_snapshot: bool
+    levels: int
+    imbalance_levels: Sequence[int]
+
+
 def test_a_deep_book_reads_only_the_levels_it_records() -> None:
     """Kraken's depth 1000 (and a hostile 100,000) costs what depth 10 costs: levels
     past the deepest one used are not parsed, so even unparsable ones change nothing."""
     deep = [("0.5", "1")] * 10 + [("not a price", "x")] * 100_000
     shallow = [("0.5", "1")] * 10
-    kwargs = {"is_snapshot": False, "levels": 5, "imbalance_levels": (5, 10)}
+    kwargs: _Options = {"is_snapshot": False, "levels": 5, "imbalance_levels": (5, 10)}
     assert l2_fields(deep, deep, **kwargs) == l2_fields(shallow, shallow, **kwargs)
 
 

@@ -150,10 +150,10 @@ def test_open_positions_net_entry_and_unrealized_pnl(query: Query) -> None:
     xrp, doge = sorted(query.open_positions(), key=lambda p: p.trading_pair, reverse=True)
     assert (xrp.trading_pair, xrp.net_quantity, xrp.average_entry_price) == (
         "XRP/USD",
-        70,
+        D(70),
         D("0.504"),
     )
-    assert (doge.net_quantity, doge.average_entry_price) == (-1000, D("0.1"))
+    assert (doge.net_quantity, doge.average_entry_price) == (D(-1000), D("0.1"))
     assert xrp.unrealized_pnl is None
     marked = {p.trading_pair: p for p in query.open_positions({"XRP/USD": D("0.55")})}
     assert marked["XRP/USD"].unrealized_pnl == D("3.22")  # 70 x (0.55 - 0.504)
@@ -204,12 +204,19 @@ def test_fills_filters(query: Query) -> None:
 def test_performance_per_strategy_and_portfolio_drawdown(query: Query) -> None:
     perf = query.performance()
     alpha, beta = perf.strategies
-    assert (alpha.strategy_id, alpha.trades, alpha.wins, alpha.realized_pnl) == ("alpha", 3, 2, 9)
+    assert (alpha.strategy_id, alpha.trades, alpha.wins, alpha.realized_pnl) == (
+        "alpha",
+        3,
+        2,
+        D(9),
+    )
     assert (alpha.fees, alpha.max_drawdown) == (D("0.75"), D(4))
-    assert (beta.trades, beta.wins, beta.realized_pnl, beta.max_drawdown) == (2, 0, -3, 3)
+    assert (beta.trades, beta.wins, beta.realized_pnl, beta.max_drawdown) == (2, 0, D(-3), D(3))
     assert perf.portfolio_max_drawdown_pct == 25  # 120 -> 90
     later = query.performance(since=at(20), strategy_id="alpha")
-    assert [(s.trades, s.realized_pnl, s.max_drawdown) for s in later.strategies] == [(2, -1, 4)]
+    assert [(s.trades, s.realized_pnl, s.max_drawdown) for s in later.strategies] == [
+        (2, D(-1), D(4))
+    ]
     assert later.portfolio_max_drawdown_pct == 0  # 90 -> 110 only rises
 
 

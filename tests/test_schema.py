@@ -8,6 +8,7 @@ freshly migrated real PostgreSQL.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -406,12 +407,13 @@ def test_constraint_rejects(
 ) -> None:
     signal_id = _insert(conn, "signals", _signal())
     order_pk = _insert(conn, "orders", _order(signal_id))
-    base = {
+    builders: dict[str, Callable[..., dict[str, Any]]] = {
         "signals": _signal,
         "orders": lambda **o: _order(**{"signal_id": signal_id, **o}),
         "fills": lambda **o: _fill(**{"order_pk": order_pk, **o}),
         "trades": lambda **o: _trade(**{"signal_id": signal_id, **o}),
-    }[table]
+    }
+    base = builders[table]
     _insert(conn, table, base())  # the same row without the fault is accepted
     with pytest.raises(error):
         _insert(conn, table, base(**override))

@@ -43,13 +43,17 @@ class BookOutOfSync(RecorderError):
     tops: list[BookTop]
 
 class UnknownSymbol(RecorderError):
-    """An update for a symbol with no snapshot yet."""
+    """An update for a symbol with no snapshot yet.
 
-class InvalidPoint(RecorderError, ValueError):
-    """A point InfluxDB cannot store: NaN or infinity, a newline, no fields, ..."""
+    Set by ``MarketRecorder.ingest``: ``symbol`` and ``tops``, the ``BookTop``s of
+    the frame's other symbols, which were applied.
+    """
 
     symbol: str
     tops: list[BookTop]
+
+class InvalidPoint(RecorderError, ValueError):
+    """A point InfluxDB cannot store: NaN or infinity, a newline, no fields, ..."""
 
 @final
 class BookTop:

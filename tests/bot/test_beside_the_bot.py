@@ -90,9 +90,11 @@ def test_own_schema_beside_the_bots_orders_table(
             len(discover()),
         )
         assert conn.execute("SELECT to_regclass('public.schema_migrations')").fetchone() == (None,)
-        (content,) = conn.execute(
+        row = conn.execute(
             "SELECT config_content FROM recorder.configurations WHERE is_active"
         ).fetchone()
+        assert row is not None
+        (content,) = row
     assert content["exchange"] == {"api_key": "***", "api_secret": "***"}
     assert content["database"]["pg_schema"] == "recorder"
 

@@ -31,6 +31,7 @@ from typing import Any
 from galfriday_recorder import Fill, Order, Recorder, RecorderConfig, Signal
 from galfriday_recorder.lab.demo import DemoStrategy
 from galfriday_recorder.lab.synth import RoundTrip, SyntheticKraken
+from galfriday_recorder.loghandler import LedgerLogHandler
 from galfriday_recorder.records import PortfolioSnapshot
 
 STAT_KEYS = (
@@ -75,6 +76,8 @@ class EventLog:
 
 class LoggedRecorder:
     """The recorder as the strategy sees it; logs each ledger call that returned."""
+
+    handler: LedgerLogHandler  # set by main() once the recorder's log handler exists
 
     def __init__(self, rec: Recorder, out: EventLog) -> None:
         self._rec = rec
@@ -166,9 +169,9 @@ def ledger_cycle(
     trip = RoundTrip.at(datetime(2026, 6, 1, tzinfo=timezone.utc) + timedelta(seconds=i), "faults")
     trip.record(rec, (f"{tag}-E{i}", f"{tag}-X{i}"))  # type: ignore[arg-type]
     message = f"{tag} cycle {i}"
-    handler_dropped = rec.handler.dropped  # type: ignore[attr-defined]
+    handler_dropped = rec.handler.dropped
     bot_log.info(message)
-    if rec.handler.dropped == handler_dropped:  # type: ignore[attr-defined]
+    if rec.handler.dropped == handler_dropped:
         out.event(k="log", msg=message)
 
 
@@ -194,7 +197,7 @@ def main() -> None:
     logged = LoggedRecorder(rec, out)
     logged.log_ledger_orders()
     handler = rec.log_handler(logging.INFO)
-    logged.handler = handler  # type: ignore[attr-defined]
+    logged.handler = handler
     for name in ("galfriday", "faults.bot"):
         logging.getLogger(name).addHandler(handler)
         logging.getLogger(name).setLevel(logging.INFO)

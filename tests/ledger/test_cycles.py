@@ -40,8 +40,8 @@ def test_long_cycle_with_base_and_quote_fees() -> None:
     f3 = make_fill(
         exit_, "150", "0.55", commission=Decimal("0.2"), filled_at=T0 + timedelta(seconds=60)
     )
-    assert cycle.apply(f1, _fo(entry)) == (None, 0)
-    assert cycle.apply(f2, _fo(entry)) == (None, 0)
+    assert cycle.apply(f1, _fo(entry)) == (None, Decimal(0))
+    assert cycle.apply(f2, _fo(entry)) == (None, Decimal(0))
     trade, excess = cycle.apply(f3, _fo(exit_))
     assert excess == 0
     assert trade is not None

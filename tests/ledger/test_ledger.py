@@ -139,8 +139,8 @@ def test_record_rules() -> None:
         LogEntry(source_module="m", log_level="INFO", message="a\x00b")
     with pytest.raises(ValidationError) as info:
         PortfolioSnapshot(
-            total_equity=1.0,
-            available_balance=1,
+            total_equity=1.0,  # type: ignore[arg-type]  # deliberately wrong type: refused
+            available_balance=1,  # type: ignore[arg-type]  # deliberately an int: converted
             total_exposure_pct=0,
             daily_drawdown_pct=0,
             weekly_drawdown_pct=0,
@@ -530,9 +530,11 @@ def test_a_refused_event_of_shared_lists_is_kept_as_its_size_not_written_out(
     nested: list[Any] = [1]
     for _ in range(40):
         nested = [nested, nested]
-    ledger.record_refused("fill", nested, "shared")
+    # Deliberately wrong type (not a Mapping): a refused event is kept whatever it is.
+    ledger.record_refused("fill", nested, "shared")  # type: ignore[arg-type]
     small: list[Any] = [[1]]
-    ledger.record_refused("fill", [small, small], "shared, small")  # written out as before
+    # Written out as before.
+    ledger.record_refused("fill", [small, small], "shared, small")  # type: ignore[arg-type]
     assert ledger.flush(timeout=30)
     events = [orjson.loads(payload)["event"] for _s, _k, payload, _e in ledger.dead_letters()]
     assert events == ["<list: more than 1,000,000 values>", [[[1]], [[1]]]]

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import orjson
 import psycopg
@@ -50,7 +50,7 @@ def _wait(done: Callable[[], bool], children: list[subprocess.Popen[bytes]], wha
     """Poll until ``done``; fail at once if a child has died, or after WAIT_S."""
     deadline = time.monotonic() + WAIT_S
     while not done():
-        failed = [c.args[3] for c in children if c.poll() not in (None, 0)]
+        failed = [cast(list[str], c.args)[3] for c in children if c.poll() not in (None, 0)]
         assert not failed, f"recorder {failed} exited while waiting for {what}"
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.005)

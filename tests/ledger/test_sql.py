@@ -105,7 +105,7 @@ def test_every_table_round_trips(ledger: Ledger, pg_dsn: str) -> None:
     ledger.record_trade(explicit)
     snap = PortfolioSnapshot(
         total_equity=Decimal("10000.123456789012345678"),
-        available_balance="9000.5",
+        available_balance="9000.5",  # type: ignore[arg-type]  # deliberately a str: converted
         total_exposure_pct=12.5,
         daily_drawdown_pct=0.5,
         weekly_drawdown_pct=1.0,
@@ -300,7 +300,8 @@ def test_log_handler_records_context_and_exceptions(ledger: Ledger, pg_dsn: str)
     handler = ledger.log_handler(logging.INFO)
     logger.addHandler(handler)
     sid = uuid.uuid4()
-    words, context = ["placed"], {"spread": "0.001"}
+    words = ["placed"]
+    context: dict[str, object] = {"spread": "0.001"}
     try:
         logger.debug("not recorded: below the handler's level")
         logger.info(

@@ -9,6 +9,7 @@ dead-lettered and a plain event recorded after it still commits (nothing stalls)
 
 from __future__ import annotations
 
+import functools
 import struct
 import uuid
 from collections.abc import Callable, Iterator
@@ -93,7 +94,16 @@ def decimals() -> st.SearchStrategy[Any]:
 
 
 def reals() -> st.SearchStrategy[Any]:
-    specials = [0.0, -0.0, 1e-40, 1e-45, 7e-46, 1e-46, 3.4028234663852886e38, 3.4028236e38]
+    specials: list[float | Decimal] = [
+        0.0,
+        -0.0,
+        1e-40,
+        1e-45,
+        7e-46,
+        1e-46,
+        3.4028234663852886e38,
+        3.4028236e38,
+    ]
     specials += [float("nan"), float("inf"), -float("inf"), 10**40, Decimal("1e-50")]
     return st.one_of(st.sampled_from(specials), st.floats(), st.integers(-(10**40), 10**40))
 
@@ -844,7 +854,9 @@ def test_a_cycle_with_hostile_numbers(
         assert stored(
             hostile_ledger,
             pg_dsn,
-            lambda r=record: getattr(hostile_ledger, f"record_{type(r).__name__.lower()}")(r),
+            functools.partial(
+                getattr(hostile_ledger, f"record_{type(record).__name__.lower()}"), record
+            ),
         )
 
     def fill(order: Order, price: Any) -> Fill:
@@ -864,7 +876,7 @@ def test_a_cycle_with_hostile_numbers(
     except RecorderError:
         return
     for f in fills:
-        if not stored(hostile_ledger, pg_dsn, lambda f=f: hostile_ledger.record_fill(f)):
+        if not stored(hostile_ledger, pg_dsn, functools.partial(hostile_ledger.record_fill, f)):
             return
     trades = rows(pg_dsn, "SELECT quantity FROM trades WHERE signal_id = %s", signal.signal_id)
     said = rows(

@@ -238,6 +238,7 @@ def test_a_start_without_postgresql_corrects_once_it_is_back(
     config = _config(pg_dsn, tmp_path / "a")
     sig, bot = _history_with_bot_trade(config, "10", "4")
     name = psycopg.conninfo.conninfo_to_dict(pg_dsn)["dbname"]
+    assert isinstance(name, str)
     away = f"{name}_away"
 
     def rename(old: str, new: str) -> None:
@@ -491,7 +492,7 @@ def test_any_session_with_restarts_keeps_the_column_equal_to_plain_arithmetic(
     config = _config(pg_dsn, tmp_path / uuid.uuid4().hex, uuid.uuid4().hex[:12])
     pair = f"P{uuid.uuid4().hex[:6]}/USD"  # a pair of this example's own
     sigs = [make_signal(trading_pair=pair) for _ in range(3)]
-    model, bot = _Model(len(sigs)), set()
+    model, bot = _Model(len(sigs)), set[uuid.UUID]()
     with localcontext() as ctx:
         ctx.prec = 80
         _run_session(pg_dsn, config, sigs, ops, model, bot)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from typing import TypedDict
 
 import atheris
 from fuzz_outcomes import classify  # instrumented by its own decorator
@@ -28,7 +29,13 @@ SNAPSHOT = (
     b'"bids":[{"price":45283.5,"qty":0.10000000}],"asks":[{"price":45285.2,"qty":0.00100000}]}]}'
 )
 
-state = {"rec": MarketRecorder(), "runs": 0}
+
+class State(TypedDict):
+    rec: MarketRecorder
+    runs: int
+
+
+state: State = {"rec": MarketRecorder(), "runs": 0}
 
 
 def check(rec: MarketRecorder) -> None:

@@ -45,7 +45,8 @@ class SyntheticBook:
             self.asks[mid + 3 * i] = self._qty()
 
     def _qty(self) -> int:
-        return self.rng.randint(1, 5_000) * 10 ** max(self.qs - 3, 0) + self.rng.randint(0, 999)
+        scale: int = 10 ** max(self.qs - 3, 0)
+        return self.rng.randint(1, 5_000) * scale + self.rng.randint(0, 999)
 
     def view(self) -> tuple[list[Level], list[Level]]:
         """The client's book: (bids best first, asks best first), cut to depth."""

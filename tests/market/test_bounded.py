@@ -7,6 +7,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 
 import pytest
 from hypothesis import given, settings
@@ -49,7 +50,10 @@ def reference(
 
 def as_ints(rec: MarketRecorder) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     bv = rec.book("P/USD")
-    conv = lambda lv: [(int(p * 10**PS), int(q * 10**QS)) for p, q in lv]  # noqa: E731
+
+    def conv(lv: list[tuple[Decimal, Decimal]]) -> list[tuple[int, int]]:
+        return [(int(p * 10**PS), int(q * 10**QS)) for p, q in lv]
+
     return conv(bv.bids), conv(bv.asks)
 
 

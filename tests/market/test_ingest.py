@@ -51,7 +51,9 @@ DOC_ASKS = [
 
 
 def doc_snapshot(checksum: int = 3310070434, symbol: str = "BTC/USD") -> str:
-    lv = lambda levels: ",".join(f'{{"price":{p},"qty":{q}}}' for p, q in levels)  # noqa: E731
+    def lv(levels: list[tuple[str, str]]) -> str:
+        return ",".join(f'{{"price":{p},"qty":{q}}}' for p, q in levels)
+
     return (
         f'{{"channel":"book","type":"snapshot","data":[{{"symbol":"{symbol}",'
         f'"bids":[{lv(DOC_BIDS)}],"asks":[{lv(DOC_ASKS)}],"checksum":{checksum}}}]}}'
@@ -67,10 +69,15 @@ def fields_of(line: str) -> dict[str, str]:
     return dict(kv.split("=", 1) for kv in fields.split(","))
 
 
-def view_as_ints(rec: MarketRecorder, sb: SyntheticBook) -> tuple[list, list]:
+def view_as_ints(
+    rec: MarketRecorder, sb: SyntheticBook
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     bv = rec.book(sb.symbol)
     scale_p, scale_q = 10**sb.ps, 10**sb.qs
-    conv = lambda lv: [(int(p * scale_p), int(q * scale_q)) for p, q in lv]  # noqa: E731
+
+    def conv(lv: list[tuple[Decimal, Decimal]]) -> list[tuple[int, int]]:
+        return [(int(p * scale_p), int(q * scale_q)) for p, q in lv]
+
     return conv(bv.bids), conv(bv.asks)
 
 
@@ -376,9 +383,16 @@ def test_sampling_and_modes() -> None:
     rec = MarketRecorder(l2_mode="metrics")
     rec.ingest(snap)
     [line] = lines(rec)
-    f = fields_of(line)
-    assert not any(k.startswith(("bid_", "ask_")) for k in f)
-    assert {"is_snapshot", "spread", "mid_price", "wap", "imbalance_5", "imbalance_10"} == f.keys()
+    fields = fields_of(line)
+    assert not any(k.startswith(("bid_", "ask_")) for k in fields)
+    assert {
+        "is_snapshot",
+        "spread",
+        "mid_price",
+        "wap",
+        "imbalance_5",
+        "imbalance_10",
+    } == fields.keys()
 
     rec = MarketRecorder(l2_mode="off")
     assert len(rec.ingest(snap)) == 1

@@ -208,7 +208,7 @@ def test_market_core_lines_follow_the_schema() -> None:
 
 def test_encode_line_type_errors() -> None:
     with pytest.raises(TypeError, match='"obj"'):
-        encode_line("m", {}, {"obj": object()}, 1)
+        encode_line("m", {}, {"obj": object()}, 1)  # type: ignore[dict-item]  # deliberately wrong type
     with pytest.raises(TypeError):
         encode_line("m", {"t": 5}, {"x": 1}, 1)  # type: ignore[dict-item]
 
@@ -312,6 +312,7 @@ def test_market_lines_round_trip_through_influxdb(influx_service: Any, influx_db
     for i, (p, q) in enumerate(bids):
         assert last[f"bid_price_level_{i}"] == float(Decimal(p) / 10**5)
         assert last[f"bid_volume_level_{i}"] == float(Decimal(q) / 10**8)
+    assert top.ask_price is not None
     assert last["ask_price_level_0"] == float(top.ask_price)
     assert last["spread"] == top.spread
     assert last["wap"] == top.wap

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,7 @@ from galfriday_recorder.series import SeriesWriter
 LINES = b"".join(b"m,t=a v=%di 17324000000%05d\n" % (i, i) for i in range(10))
 
 
-def _writer(influx: InfluxService, tmp_path: Path, db: str, **overrides: object) -> SeriesWriter:
+def _writer(influx: InfluxService, tmp_path: Path, db: str, **overrides: Any) -> SeriesWriter:
     cfg = RecorderConfig.load(
         env={},
         influx_url=influx.url(),

@@ -267,9 +267,12 @@ def test_v2_writes_reach_victoria_metrics(
     assert writer.stats()["lines_written"] == 5
 
     rows: list[dict[str, Any]] = []
-    assert wait_for(
-        lambda: bool(rows.extend(_export(victoria_service, f"{measurement}_close")) or rows), 10
-    )
+
+    def exported() -> bool:
+        rows.extend(_export(victoria_service, f"{measurement}_close"))
+        return bool(rows)
+
+    assert wait_for(exported, 10)
     [row] = rows
     assert row["metric"] == {
         "__name__": f"{measurement}_close",

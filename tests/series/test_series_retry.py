@@ -13,6 +13,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from lpkit import FakeInflux, Reply, numbered, wait_for
@@ -27,8 +28,8 @@ from galfriday_recorder.spool import spool_status
 MAX_WRITE_CALL_S = 0.05  # generous: a GIL switch interval is 5 ms; the typical call is ~1 µs
 
 
-def _writer(url: str, tmp_path: Path, **overrides: object) -> SeriesWriter:
-    settings: dict[str, object] = {
+def _writer(url: str, tmp_path: Path, **overrides: Any) -> SeriesWriter:
+    settings: dict[str, Any] = {
         "batch_max_lines": 100,
         "batch_interval_s": 0.05,
         "influx_timeout_s": 0.5,
@@ -154,6 +155,7 @@ def test_a_stalled_loop_caps_the_hand_off_and_counts_what_it_drops(
         with caplog.at_level(logging.ERROR, logger="galfriday_recorder.series"):
             worst = _produce(writer, 2000)
         dropped = writer.stats()["lines_dropped"]
+        assert isinstance(dropped, int)
         gate.set()
         assert writer.close(timeout=10)
     loop.stop()

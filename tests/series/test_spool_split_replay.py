@@ -115,7 +115,8 @@ def test_a_replay_stopped_mid_split_resends_and_recounts_nothing(
     relay = Relay(
         influx_service, influx_db, Reply(503) if how == "server-gone" else Reply(hang=True)
     )
-    written = rejected = 0
+    written: int | float = 0
+    rejected: int | float = 0
     with relay.fake:
         config = RecorderConfig(
             influx_url=relay.fake.url(), influx_database=influx_db, data_dir=tmp_path
@@ -142,7 +143,8 @@ def test_a_replay_stopped_mid_split_resends_and_recounts_nothing(
             assert first.close(timeout=1) is (how == "server-gone")
             stats = first.stats()
             written, rejected = stats["lines_written"], stats["lines_rejected"]
-        [left] = sorted(tmp_path.glob("spool/*.lp.gz")) or [None]
+        spooled: list[Path | None] = [*sorted(tmp_path.glob("spool/*.lp.gz"))]
+        [left] = spooled or [None]
         if left is not None:  # what the file still holds is exactly what is not settled
             assert oct(left.stat().st_mode & 0o777) == "0o600"
             rest = gzip.decompress(left.read_bytes()).splitlines()
