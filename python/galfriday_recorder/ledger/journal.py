@@ -275,13 +275,25 @@ class Journal:
             raise
 
     def _dead_letter(self, dead: list[tuple[Row, str]]) -> None:
-        if dead:
-            now = time.time()
-            self.db.executemany(
-                "INSERT OR REPLACE INTO dead_letters (seq, kind, payload, error, failed_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [(seq, kind, payload, error, now) for (seq, kind, payload), error in dead],
-            )
+        """One dead letter a seq: the refused events of one group row (a resolved held
+        fill and the trade it closes) stay together, in the row's own form."""
+        if not dead:
+            return
+        by_seq: dict[int, list[tuple[str, bytes, str]]] = {}
+        for (seq, kind, payload), error in dead:
+            by_seq.setdefault(seq, []).append((kind, payload, error))
+        letters = []
+        for seq, same in by_seq.items():
+            kind, payload, error = same[0]
+            if len(same) > 1:
+                kind, payload = GROUP, _group_payload([(k, p) for k, p, _e in same])
+                error = "; ".join(f"{k}: {e}" for k, _p, e in same)
+            letters.append((seq, kind, payload, error, time.time()))
+        self.db.executemany(
+            "INSERT OR REPLACE INTO dead_letters (seq, kind, payload, error, failed_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            letters,
+        )
 
     def dead_letters(self) -> list[tuple[int, str, bytes, str]]:
         return self.db.execute(
@@ -366,8 +378,11 @@ GROUP = "group"  # one row holding the events one cause made (a resolved held ev
 
 def encode_group(events: list[tuple[str, Any]]) -> tuple[str, bytes]:
     """Several events as one journal row, so they are journaled (and committed) together."""
-    rows = [encode_event(kind, event) for kind, event in events]
-    return GROUP, b"[" + b",".join(b'["%s",%s]' % (k.encode(), p) for k, p in rows) + b"]"
+    return GROUP, _group_payload([encode_event(kind, event) for kind, event in events])
+
+
+def _group_payload(events: list[tuple[str, bytes]]) -> bytes:
+    return b"[" + b",".join(b'["%s",%s]' % (k.encode(), p) for k, p in events) + b"]"
 
 
 def expand(rows: list[Row]) -> list[Row]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -423,11 +424,14 @@ STORED_FILLS = "SELECT exchange, fill_id FROM fills WHERE fill_id = ANY(%s)"
 _DEAD_LETTER_NAMESPACE = uuid.UUID("0b9c1f64-0d7e-4d8e-a1c3-62b4c1de7a55")
 
 
-def dead_letter_log(instance: int, seq: int, kind: str, reason: str) -> dict[str, Any]:
+def dead_letter_log(instance: int, row: tuple[int, str, bytes], reason: str) -> dict[str, Any]:
     """The system_logs row that says an event was refused (journal form); its id is the
-    same on a replay, and unique among the journals (``instance``) on one database."""
+    same on a replay, and unique among the journals (``instance``) on one database and
+    among the events of one journal row (a resolved held fill and its trade share a seq)."""
+    seq, kind, payload = row
+    digest = hashlib.blake2b(payload, digest_size=8).hexdigest()
     return {
-        "log_id": str(uuid.uuid5(_DEAD_LETTER_NAMESPACE, f"{instance}:{seq}")),
+        "log_id": str(uuid.uuid5(_DEAD_LETTER_NAMESPACE, f"{instance}:{seq}:{kind}:{digest}")),
         "log_timestamp": utcnow().isoformat(),
         "source_module": SOURCE,
         "log_level": "ERROR",

@@ -520,6 +520,9 @@ class Writer:
         dead: list[Dead] = []
         instants: list[Any] = []
         async with conn.transaction():
+            # A deferred constraint would refuse at COMMIT, past every savepoint, and the
+            # group again on every retry: checked at each statement here instead.
+            await conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
             for part in _halves(rows):
                 await self._settle(conn, part, dead, instants)
         self._replaced(instants)
@@ -557,7 +560,7 @@ class Writer:
             log.error(
                 "ledger event %d (%s) refused by PostgreSQL, dead-lettered: %s", seq, kind, reason
             )
-            letter = dumps(dead_letter_log(self.journal.instance, seq, kind, reason))
+            letter = dumps(dead_letter_log(self.journal.instance, rows[0], reason))
             await write(conn, "log", [(seq, letter)], instance)
 
     def _replaced(self, instants: list[Any]) -> None:
