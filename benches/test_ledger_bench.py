@@ -14,7 +14,8 @@ and filled, six log lines and a portfolio snapshot.
 - ``ledger-commit on grown tables``: the same rounds with 10,000 finished cycles
   already stored, beside a fresh database (bounded work: the ratio stays near 1).
 - ``ledger-catch-up``: a backlog of 1,000 cycles committed back to back once another
-  session releases the signals table it held while they were recorded.
+  session releases the signals table it held while they were recorded; beside it the
+  same backlog with one event PostgreSQL refuses (bounded work: finding it).
 - ``ledger-call`` group: what one ledger call costs the calling thread (no I/O
   happens there), for a plain log entry and for a fill through the order state
   machine, each beside the floor of any hand-off between threads (a lock, a
@@ -225,6 +226,7 @@ def test_bench_ledger_catch_up(benchmark: Any, ledger: Ledger, pg_dsn: str, refu
     rec = recorders(ledger)
     rounds = iter(range(ROUNDS + 1))
     timings: list[float] = []
+    refused_now: list[LogEntry] = []
     blocker = psycopg.connect(pg_dsn)
 
     def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -245,7 +247,6 @@ def test_bench_ledger_catch_up(benchmark: Any, ledger: Ledger, pg_dsn: str, refu
         assert ledger.flush(timeout=300)
         timings.append(time.perf_counter() - started)
 
-    refused_now: list[LogEntry] = []
     with blocker:
         benchmark.pedantic(run, setup=setup, rounds=ROUNDS, iterations=1)
     stats = ledger.stats()
