@@ -97,13 +97,18 @@ class _Group:
             if row[1] == REFUSED_KIND
         ]
         self.sent = [r for r in self.live if r[1] != REFUSED_KIND] if self.refused else self.live
-        self.query: GroupQuery | None = None
+        self._query: GroupQuery | None = None
 
-    def made(self, instance: str) -> _Group:
-        """With its query made (:func:`_query`)."""
-        if self.query is None:
-            self.query = _query(self.conn, self.sent, instance)
-        return self
+    def query(self, instance: str) -> GroupQuery:
+        """Its query (:func:`_query`), made once: ahead, or when it is sent."""
+        if self._query is None:
+            self._query = _query(self.conn, self.sent, instance)
+        return self._query
+
+
+def _first_held(rows: list[Row]) -> int | None:
+    """Where the first held event is (one resolved only once what came before it is in)."""
+    return next((i for i, row in enumerate(rows) if row[1] == HELD), None)
 
 
 def _query(conn: psycopg.AsyncConnection[Any], rows: list[Row], instance: str) -> GroupQuery:
@@ -304,7 +309,7 @@ class Writer:
             if group is None:
                 high = self.journal.last_seq
                 rows, everything = self._pending(self.done_seq, limit)
-                first_held = next((i for i, row in enumerate(rows) if row[1] == HELD), None)
+                first_held = _first_held(rows)
                 if first_held is not None and (first_held > 0 or not self._state_loaded()):
                     # What came before a held event is in PostgreSQL before it is resolved
                     # (it may read it); the rest waits for PostgreSQL's state.
@@ -470,13 +475,13 @@ class Writer:
         with contextlib.suppress(*REFUSED, sqlite3.Error):  # anything else: the loop says it
             high = self.journal.last_seq
             rows, everything = self._pending(group.rows[-1][0], self._config.commit_max_events)
-            first_held = next((i for i, row in enumerate(rows) if row[1] == HELD), None)
+            first_held = _first_held(rows)
             if first_held is not None:
                 rows, everything = rows[:first_held], False
             if rows:
-                made.append(
-                    _Group(group.conn, rows, everything, high).made(self._config.instance_name)
-                )
+                ahead = _Group(group.conn, rows, everything, high)
+                ahead.query(self._config.instance_name)
+                made.append(ahead)
 
     async def _commit(self, conn: psycopg.AsyncConnection[Any], group: _Group) -> list[Dead]:
         """Commit one group; if PostgreSQL refuses an event, in parts (:meth:`_commit_split`).
@@ -489,8 +494,7 @@ class Writer:
         started = time.perf_counter()
         made: list[_Group] = []
         try:
-            query = group.made(self._config.instance_name).query
-            assert query is not None
+            query = group.query(self._config.instance_name)
             # Runs once the query is sent: the send below starts at once and yields only to
             # wait for the socket or the results (a task would start after whatever else is
             # ready, such as the journaler's next batch).
